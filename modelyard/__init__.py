@@ -1,0 +1,42 @@
+"""modelyard: model management in one install.
+
+    >>> from modelyard import Settings
+    >>> from modelyard.store import open_store, store_directory
+    >>> manifest = store_directory(open_store(Settings()), "model/")
+"""
+
+from __future__ import annotations
+
+from modelyard.__about__ import __version__
+from modelyard.errors import (
+    BlobNotFound,
+    BucketNotFound,
+    ConfigurationError,
+    IntegrityError,
+    InvalidManifest,
+    InvalidReference,
+    MissingDependency,
+    ModelyardError,
+    NotFound,
+    StorageFull,
+    StoreAccessDenied,
+    StoreUnavailable,
+)
+from modelyard.settings import Settings
+
+__all__ = [
+    "BlobNotFound",
+    "BucketNotFound",
+    "ConfigurationError",
+    "IntegrityError",
+    "InvalidManifest",
+    "InvalidReference",
+    "MissingDependency",
+    "ModelyardError",
+    "NotFound",
+    "Settings",
+    "StorageFull",
+    "StoreAccessDenied",
+    "StoreUnavailable",
+    "__version__",
+]

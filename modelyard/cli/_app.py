@@ -1,0 +1,38 @@
+"""The root `modelyard` command; builds `Settings` once and hands it to every subcommand."""
+
+from __future__ import annotations
+
+import typer
+
+from modelyard.__about__ import __version__
+from modelyard.cli._store import store_app
+from modelyard.settings import Settings
+
+app = typer.Typer(
+    name="modelyard",
+    help="Model management: version, register, serve, watch, improve and explain models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(store_app, name="store")
+
+
+@app.callback()
+def root(ctx: typer.Context) -> None:
+    """Model management: version, register, serve, watch, improve and explain models.
+
+    Configure with MODELYARD_* environment variables (MODELYARD_HOME, MODELYARD_STORE_URL, …).
+    """
+    ctx.obj = Settings()
+
+
+@app.command()
+def version() -> None:
+    """Print the modelyard version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Entry point of the `modelyard` console script."""
+    app()

@@ -1,0 +1,115 @@
+"""Every error modelyard raises on purpose, each with the HTTP status an API answers it with.
+
+    ModelyardError (500)
+    ├── ConfigurationError (400)        a setting or URL that cannot work
+    ├── InvalidReference (400)          a digest or reference that does not parse
+    ├── InvalidManifest (400)           a manifest that is malformed or points outside its folder
+    ├── NotFound (404)
+    │   └── BlobNotFound (404)          no blob with that digest
+    ├── IntegrityError (500)            stored bytes no longer match their digest
+    ├── MissingDependency (500)         an optional extra is not installed
+    └── StoreUnavailable (503)          the blob store cannot be used right now
+        ├── StoreAccessDenied (503)     credentials refused
+        ├── BucketNotFound (503)        the configured bucket does not exist
+        └── StorageFull (507)           no space left to write
+
+Catch `ModelyardError` to handle them all; `str(error)` is a sentence that says what to do.
+"""
+
+from __future__ import annotations
+
+
+class ModelyardError(Exception):
+    """Base of every modelyard error; `status_code` is the HTTP status an API answers with."""
+
+    status_code: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigurationError(ModelyardError):
+    """A setting, URL or option that cannot work as given."""
+
+    status_code = 400
+
+
+class InvalidReference(ModelyardError):
+    """A digest or reference string that does not parse."""
+
+    status_code = 400
+
+    def __init__(self, reference: str, *, expected: str) -> None:
+        super().__init__(f"invalid reference {reference!r}: expected {expected}")
+        self.reference = reference
+
+
+class InvalidManifest(ModelyardError):
+    """A manifest that is malformed, or whose paths would escape the folder it restores into."""
+
+    status_code = 400
+
+
+class NotFound(ModelyardError):
+    """Something asked for by name or digest does not exist."""
+
+    status_code = 404
+
+
+class BlobNotFound(NotFound):
+    """No blob with this digest is in the store."""
+
+    def __init__(self, digest: str) -> None:
+        super().__init__(f"blob {digest} is not in the store")
+        self.digest = digest
+
+
+class IntegrityError(ModelyardError):
+    """Bytes read back do not hash to the digest they are stored under."""
+
+    def __init__(self, digest: str, *, actual: str) -> None:
+        super().__init__(
+            f"blob {digest} is corrupt: its bytes hash to {actual}; restore it from a replica "
+            "or re-log the model version that holds it"
+        )
+        self.digest = digest
+        self.actual = actual
+
+
+class MissingDependency(ModelyardError):
+    """An optional dependency is not installed; the message names the extra that brings it."""
+
+    def __init__(self, module: str, *, extra: str) -> None:
+        super().__init__(
+            f'{module} is not installed; install it with: pip install "modelyard[{extra}]"'
+        )
+        self.module = module
+        self.extra = extra
+
+
+class StoreUnavailable(ModelyardError):
+    """The blob store cannot be reached or used."""
+
+    status_code = 503
+
+
+class StoreAccessDenied(StoreUnavailable):
+    """The store refused the credentials."""
+
+
+class BucketNotFound(StoreUnavailable):
+    """The bucket named in the store URL does not exist."""
+
+    def __init__(self, bucket: str) -> None:
+        super().__init__(
+            f"bucket {bucket!r} does not exist; create it, or point MODELYARD_STORE_URL "
+            "at an existing bucket"
+        )
+        self.bucket = bucket
+
+
+class StorageFull(StoreUnavailable):
+    """No space is left where the store writes."""
+
+    status_code = 507

@@ -1,0 +1,54 @@
+"""One typed configuration for the whole process, read from `MODELYARD_*` environment variables.
+
+Build it once at the entry point (CLI, server, `Yard()`) and pass it down; nothing else reads the
+environment.
+
+    >>> settings = Settings(home="/srv/yard")
+    >>> settings.store_url
+    'file:///srv/yard/blobs'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where modelyard keeps its metadata and blobs, and how it reaches remote services."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MODELYARD_", env_file=None, extra="ignore", use_attribute_docstrings=True
+    )
+
+    home: Path = Path("~/.modelyard")
+    """Folder for the embedded defaults: the SQLite registry and the local blob store."""
+
+    database_url: str = ""
+    """SQLAlchemy URL of the registry; empty means `sqlite:///<home>/registry.db`."""
+
+    store_url: str = ""
+    """Blob store: `file:///path` or `s3://bucket/prefix`; empty means `file://<home>/blobs`."""
+
+    s3_endpoint_url: str | None = None
+    """Endpoint of an S3-compatible server (SeaweedFS, MinIO, …); unset means AWS itself."""
+
+    s3_region: str | None = None
+    """Region passed to the S3 client; most S3-compatible servers accept any value."""
+
+    s3_access_key_id: str | None = None
+    """Access key for S3; unset means boto3's usual chain (AWS_* variables, profiles, roles)."""
+
+    s3_secret_access_key: str | None = None
+    """Secret key for S3, paired with `s3_access_key_id`."""
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        self.home = self.home.expanduser()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.home / 'registry.db'}"
+        if not self.store_url:
+            self.store_url = (self.home / "blobs").as_uri()
+        return self

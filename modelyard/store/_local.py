@@ -1,0 +1,180 @@
+"""Blobs as read-only files under a folder: `<root>/sha256/ab/cd/<hex>`."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from modelyard.errors import BlobNotFound, StorageFull, StoreAccessDenied, StoreUnavailable
+from modelyard.store._digests import PREFIX, check_digest, verified
+from modelyard.store._protocol import READ_SIZE, BlobInfo, BlobSource, iter_source
+
+
+class LocalStore:
+    """A content-addressed store in a local folder.
+
+    Each blob is written to `<root>/tmp/` and renamed into place, so a crash never leaves a partial
+    blob under its digest. With `fsync=True` the bytes also survive a power cut once `put` returns.
+
+        >>> store = LocalStore("/tmp/blobs")
+        >>> digest = store.put(b"weights")
+    """
+
+    def __init__(self, root: str | Path, *, fsync: bool = False) -> None:
+        self.root = Path(root)
+        self.fsync = fsync
+        self._blob_root = str(self.root / "sha256")
+        self._temp_root = str(self.root / "tmp")
+
+    def __repr__(self) -> str:
+        return f"LocalStore({str(self.root)!r})"
+
+    def path(self, digest: str) -> Path:
+        """Where the blob with `digest` lives (or would live)."""
+        return Path(self._file(digest))
+
+    def _file(self, digest: str) -> str:
+        hexdigest = check_digest(digest)[len(PREFIX) :]
+        return f"{self._blob_root}/{hexdigest[:2]}/{hexdigest[2:4]}/{hexdigest}"
+
+    def put(self, data: BlobSource, *, digest: str | None = None) -> str:
+        if digest is not None and os.path.exists(self._file(digest)):
+            return digest
+        with self._errors("write"):
+            if digest is not None and isinstance(data, bytes | bytearray | memoryview):
+                temp = self._write_known(data)  # the caller hashed it already: don't again
+            else:
+                temp, hexdigest = self._write_temp(data)
+                digest = PREFIX + hexdigest
+            try:
+                self._publish(temp, self._file(digest))
+            finally:
+                if os.path.lexists(temp):
+                    os.unlink(temp)
+        return digest
+
+    def get(self, digest: str) -> Iterator[bytes]:
+        try:
+            handle = self.path(digest).open("rb")
+        except FileNotFoundError:
+            raise BlobNotFound(digest) from None
+        return verified(digest, _read_all(handle))
+
+    def exists(self, digest: str) -> bool:
+        return self.path(digest).exists()
+
+    def delete(self, digest: str) -> bool:
+        try:
+            self.path(digest).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def blobs(self) -> Iterator[BlobInfo]:
+        for path in Path(self._blob_root).glob("??/??/*"):
+            stat = path.stat()
+            modified = datetime.fromtimestamp(stat.st_mtime, UTC)
+            yield BlobInfo(digest=PREFIX + path.name, size=stat.st_size, modified=modified)
+
+    def remove_stale_temporaries(self, *, older_than: float) -> int:
+        """Delete leftovers of interrupted writes older than `older_than` seconds; count them."""
+        cutoff = time.time() - older_than
+        removed = 0
+        for path in (self.root / "tmp").glob("*"):
+            if path.stat().st_mtime < cutoff:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def _write_temp(self, data: BlobSource) -> tuple[str, str]:
+        hasher = hashlib.sha256()
+        temp, fd = self._open_temp()
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                for piece in iter_source(data):
+                    hasher.update(piece)
+                    handle.write(piece)
+                self._sync(handle.fileno())
+        except BaseException:
+            os.unlink(temp)
+            raise
+        return temp, hasher.hexdigest()
+
+    def _write_known(self, data: bytes | bytearray | memoryview) -> str:
+        temp, fd = self._open_temp()
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            self._sync(fd)
+        except BaseException:
+            os.unlink(temp)
+            raise
+        finally:
+            os.close(fd)
+        return temp
+
+    def _open_temp(self) -> tuple[str, int]:
+        # Created read-only (0o444): the open descriptor may still write, and the published
+        # blob is never modified in place.
+        temp = f"{self._temp_root}/put-{uuid.uuid4().hex}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        try:
+            return temp, os.open(temp, flags, 0o444)
+        except FileNotFoundError:
+            os.makedirs(self._temp_root, exist_ok=True)
+            return temp, os.open(temp, flags, 0o444)
+
+    def _sync(self, fd: int) -> None:
+        if self.fsync:
+            os.fsync(fd)
+
+    def _publish(self, temp: str, final: str) -> None:
+        if os.path.exists(final):
+            return
+        try:
+            os.replace(temp, final)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            os.replace(temp, final)
+        if self.fsync:
+            _fsync_dir(Path(final).parent)
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except PermissionError as error:
+            raise StoreAccessDenied(
+                f"cannot {action} blobs under {self.root}: permission denied ({error.filename}); "
+                "fix the folder's owner or point MODELYARD_STORE_URL elsewhere"
+            ) from error
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFull(
+                    f"no space left under {self.root} to {action} a blob; free some space "
+                    "(`modelyard store gc`) or point MODELYARD_STORE_URL at a larger volume"
+                ) from error
+            raise StoreUnavailable(f"cannot {action} blobs under {self.root}: {error}") from error
+
+
+def _read_all(handle: BinaryIO) -> Iterator[bytes]:
+    with handle:
+        while piece := handle.read(READ_SIZE):
+            yield piece
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
