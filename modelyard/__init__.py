@@ -1,8 +1,8 @@
 """modelyard: model management in one install.
 
-    >>> from modelyard import Settings
-    >>> from modelyard.store import open_store, store_directory
-    >>> manifest = store_directory(open_store(Settings()), "model/")
+>>> from modelyard import Settings
+>>> from modelyard.store import open_store, store_directory
+>>> manifest = store_directory(open_store(Settings()), "model/")
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from modelyard.errors import (
     MissingDependency,
     ModelyardError,
     NotFound,
+    RegistryUnavailable,
     StorageFull,
     StoreAccessDenied,
     StoreUnavailable,
@@ -34,6 +35,7 @@ __all__ = [
     "MissingDependency",
     "ModelyardError",
     "NotFound",
+    "RegistryUnavailable",
     "Settings",
     "StorageFull",
     "StoreAccessDenied",

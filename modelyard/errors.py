@@ -8,6 +8,7 @@
     │   └── BlobNotFound (404)          no blob with that digest
     ├── IntegrityError (500)            stored bytes no longer match their digest
     ├── MissingDependency (500)         an optional extra is not installed
+    ├── RegistryUnavailable (503)       the registry database cannot be used right now
     └── StoreUnavailable (503)          the blob store cannot be used right now
         ├── StoreAccessDenied (503)     credentials refused
         ├── BucketNotFound (503)        the configured bucket does not exist
@@ -86,6 +87,12 @@ class MissingDependency(ModelyardError):
         )
         self.module = module
         self.extra = extra
+
+
+class RegistryUnavailable(ModelyardError):
+    """The registry database cannot be reached or used."""
+
+    status_code = 503
 
 
 class StoreUnavailable(ModelyardError):

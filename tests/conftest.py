@@ -1,1 +1,52 @@
+"""Fixtures for the real services that `scripts/test` starts (PostgreSQL, SeaweedFS's S3)."""
+
 from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+HOW = (
+    "run the suite through scripts/test, or start the services by hand: "
+    'eval "$(python scripts/services.py start --dir /tmp/modelyard-services)"'
+)
+
+
+def service_env(name: str) -> str:
+    """A variable that scripts/test exports; its absence fails the test with what to do."""
+    value = os.environ.get(name)
+    if not value:
+        pytest.fail(f"{name} is not set: {HOW}", pytrace=False)
+    return value
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    """The PostgreSQL server's test database (SQLAlchemy URL)."""
+    return service_env("MODELYARD_TEST_DATABASE_URL")
+
+
+@pytest.fixture(scope="session")
+def s3_settings():  # type: ignore[no-untyped-def]
+    """Settings pointing at the SeaweedFS S3 gateway, under a prefix unique to this session."""
+    from modelyard import Settings
+
+    return Settings(
+        store_url=f"s3://{service_env('MODELYARD_TEST_S3_BUCKET')}/session-{uuid.uuid4().hex[:8]}",
+        s3_endpoint_url=service_env("MODELYARD_TEST_S3_ENDPOINT_URL"),
+        s3_access_key_id=service_env("MODELYARD_TEST_S3_ACCESS_KEY_ID"),
+        s3_secret_access_key=service_env("MODELYARD_TEST_S3_SECRET_ACCESS_KEY"),
+        s3_region="us-east-1",
+    )
+
+
+@pytest.fixture
+def s3_store(s3_settings):  # type: ignore[no-untyped-def]
+    """An S3Store under a prefix unique to the test, so tests never see each other's blobs."""
+    from modelyard.store import S3Store
+
+    store = S3Store.from_settings(s3_settings)
+    return S3Store(
+        store.bucket, prefix=f"{store.prefix}/{uuid.uuid4().hex[:8]}", client=store.client
+    )

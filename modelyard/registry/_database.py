@@ -1,0 +1,168 @@
+"""The registry's database: engine set-up, migrations, and read/write transactions.
+
+SQLite (the embedded default) runs in WAL mode with foreign keys on, and every write transaction
+starts with `BEGIN IMMEDIATE`, so concurrent writers queue on the lock instead of failing on a
+read-to-write upgrade. PostgreSQL serialises the few contended rows with row locks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import OperationalError as SQLOperationalError
+
+from modelyard.errors import ConfigurationError, RegistryUnavailable
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+_WRITE = "modelyard_write"
+
+
+class Database:
+    """A registry database at `url`; `open()` connects, `migrate()` brings the schema up to date.
+
+    >>> database = Database("sqlite:////tmp/registry.db")
+    >>> database.open()
+    >>> database.migrate()
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine; only after `open()`."""
+        if self._engine is None:
+            raise ConfigurationError("the registry database is not open; call open() first")
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return self.engine.dialect.name
+
+    def open(self) -> None:
+        """Create the engine (and, for SQLite, the folder holding the file)."""
+        try:
+            url = make_url(self.url)
+        except ArgumentError:
+            raise ConfigurationError(
+                f"database URL {self.url!r} does not parse; use sqlite:///path or "
+                "postgresql+psycopg://user@host/db"
+            ) from None
+        options: dict[str, Any] = {}
+        if url.get_backend_name() == "sqlite":
+            if url.database and url.database != ":memory:":
+                Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            options["connect_args"] = {"check_same_thread": False, "timeout": 60}
+        else:
+            options.update(pool_pre_ping=True, pool_size=5, max_overflow=10)
+        try:
+            engine = create_engine(url, **options)
+        except NoSuchModuleError:
+            raise ConfigurationError(
+                f"database URL {self.url!r} names an unknown dialect"
+            ) from None
+        except ModuleNotFoundError as error:
+            raise ConfigurationError(
+                f"the driver for {url.get_backend_name()} is missing ({error.name}); for "
+                'PostgreSQL: pip install "modelyard[postgres]"'
+            ) from None
+        if engine.dialect.name == "sqlite":
+            _tune_sqlite(engine)
+        self._engine = engine
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def migrate(self) -> list[str]:
+        """Apply every pending migration; return the ones applied, oldest first."""
+        from alembic import command
+
+        todo = self.pending()
+        if todo:
+            with self.write() as connection:
+                config = _alembic_config(connection)
+                command.upgrade(config, "head")
+        return todo
+
+    def pending(self) -> list[str]:
+        """Migrations not yet applied, oldest first; reads only."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        with self.read() as connection:
+            current = MigrationContext.configure(connection).get_current_heads()
+            script = ScriptDirectory.from_config(_alembic_config(connection))
+            applied: set[str] = set()
+            for head in current:
+                applied.update(rev.revision for rev in script.iterate_revisions(head, "base"))
+            ordered = [rev.revision for rev in script.walk_revisions("base", "heads")]
+        return [revision for revision in reversed(ordered) if revision not in applied]
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection in a read transaction."""
+        with self._connect() as connection, connection.begin():
+            yield connection
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A connection in a write transaction: committed on success, rolled back on error."""
+        with self._connect() as connection:
+            connection = connection.execution_options(**{_WRITE: True})
+            with connection.begin():
+                yield connection
+
+    @contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as connection:
+                yield connection
+        except SQLOperationalError as error:
+            raise RegistryUnavailable(
+                f"the registry database at {_redacted(self.url)} cannot be used: {error.orig}"
+            ) from error
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the sqlite3 module so BEGIN is ours to emit.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def begin(connection: Connection) -> None:
+        write = connection.get_execution_options().get(_WRITE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _alembic_config(connection: Connection) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _redacted(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:  # pragma: no cover - open() already refused it
+        return "<unparsable URL>"

@@ -1,0 +1,135 @@
+"""What the registry hands out: immutable records of models, versions, aliases, runs and events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class State(StrEnum):
+    """Lifecycle states of a version."""
+
+    REGISTERED = "registered"
+    VALIDATED = "validated"
+    STAGING = "staging"
+    PRODUCTION = "production"
+    ARCHIVED = "archived"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Model(_Record):
+    """A named thing that gets versions."""
+
+    id: str
+    name: str
+    description: str = ""
+    owner: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+    latest_version: int = 0
+    aliases: dict[str, int] = Field(default_factory=dict)
+    created_at: datetime
+    updated_at: datetime
+
+
+class ModelVersion(_Record):
+    """An immutable version of a model; only tags, description and state change after creation."""
+
+    id: str
+    name: str
+    number: int
+    parents: list[str] = Field(default_factory=list)
+    manifest_digest: str | None = None
+    flavor: str | None = None
+    signature: dict[str, Any] | None = None
+    description: str = ""
+    params: dict[str, str] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict)
+    state: State = State.REGISTERED
+    run_id: str | None = None
+    created_by: str = ""
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def ref(self) -> str:
+        """`name:number`, the reference that always means this version."""
+        return f"{self.name}:{self.number}"
+
+
+class AliasEvent(_Record):
+    """One move of an alias: from `previous` to `version` (None when the alias was deleted)."""
+
+    name: str
+    alias: str
+    version: int | None
+    previous: int | None
+    actor: str
+    reason: str
+    at: datetime
+
+
+class Transition(_Record):
+    """A recorded change of a version's state."""
+
+    ref: str
+    from_state: State
+    to_state: State
+    actor: str
+    comment: str
+    at: datetime
+
+
+class Gate(_Record):
+    """A rule checked before a version may enter `to_state`."""
+
+    id: str
+    name: str
+    to_state: State
+    kind: str
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class MetricPoint(_Record):
+    """One value of a run's metric at a step."""
+
+    key: str
+    step: int
+    value: float
+    timestamp: datetime
+
+
+class Run(_Record):
+    """One training or tuning run."""
+
+    id: str
+    name: str = ""
+    status: str = "running"
+    params: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict)
+    datasets: dict[str, str] = Field(default_factory=dict)
+    code_revision: str | None = None
+    created_by: str = ""
+    started_at: datetime
+    ended_at: datetime | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class AuditEvent(_Record):
+    """An append-only, hash-chained record of a change."""
+
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    before: Any = None
+    after: Any = None
+    prev_hash: str
+    hash: str

@@ -1,0 +1,322 @@
+"""`Registry`: the registry's operations over one database, each in its own transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from modelyard.errors import ConfigurationError, InvalidReference, NotFound
+from modelyard.registry import _aliases, _audit, _lifecycle, _versions
+from modelyard.registry._audit import ChainCheck
+from modelyard.registry._database import Database
+from modelyard.registry._records import (
+    AliasEvent,
+    AuditEvent,
+    Gate,
+    Model,
+    ModelVersion,
+    State,
+    Transition,
+)
+from modelyard.registry._references import Reference, check_name
+from modelyard.registry._tables import models, versions
+
+
+class Registry:
+    """Models, versions, aliases, lifecycle and audit over an open `Database`.
+
+    Every method is one transaction; `actor` is recorded as who did it.
+
+        >>> registry = Registry(database, actor="ana")
+        >>> version = registry.create_version("fraud", params={"lr": "0.1"})
+        >>> registry.set_alias("fraud", "production", version.ref)
+    """
+
+    def __init__(self, database: Database, *, actor: str) -> None:
+        self.database = database
+        self.actor = actor
+
+    # models -----------------------------------------------------------------------------------
+
+    def get_model(self, name: str) -> Model:
+        """The model called `name`."""
+        with self.database.read() as connection:
+            return _versions.to_model(connection, _versions.model_row(connection, name))
+
+    def list_models(self) -> list[Model]:
+        """Every model, by name."""
+        with self.database.read() as connection:
+            rows = connection.execute(select(models).order_by(models.c.name)).all()
+            return [_versions.to_model(connection, row) for row in rows]
+
+    def delete_model(self, name: str) -> None:
+        """Delete a model with all its versions and aliases (the audit log keeps the record)."""
+        with self.database.write() as connection:
+            row = _versions.model_row(connection, name, lock=True)
+            connection.execute(models.delete().where(models.c.id == row.id))
+            _audit.append(
+                connection,
+                actor=self.actor,
+                action="model.delete",
+                target=name,
+                before={"versions": row.last_version},
+            )
+
+    # versions ---------------------------------------------------------------------------------
+
+    def create_version(
+        self,
+        name: str,
+        *,
+        manifest_digest: str | None = None,
+        flavor: str | None = None,
+        signature: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        parents: Sequence[str] | None = None,
+        description: str = "",
+        run_id: str | None = None,
+        alias: str | None = None,
+    ) -> ModelVersion:
+        """Register a new version of `name` (creating the model on first use).
+
+        Its parents are `parents` if given, else the version `alias` points at, else the
+        model's latest version: a commit on the branch the caller is on.
+        """
+        clean_params = {str(k): str(v) for k, v in (params or {}).items()}
+        clean_metrics = _metrics(metrics or {})
+        clean_tags = {str(k): str(v) for k, v in (tags or {}).items()}
+        with self.database.write() as connection:
+            model = _versions.ensure_model(connection, name, actor=self.actor)
+            parent_ids = self._parents(connection, model, parents, alias)
+            version_id = _versions.insert_version(
+                connection,
+                model=model,
+                parents=parent_ids,
+                manifest_digest=manifest_digest,
+                flavor=flavor,
+                signature=signature,
+                params=clean_params,
+                metrics=clean_metrics,
+                tags=clean_tags,
+                description=description,
+                run_id=run_id,
+                actor=self.actor,
+            )
+            row = _versions.resolve_id(connection, version_id)
+            _audit.append(
+                connection,
+                actor=self.actor,
+                action="version.create",
+                target=f"{name}:{row.number}",
+                after={"manifest_digest": manifest_digest, "parents": len(parent_ids)},
+            )
+            if alias is not None:
+                _aliases.move(connection, model=model, alias=alias, version=row, actor=self.actor)
+            return _versions.to_version(connection, row)
+
+    def _parents(
+        self, connection: Connection, model: Any, parents: Sequence[str] | None, alias: str | None
+    ) -> list[str]:
+        if parents is not None:
+            return [_versions.resolve(connection, ref).id for ref in parents]
+        if alias is not None:
+            target = _aliases.current_target(connection, model.id, alias)
+            if target is not None:
+                return [target]
+        latest = connection.execute(
+            select(versions.c.id)
+            .where(versions.c.model_id == model.id)
+            .order_by(versions.c.number.desc())
+            .limit(1)
+        ).scalar()
+        return [latest] if latest is not None else []
+
+    def get_version(self, ref: str) -> ModelVersion:
+        """The version a reference names: `fraud`, `fraud:3`, `fraud@prod`, `fraud@prod~1`."""
+        with self.database.read() as connection:
+            return _versions.to_version(connection, _versions.resolve(connection, ref))
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        """Every version of a model, newest first."""
+        with self.database.read() as connection:
+            model = _versions.model_row(connection, name)
+            rows = connection.execute(
+                _versions.version_select()
+                .where(versions.c.model_id == model.id)
+                .order_by(versions.c.number.desc())
+            ).all()
+            return [_versions.to_version(connection, row) for row in rows]
+
+    def delete_version(self, ref: str) -> None:
+        """Delete a version that no alias points at."""
+        with self.database.write() as connection:
+            _versions.delete_version(
+                connection, _versions.resolve(connection, ref), actor=self.actor
+            )
+
+    def set_tag(self, ref: str, key: str, value: Any) -> ModelVersion:
+        """Set a tag on a version."""
+        return self._tag(ref, key, str(value))
+
+    def delete_tag(self, ref: str, key: str) -> ModelVersion:
+        """Remove a tag from a version."""
+        return self._tag(ref, key, None)
+
+    def _tag(self, ref: str, key: str, value: str | None) -> ModelVersion:
+        with self.database.write() as connection:
+            row = _versions.resolve(connection, ref)
+            _versions.set_version_tag(connection, row, key, value, actor=self.actor)
+            return _versions.to_version(connection, _versions.resolve_id(connection, row.id))
+
+    # aliases ----------------------------------------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, ref: str, *, reason: str = "") -> ModelVersion:
+        """Point `name@alias` at the version `ref` names."""
+        with self.database.write() as connection:
+            model = _versions.model_row(connection, name, lock=True)
+            row = _versions.resolve(connection, ref)
+            if row.model_id != model.id:
+                raise InvalidReference(ref, expected=f"a version of model {name!r}")
+            _aliases.move(
+                connection, model=model, alias=alias, version=row, actor=self.actor, reason=reason
+            )
+            return _versions.to_version(connection, row)
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove `name@alias`."""
+        with self.database.write() as connection:
+            model = _versions.model_row(connection, name, lock=True)
+            _aliases.move(connection, model=model, alias=alias, version=None, actor=self.actor)
+
+    def alias_history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
+        """Moves of the model's aliases, newest first."""
+        with self.database.read() as connection:
+            model = _versions.model_row(connection, name)
+            return _aliases.history(connection, model=model, alias=alias)
+
+    def rollback(self, name: str, alias: str = "production", *, reason: str = "") -> ModelVersion:
+        """Move `name@alias` back to the version it pointed at before (again: further back)."""
+        with self.database.write() as connection:
+            model = _versions.model_row(connection, name, lock=True)
+            target = _aliases.rollback_target(connection, model=model, alias=alias)
+            if target is None:
+                raise NotFound(f"{name}@{alias} has no earlier version to roll back to")
+            row = _versions.resolve_id(connection, target)
+            _aliases.move(
+                connection,
+                model=model,
+                alias=alias,
+                version=row,
+                actor=self.actor,
+                reason=reason or "rollback",
+                kind="rollback",
+            )
+            return _versions.to_version(connection, row)
+
+    # lifecycle --------------------------------------------------------------------------------
+
+    def transition(
+        self, ref: str, state: State | str, *, comment: str = "", move_alias: bool = True
+    ) -> ModelVersion:
+        """Move a version to `state` if allowed and every gate passes; entering production also
+        points the `production` alias at it unless `move_alias=False`."""
+        wanted = _state(state)
+        with self.database.write() as connection:
+            row = _versions.resolve(connection, ref)
+            model = _versions.model_row(connection, row.name, lock=True)
+            _lifecycle.transition(
+                connection,
+                model=model,
+                version=row,
+                to_state=wanted,
+                actor=self.actor,
+                comment=comment,
+            )
+            if wanted == State.PRODUCTION and move_alias:
+                _aliases.move(
+                    connection,
+                    model=model,
+                    alias="production",
+                    version=row,
+                    actor=self.actor,
+                    reason=comment or "promoted",
+                )
+            return _versions.to_version(connection, _versions.resolve_id(connection, row.id))
+
+    def transitions(self, ref: str) -> list[Transition]:
+        """The version's state changes, oldest first."""
+        with self.database.read() as connection:
+            return _lifecycle.transitions_of(connection, version=_versions.resolve(connection, ref))
+
+    def approve(self, ref: str, *, comment: str = "") -> None:
+        """Approve a version (as someone other than its creator)."""
+        with self.database.write() as connection:
+            row = _versions.resolve(connection, ref)
+            _lifecycle.approve(connection, version=row, actor=self.actor, comment=comment)
+
+    def add_gate(
+        self, name: str, kind: str, *, to_state: State | str = State.PRODUCTION, **config: Any
+    ) -> Gate:
+        """Require something before versions of `name` enter `to_state`.
+
+        >>> registry.add_gate("fraud", "metric", metric="auc", op=">=", value=0.9)
+        >>> registry.add_gate("fraud", "approval", count=1)
+        """
+        with self.database.write() as connection:
+            model = _versions.ensure_model(connection, name, actor=self.actor)
+            return _lifecycle.add_gate(
+                connection,
+                model=model,
+                to_state=_state(to_state),
+                kind=kind,
+                config=config,
+                actor=self.actor,
+            )
+
+    def gates(self, name: str) -> list[Gate]:
+        """The model's gates."""
+        with self.database.read() as connection:
+            return _lifecycle.list_gates(connection, model=_versions.model_row(connection, name))
+
+    def remove_gate(self, name: str, gate_id: str) -> None:
+        """Delete one of the model's gates."""
+        with self.database.write() as connection:
+            model = _versions.model_row(connection, name, lock=True)
+            _lifecycle.remove_gate(connection, model=model, gate_id=gate_id, actor=self.actor)
+
+    # audit ------------------------------------------------------------------------------------
+
+    def audit_log(self, *, target: str | None = None, limit: int | None = None) -> list[AuditEvent]:
+        """Audit events, oldest first; `target` narrows to a model (and its versions)."""
+        if target is not None:
+            check_name(Reference.parse(target).name)
+        with self.database.read() as connection:
+            return list(_audit.events(connection, target=target, limit=limit))
+
+    def verify_audit(self) -> ChainCheck:
+        """Walk the audit chain; name the first event that does not match."""
+        with self.database.read() as connection:
+            return _audit.verify(connection)
+
+
+def _state(state: State | str) -> State:
+    try:
+        return State(state)
+    except ValueError:
+        raise ConfigurationError(
+            f"unknown state {state!r}; states are {', '.join(s.value for s in State)}"
+        ) from None
+
+
+def _metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    clean: dict[str, float] = {}
+    for key, value in metrics.items():
+        try:
+            clean[str(key)] = float(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"metric {key!r} must be a number, got {value!r}") from None
+    return clean

@@ -1,0 +1,48 @@
+"""The generated CLI reference is current, and every command has help."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import click
+import typer
+
+from modelyard.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_cli_reference_is_current(tmp_path: Path) -> None:
+    generated = tmp_path / "cli.md"
+    subprocess.run(
+        [
+            "typer",
+            "modelyard.cli._app",
+            "utils",
+            "docs",
+            "--name",
+            "modelyard",
+            "--output",
+            generated,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    current = (ROOT / "docs" / "cli.md").read_text()
+    assert generated.read_text() == current, "docs/cli.md is stale: run scripts/docs"
+
+
+def walk(command: click.Command, path: str) -> list[tuple[str, click.Command]]:
+    found = [(path, command)]
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            found += walk(sub, f"{path} {name}")
+    return found
+
+
+def test_every_command_has_help_and_is_documented() -> None:
+    reference = (ROOT / "docs" / "cli.md").read_text()
+    for path, command in walk(typer.main.get_command(app), "modelyard"):
+        assert command.help, f"`{path}` has no help"
+        assert f"`{path}`" in reference, f"`{path}` is missing from docs/cli.md"
