@@ -5,7 +5,10 @@ from __future__ import annotations
 from modelyard.registry._aliases import AliasNotFound
 from modelyard.registry._audit import ChainCheck
 from modelyard.registry._database import Database
+from modelyard.registry._diff import Change, FileChange, VersionDiff
+from modelyard.registry._filters import InvalidFilter
 from modelyard.registry._lifecycle import GateFailed, InvalidTransition, SelfApproval
+from modelyard.registry._lineage import Lineage, LineageEdge
 from modelyard.registry._records import (
     AliasEvent,
     AuditEvent,
@@ -14,22 +17,29 @@ from modelyard.registry._records import (
     Model,
     ModelVersion,
     Run,
+    SearchPage,
     State,
     Transition,
 )
 from modelyard.registry._references import Reference
 from modelyard.registry._registry import Registry
+from modelyard.registry._runs import RunNotFound
 from modelyard.registry._versions import ModelNotFound, VersionInUse, VersionNotFound
 
 __all__ = [
     "AliasEvent",
     "AliasNotFound",
     "AuditEvent",
+    "Change",
     "ChainCheck",
     "Database",
+    "FileChange",
     "Gate",
     "GateFailed",
+    "InvalidFilter",
     "InvalidTransition",
+    "Lineage",
+    "LineageEdge",
     "MetricPoint",
     "Model",
     "ModelNotFound",
@@ -37,9 +47,12 @@ __all__ = [
     "Reference",
     "Registry",
     "Run",
+    "RunNotFound",
+    "SearchPage",
     "SelfApproval",
     "State",
     "Transition",
+    "VersionDiff",
     "VersionInUse",
     "VersionNotFound",
 ]

@@ -133,3 +133,10 @@ class AuditEvent(_Record):
     after: Any = None
     prev_hash: str
     hash: str
+
+
+class SearchPage(_Record):
+    """One page of search results; pass `next_page_token` back for the next (None at the end)."""
+
+    versions: list[ModelVersion]
+    next_page_token: str | None = None

@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, select
 
 from modelyard.errors import ConfigurationError, InvalidReference, NotFound
-from modelyard.registry import _aliases, _audit, _lifecycle, _versions
+from modelyard.registry import _aliases, _audit, _lifecycle, _runs, _search, _versions
 from modelyard.registry._audit import ChainCheck
 from modelyard.registry._database import Database
+from modelyard.registry._diff import VersionDiff, diff_versions
+from modelyard.registry._lineage import Lineage, lineage_of
 from modelyard.registry._records import (
     AliasEvent,
     AuditEvent,
     Gate,
+    MetricPoint,
     Model,
     ModelVersion,
+    Run,
+    SearchPage,
     State,
     Transition,
 )
 from modelyard.registry._references import Reference, check_name
 from modelyard.registry._tables import models, versions
+from modelyard.store import Manifest
 
 
 class Registry:
@@ -150,6 +156,30 @@ class Registry:
                 .order_by(versions.c.number.desc())
             ).all()
             return [_versions.to_version(connection, row) for row in rows]
+
+    def search_versions(
+        self,
+        filter: str | None = None,
+        *,
+        order_by: str | None = None,
+        limit: int = 100,
+        page_token: str | None = None,
+    ) -> SearchPage:
+        """Versions matching a filter, a page at a time.
+
+        >>> page = registry.search_versions("metrics.auc >= 0.9 and tags.team = 'risk'",
+        ...                                 order_by="metrics.auc desc", limit=20)
+        >>> more = registry.search_versions(..., page_token=page.next_page_token)
+        """
+        query = _search.search_query(filter, order_by=order_by, limit=limit, page_token=page_token)
+        offset = _search.page_offset(page_token, filter, order_by)
+        with self.database.read() as connection:
+            rows = connection.execute(query).all()
+            found = [_versions.to_version(connection, row) for row in rows[:limit]]
+        token = None
+        if len(rows) > limit:
+            token = _search.next_page_token(filter, order_by, offset=offset + limit)
+        return SearchPage(versions=found, next_page_token=token)
 
     def delete_version(self, ref: str) -> None:
         """Delete a version that no alias points at."""
@@ -287,6 +317,83 @@ class Registry:
         with self.database.write() as connection:
             model = _versions.model_row(connection, name, lock=True)
             _lifecycle.remove_gate(connection, model=model, gate_id=gate_id, actor=self.actor)
+
+    # runs -------------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        *,
+        name: str = "",
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        datasets: Mapping[str, str] | None = None,
+        code_revision: str | None = None,
+    ) -> Run:
+        """Start a run; log to it with `log_params`/`log_metrics`, close it with `end_run`."""
+        with self.database.write() as connection:
+            run_id = _runs.create_run(
+                connection,
+                name=name,
+                params=params or {},
+                tags=tags or {},
+                datasets=datasets or {},
+                code_revision=code_revision,
+                actor=self.actor,
+            )
+            return _runs.to_run(connection, _runs.run_row(connection, run_id))
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """Add params to a run."""
+        with self.database.write() as connection:
+            _runs.merge_fields(connection, run_id, "params", params)
+
+    def log_datasets(self, run_id: str, datasets: Mapping[str, str]) -> None:
+        """Record the digests of the data a run used, by name."""
+        with self.database.write() as connection:
+            _runs.merge_fields(connection, run_id, "datasets", datasets)
+
+    def log_metrics(
+        self, run_id: str, metrics: Mapping[str, float], *, step: int | None = None
+    ) -> None:
+        """Record metric values at `step` (default: the next step of each metric)."""
+        with self.database.write() as connection:
+            _runs.log_metrics(connection, run_id, metrics, step=step)
+
+    def end_run(self, run_id: str, status: str = "finished") -> Run:
+        """Close a run as finished, failed or killed."""
+        with self.database.write() as connection:
+            _runs.finish(connection, run_id, status)
+            return _runs.to_run(connection, _runs.run_row(connection, run_id))
+
+    def get_run(self, run_id: str) -> Run:
+        """A run with the latest value of each metric."""
+        with self.database.read() as connection:
+            return _runs.to_run(connection, _runs.run_row(connection, run_id))
+
+    def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
+        """Every logged value of one metric of a run, by step."""
+        with self.database.read() as connection:
+            return _runs.metric_history(connection, run_id, key)
+
+    # lineage and diff -------------------------------------------------------------------------
+
+    def lineage(self, ref: str) -> Lineage:
+        """Ancestors and descendants of a version, with the edges between them."""
+        with self.database.read() as connection:
+            return lineage_of(connection, _versions.resolve(connection, ref))
+
+    def diff(
+        self, a: str, b: str, *, manifests: Callable[[str], Manifest] | None = None
+    ) -> VersionDiff:
+        """What differs between two versions; files too when `manifests` loads a manifest."""
+        first, second = self.get_version(a), self.get_version(b)
+
+        def load(version: ModelVersion) -> Manifest | None:
+            if manifests is None or version.manifest_digest is None:
+                return None
+            return manifests(version.manifest_digest)
+
+        return diff_versions(first, second, load(first), load(second))
 
     # audit ------------------------------------------------------------------------------------
 
