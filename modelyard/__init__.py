@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from modelyard.__about__ import __version__
+from modelyard._yard import ActiveRun, Yard
 from modelyard.errors import (
     BlobNotFound,
     BucketNotFound,
@@ -26,6 +27,7 @@ from modelyard.errors import (
 from modelyard.settings import Settings
 
 __all__ = [
+    "ActiveRun",
     "BlobNotFound",
     "BucketNotFound",
     "ConfigurationError",
@@ -40,5 +42,6 @@ __all__ = [
     "StorageFull",
     "StoreAccessDenied",
     "StoreUnavailable",
+    "Yard",
     "__version__",
 ]

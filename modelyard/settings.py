@@ -10,6 +10,7 @@ environment.
 
 from __future__ import annotations
 
+import getpass
 from pathlib import Path
 
 from pydantic import model_validator
@@ -32,6 +33,9 @@ class Settings(BaseSettings):
     store_url: str = ""
     """Blob store: `file:///path` or `s3://bucket/prefix`; empty means `file://<home>/blobs`."""
 
+    user: str = ""
+    """Who is acting, as recorded in the audit log; empty means the login name."""
+
     s3_endpoint_url: str | None = None
     """Endpoint of an S3-compatible server (SeaweedFS, MinIO, …); unset means AWS itself."""
 
@@ -51,4 +55,6 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.home / 'registry.db'}"
         if not self.store_url:
             self.store_url = (self.home / "blobs").as_uri()
+        if not self.user:
+            self.user = getpass.getuser()
         return self

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from modelyard.__about__ import __version__
+from modelyard.cli import _lifecycle, _registry
 from modelyard.cli._store import store_app
 from modelyard.settings import Settings
 
@@ -15,6 +16,17 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command("log")(_registry.log)
+app.add_typer(_registry.models_app, name="models")
+app.add_typer(_registry.versions_app, name="versions")
+app.add_typer(_registry.alias_app, name="alias")
+app.command("promote")(_lifecycle.promote)
+app.command("approve")(_lifecycle.approve)
+app.command("rollback")(_lifecycle.rollback)
+app.command("lineage")(_lifecycle.lineage)
+app.add_typer(_lifecycle.gate_app, name="gate")
+app.add_typer(_lifecycle.audit_app, name="audit")
+app.add_typer(_lifecycle.db_app, name="db")
 app.add_typer(store_app, name="store")
 
 

@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
+from modelyard.cli._context import JsonFlag, settings_of
 from modelyard.cli._output import emit_json, emit_table, human_bytes, reports_errors
 from modelyard.errors import BlobNotFound, IntegrityError
-from modelyard.settings import Settings
 from modelyard.store import (
     LocalStore,
     collect_garbage,
@@ -22,8 +22,6 @@ from modelyard.store import (
 
 store_app = typer.Typer(help="Content-addressed blob store: put, restore, ls, stats, verify, gc.")
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-
 
 @store_app.command("put")
 @reports_errors
@@ -33,7 +31,7 @@ def put(
     as_json: JsonFlag = False,
 ) -> None:
     """Store a folder; print the manifest digest that names it."""
-    manifest = store_directory(open_store(_settings(ctx)), folder)
+    manifest = store_directory(open_store(settings_of(ctx)), folder)
     summary = {"digest": manifest.digest, "files": len(manifest.entries), "bytes": manifest.size}
     if as_json:
         emit_json(summary)
@@ -49,7 +47,7 @@ def restore(
     target: Annotated[Path, typer.Argument(help="Folder to create (absent or empty).")],
 ) -> None:
     """Rebuild a stored folder byte for byte."""
-    manifest = restore_directory(open_store(_settings(ctx)), digest, target)
+    manifest = restore_directory(open_store(settings_of(ctx)), digest, target)
     typer.echo(
         f"restored {len(manifest.entries)} entries ({human_bytes(manifest.size)}) to {target}"
     )
@@ -63,7 +61,7 @@ def ls(
     as_json: JsonFlag = False,
 ) -> None:
     """List the entries of a stored folder."""
-    manifest = load_manifest(open_store(_settings(ctx)), digest)
+    manifest = load_manifest(open_store(settings_of(ctx)), digest)
     if as_json:
         emit_json(manifest.model_dump(mode="json"))
         return
@@ -78,7 +76,7 @@ def ls(
 @reports_errors
 def stats(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Count the blobs in the store and the bytes they take."""
-    store = open_store(_settings(ctx))
+    store = open_store(settings_of(ctx))
     count = size = 0
     for info in store.blobs():
         count += 1
@@ -93,7 +91,7 @@ def stats(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 @reports_errors
 def verify(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Read every blob back and check it against its digest; exit 1 if any is corrupt."""
-    store = open_store(_settings(ctx))
+    store = open_store(settings_of(ctx))
     bad: list[dict[str, str]] = []
     checked = 0
     for info in store.blobs():
@@ -129,7 +127,7 @@ def gc(
     as_json: JsonFlag = False,
 ) -> None:
     """Find (and with --delete remove) blobs that no kept manifest references."""
-    store = open_store(_settings(ctx))
+    store = open_store(settings_of(ctx))
     grace = timedelta(minutes=grace_minutes)
     report = collect_garbage(store, keep or [], dry_run=not delete, grace=grace)
     if isinstance(store, LocalStore) and delete:
@@ -145,12 +143,3 @@ def gc(
         f"{verb} {len(report.unreferenced)} blobs ({human_bytes(report.reclaimable_bytes)}), "
         f"kept {report.kept}"
     )
-
-
-def _settings(ctx: typer.Context) -> Settings:
-    settings = ctx.find_root().obj
-    if not isinstance(
-        settings, Settings
-    ):  # pragma: no cover - only if the root callback is skipped
-        settings = Settings()
-    return settings

@@ -114,6 +114,7 @@ class Run(_Record):
     params: dict[str, str] = Field(default_factory=dict)
     tags: dict[str, str] = Field(default_factory=dict)
     datasets: dict[str, str] = Field(default_factory=dict)
+    artifacts: dict[str, str] = Field(default_factory=dict)
     code_revision: str | None = None
     created_by: str = ""
     started_at: datetime

@@ -352,6 +352,11 @@ class Registry:
         with self.database.write() as connection:
             _runs.merge_fields(connection, run_id, "datasets", datasets)
 
+    def log_artifact(self, run_id: str, name: str, manifest_digest: str) -> None:
+        """Record a stored folder (its manifest digest) as an artifact of the run."""
+        with self.database.write() as connection:
+            _runs.merge_fields(connection, run_id, "artifacts", {name: manifest_digest})
+
     def log_metrics(
         self, run_id: str, metrics: Mapping[str, float], *, step: int | None = None
     ) -> None:

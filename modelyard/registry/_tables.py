@@ -57,6 +57,7 @@ runs = Table(
     Column("params", JSON, nullable=False, default=dict),
     Column("tags", JSON, nullable=False, default=dict),
     Column("datasets", JSON, nullable=False, default=dict),
+    Column("artifacts", JSON, nullable=False, default=dict),  # name -> manifest digest
     Column("code_revision", NAME, nullable=True),
     Column("created_by", NAME, nullable=False, default=""),
     Column("started_at", Timestamp, nullable=False),

@@ -60,6 +60,7 @@ def upgrade() -> None:
         sa.Column("params", sa.JSON(), nullable=False),
         sa.Column("tags", sa.JSON(), nullable=False),
         sa.Column("datasets", sa.JSON(), nullable=False),
+        sa.Column("artifacts", sa.JSON(), nullable=False),
         sa.Column("code_revision", sa.String(length=255), nullable=True),
         sa.Column("created_by", sa.String(length=255), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),

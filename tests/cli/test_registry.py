@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from modelyard.cli import app
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("MODELYARD_STORE_URL", "MODELYARD_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MODELYARD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MODELYARD_USER", "ana")
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "model"
+    root.mkdir()
+    (root / "weights.bin").write_bytes(b"w" * 1000)
+    return root
+
+
+def run(*args: str, user: str | None = None) -> tuple[int, str, str]:
+    env = {"MODELYARD_USER": user} if user else None
+    result = CliRunner().invoke(app, list(args), env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def ok(*args: str, user: str | None = None) -> str:
+    code, out, err = run(*args, user=user)
+    assert code == 0, err
+    return out
+
+
+def test_register_list_show_search(folder: Path) -> None:
+    assert ok("log", str(folder), "-n", "fraud", "--metric", "auc=0.9", "--param", "lr=0.1",
+              "--tag", "team=risk").strip() == "fraud:1"  # fmt: skip
+    (folder / "weights.bin").write_bytes(b"v" * 1000)
+    version = json.loads(ok("log", str(folder), "-n", "fraud", "--metric", "auc=0.95",
+                            "--alias", "champion", "--description", "tuned", "--json"))  # fmt: skip
+    assert version["number"] == 2 and version["parents"] == ["fraud:1"]
+    assert "champion=2" in ok("models", "list")
+    assert json.loads(ok("models", "list", "--json"))[0]["name"] == "fraud"
+    assert "@champion -> fraud:2" in ok("models", "show", "fraud")
+    assert json.loads(ok("models", "show", "fraud", "--json"))["latest_version"] == 2
+    assert ok("versions", "list", "fraud").splitlines()[2].startswith("fraud:2")
+    assert len(json.loads(ok("versions", "list", "fraud", "--json"))) == 2
+    shown = ok("versions", "show", "fraud@champion")
+    assert "description: tuned" in shown and "metrics.auc: 0.95" in shown
+    assert json.loads(ok("versions", "show", "fraud:1", "--json"))["params"] == {"lr": "0.1"}
+    found = ok("versions", "search", "metrics.auc > 0.92")
+    assert "fraud:2" in found and "fraud:1" not in found
+    page = json.loads(
+        ok("versions", "search", "--limit", "1", "--order-by", "metrics.auc", "--json")
+    )
+    assert page["versions"][0]["number"] == 1 and page["next_page_token"]
+    assert "more: --page-token" in ok("versions", "search", "name = 'fraud'", "--limit", "1")
+
+
+def test_diff(folder: Path) -> None:
+    ok("log", str(folder), "-n", "fraud", "--param", "lr=0.1")
+    assert "are identical" in ok("versions", "diff", "fraud:1", "fraud:1")
+    (folder / "weights.bin").write_bytes(b"v" * 1000)
+    (folder / "extra.txt").write_text("new")
+    ok("log", str(folder), "-n", "fraud", "--param", "lr=0.2")
+    table = ok("versions", "diff", "fraud:1", "fraud:2")
+    assert "params.lr" in table and "file extra.txt" in table and "1000 bytes differ" in table
+    diff = json.loads(ok("versions", "diff", "fraud:1", "fraud:2", "--json"))
+    assert diff["files_added"] == ["extra.txt"]
+
+
+def test_aliases_promotion_gates_rollback(folder: Path) -> None:
+    for _ in range(3):
+        ok("log", str(folder), "-n", "fraud", "--metric", "auc=0.95")
+    assert (
+        ok("alias", "set", "fraud@production", "fraud:1").strip() == "fraud@production -> fraud:1"
+    )
+    ok("alias", "set", "fraud@production", "fraud:2", "--reason", "better")
+    assert "better" in ok("alias", "history", "fraud@production")
+    assert len(json.loads(ok("alias", "history", "fraud", "--json"))) == 2
+    assert ok("rollback", "fraud").strip() == "fraud@production -> fraud:1"
+    ok("alias", "set", "fraud@canary", "fraud:3")
+    assert "removed fraud@canary" in ok("alias", "rm", "fraud@canary")
+
+    assert "added" in ok("gate", "add", "fraud", "metric", "metric=auc", "op=>=", "value=0.9")
+    ok("gate", "add", "fraud", "approval", "count=1")
+    gates = json.loads(ok("gate", "list", "fraud", "--json"))
+    assert [g["kind"] for g in gates] == ["metric", "approval"]
+    assert "approval" in ok("gate", "list", "fraud")
+    ok("promote", "fraud:3", "validated")
+    ok("promote", "fraud:3", "staging", "--comment", "shadow first")
+    code, _, err = run("promote", "fraud:3", "production")
+    assert code == 1 and "needs 1 approval(s)" in err
+    code, _, err = run("approve", "fraud:3")
+    assert code == 1 and "ana created fraud:3 and cannot approve it" in err
+    assert "approved" in ok("approve", "fraud:3", "--comment", "lgtm", user="ben")
+    assert ok("promote", "fraud:3", "production").strip() == "fraud:3 is now production"
+    ok("gate", "rm", "fraud", gates[0]["id"])
+    assert len(json.loads(ok("gate", "list", "fraud", "--json"))) == 1
+
+
+def test_lineage_audit_db_delete(folder: Path) -> None:
+    ok("log", str(folder), "-n", "fraud")
+    ok("log", str(folder), "-n", "fraud")
+    ok("log", str(folder), "-n", "fraud", "--parent", "fraud:1", "--parent", "fraud:2")
+    assert "fraud:1 -> fraud:3 (parent)" in ok("lineage", "fraud:3")
+    assert json.loads(ok("lineage", "fraud:1", "--json"))["descendants"] == ["fraud:2", "fraud:3"]
+    assert "version.create" in ok("audit", "log", "fraud")
+    assert len(json.loads(ok("audit", "log", "--limit", "2", "--json"))) == 2
+    assert "audit chain intact" in ok("audit", "verify")
+    assert json.loads(ok("audit", "verify", "--json"))["ok"] is True
+    assert ok("db", "pending").strip() == "none"
+    assert ok("db", "upgrade").strip() == "already up to date"
+    assert "deleted fraud:3" in ok("versions", "delete", "fraud:3")
+    assert "deleted fraud" in ok("models", "delete", "fraud", "--yes")
+
+
+def test_broken_audit_chain_exits_1(folder: Path, home: Path) -> None:
+    import sqlite3
+
+    ok("log", str(folder), "-n", "fraud")
+    with sqlite3.connect(home / "registry.db") as connection:
+        connection.execute("update audit_events set actor = 'mallory' where seq = 1")
+    code, _, err = run("audit", "verify")
+    assert code == 1 and "broken at event 1" in err
+    code, out, _ = run("audit", "verify", "--json")
+    assert code == 1 and json.loads(out)["bad_seq"] == 1
+
+
+def test_db_upgrade_on_a_fresh_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELYARD_DATABASE_URL", f"sqlite:///{tmp_path / 'new.db'}")
+    assert ok("db", "pending").strip() == "0001_initial"
+    assert ok("db", "upgrade").strip() == "applied 0001_initial"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["versions", "show", "fraud:0"], "invalid reference 'fraud:0'"),
+        (["versions", "show", "nope"], "model 'nope' does not exist"),
+        (["alias", "set", "fraud", "fraud:1"], "expected NAME@ALIAS"),
+        (["log", ".", "-n", "fraud", "--metric", "auc"], "metric 'auc' must look like KEY=VALUE"),
+        (["versions", "search", "metrics.auc >="], "invalid filter at column 15"),
+        (["promote", "fraud:1", "live"], "unknown state 'live'"),
+    ],
+)
+def test_mistakes_are_one_line_errors(args: list[str], message: str) -> None:
+    code, out, err = run(*args)
+    assert code == 1
+    assert message in err and "Traceback" not in out + err
+
+
+def test_model_delete_asks_first(folder: Path) -> None:
+    ok("log", str(folder), "-n", "fraud")
+    result = CliRunner().invoke(app, ["models", "delete", "fraud"], input="n\n")
+    assert result.exit_code == 1 and "Aborted" in result.output
+    result = CliRunner().invoke(app, ["models", "delete", "fraud"], input="y\n")
+    assert result.exit_code == 0 and "deleted fraud" in result.output
