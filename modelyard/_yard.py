@@ -9,6 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from modelyard._remote import HttpRegistry, HttpStore
 from modelyard.errors import ConfigurationError, RegistryUnavailable
 from modelyard.registry import (
     AliasEvent,
@@ -39,17 +42,33 @@ class Yard:
         >>> yard.transition(v.ref, "validated")
         >>> yard.download("fraud@champion", "here/")
 
+    `Yard(url="http://host:8080")` (or `MODELYARD_URL`) talks to a `modelyard server` instead,
+    with the same methods and the same typed errors.
+
     Nothing is opened until the first call; the embedded SQLite registry migrates itself then.
     """
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        url: str | None = None,
+        http_client: httpx.Client | None = None,
+    ) -> None:
         self.settings = settings or Settings()
-        self._registry: Registry | None = None
+        self.url = url or self.settings.url
+        self._http_client = http_client  # custom auth or proxies, or an in-process test client
+        self._registry: Registry | HttpRegistry | None = None
         self._store: BlobStore | None = None
 
     @property
-    def registry(self) -> Registry:
+    def registry(self) -> Registry | HttpRegistry:
         """The registry, opened (and for SQLite, migrated) on first use."""
+        if self._registry is None and self.url:
+            client = self._http_client or httpx.Client(timeout=60)
+            client.base_url = httpx.URL(self.url.rstrip("/") + "/api/v1")
+            self._registry = HttpRegistry(client, actor=self.settings.user)
+            self._store = HttpStore(client)
         if self._registry is None:
             database = Database(self.settings.database_url)
             database.open()
@@ -65,16 +84,34 @@ class Yard:
 
     @property
     def store(self) -> BlobStore:
-        """The blob store the settings name."""
+        """The blob store the settings name (a remote server's, with `url`)."""
+        if self._store is None and self.url:
+            _ = self.registry
         if self._store is None:
             self._store = open_store(self.settings)
         return self._store
 
+    def local_registry(self) -> Registry:
+        """The registry when this client is the local side (as a server is)."""
+        registry = self.registry
+        if not isinstance(registry, Registry):
+            raise ConfigurationError("this client talks to a remote server, not a local registry")
+        return registry
+
+    def open(self) -> Yard:
+        """Connect now rather than on first use (and, for SQLite, migrate)."""
+        _ = self.registry
+        return self
+
     def close(self) -> None:
         """Release database connections."""
-        if self._registry is not None:
+        if isinstance(self._registry, HttpRegistry):
+            if self._http_client is None:  # an injected client belongs to the caller
+                self._registry.close()
+            self._store = None
+        elif self._registry is not None:
             self._registry.database.close()
-            self._registry = None
+        self._registry = None
 
     def __enter__(self) -> Yard:
         return self

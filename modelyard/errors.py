@@ -4,6 +4,7 @@
     ├── ConfigurationError (400)        a setting or URL that cannot work
     ├── InvalidReference (400)          a digest or reference that does not parse
     ├── InvalidManifest (400)           a manifest that is malformed or points outside its folder
+    ├── DigestMismatch (400)            uploaded bytes that do not hash to their stated digest
     ├── NotFound (404)
     │   └── BlobNotFound (404)          no blob with that digest
     ├── IntegrityError (500)            stored bytes no longer match their digest
@@ -50,6 +51,17 @@ class InvalidManifest(ModelyardError):
     """A manifest that is malformed, or whose paths would escape the folder it restores into."""
 
     status_code = 400
+
+
+class DigestMismatch(ModelyardError):
+    """Bytes sent under a digest hash to something else; nothing was stored."""
+
+    status_code = 400
+
+    def __init__(self, digest: str, *, actual: str) -> None:
+        super().__init__(f"the bytes sent as {digest} hash to {actual}; nothing was stored")
+        self.digest = digest
+        self.actual = actual
 
 
 class NotFound(ModelyardError):

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     store_url: str = ""
     """Blob store: `file:///path` or `s3://bucket/prefix`; empty means `file://<home>/blobs`."""
 
+    url: str | None = None
+    """Address of a `modelyard server`; when set, clients use it instead of the local registry."""
+
     user: str = ""
     """Who is acting, as recorded in the audit log; empty means the login name."""
 

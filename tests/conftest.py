@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -50,3 +51,29 @@ def s3_store(s3_settings):  # type: ignore[no-untyped-def]
     return S3Store(
         store.bucket, prefix=f"{store.prefix}/{uuid.uuid4().hex[:8]}", client=store.client
     )
+
+
+@pytest.fixture
+def fresh_postgres(database_url: str) -> Iterator[str]:
+    """A new, migrated PostgreSQL database of its own, dropped afterwards."""
+    from sqlalchemy import text
+
+    from modelyard.registry import Database
+
+    name = f"fresh_{uuid.uuid4().hex[:12]}"
+    admin = Database(database_url)
+    admin.open()
+
+    def run(statement: str) -> None:
+        with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text(statement))
+
+    run(f'CREATE DATABASE "{name}"')
+    url = f"{database_url.rpartition('/')[0]}/{name}"
+    database = Database(url)
+    database.open()
+    database.migrate()
+    database.close()
+    yield url
+    run(f'DROP DATABASE "{name}" WITH (FORCE)')
+    admin.close()

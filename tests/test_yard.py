@@ -2,18 +2,52 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from modelyard import Settings, Yard
+from modelyard.api import create_app
 from modelyard.errors import ConfigurationError, RegistryUnavailable
 from modelyard.registry import Database, State
+from tests.asgi import in_process_client
+from tests.servers import running_server
+
+YardFactory = Callable[..., Yard]
+
+
+@pytest.fixture(params=["local", "asgi", "server"])
+def make_yard(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[YardFactory]:
+    """Clients for each way in: the embedded registry, the API in-process, and a real
+    `modelyard server` process on PostgreSQL. Every client made is closed afterwards."""
+    settings = Settings(home=tmp_path / "home", user="ana")
+    made: list[Yard] = []
+
+    def factory(**options: object) -> YardFactory:
+        def make(user: str = "ana") -> Yard:
+            made.append(Yard(settings.model_copy(update={"user": user}), **options))  # type: ignore[arg-type]
+            return made[-1]
+
+        return make
+
+    with ExitStack() as stack:
+        if request.param == "asgi":
+            client = stack.enter_context(in_process_client(create_app(settings)))
+            yield factory(url="http://testserver", http_client=client)
+        elif request.param == "server":
+            database_url = request.getfixturevalue("fresh_postgres")
+            yield factory(url=stack.enter_context(running_server(tmp_path, database_url)))
+        else:
+            yield factory()
+        for yard in made:
+            yard.close()
 
 
 @pytest.fixture
-def yard(tmp_path: Path) -> Yard:
-    return Yard(Settings(home=tmp_path / "home", user="ana"))
+def yard(make_yard: YardFactory) -> Yard:
+    return make_yard()
 
 
 @pytest.fixture
@@ -90,8 +124,10 @@ def test_failed_run_is_marked_failed(yard: Yard) -> None:
     assert yard.get_run(run.id).status == "failed"
 
 
-def test_every_registry_operation_is_reachable(yard: Yard, model_dir: Path) -> None:
-    with Yard(yard.settings) as other:  # a second client on the same home
+def test_every_registry_operation_is_reachable(
+    yard: Yard, make_yard: YardFactory, model_dir: Path
+) -> None:
+    with make_yard() as other:  # a second client on the same registry
         assert other.list_models() == []
     yard.log_model(model_dir, name="fraud", tags={"team": "risk"}, alias="champion")
     yard.log_model(model_dir, name="fraud", alias="champion")
@@ -104,8 +140,7 @@ def test_every_registry_operation_is_reachable(yard: Yard, model_dir: Path) -> N
     yard.delete_alias("fraud", "production")
     gate = yard.add_gate("fraud", "approval", to_state="validated")
     assert yard.gates("fraud") == [gate]
-    reviewer = Yard(yard.settings.model_copy(update={"user": "ben"}))
-    reviewer.approve("fraud:2", comment="ok")
+    make_yard("ben").approve("fraud:2", comment="ok")
     assert yard.transition("fraud:2", State.VALIDATED).state == State.VALIDATED
     assert [t.to_state for t in yard.transitions("fraud:2")] == [State.VALIDATED]
     assert yard.set_tag("fraud:2", "reviewed", "yes").tags["reviewed"] == "yes"
@@ -118,7 +153,9 @@ def test_every_registry_operation_is_reachable(yard: Yard, model_dir: Path) -> N
     assert yard.list_models() == []
 
 
-def test_server_database_must_be_migrated_first(tmp_path: Path, database_url: str) -> None:
+def test_local_client_on_a_server_database_needs_migrations(
+    tmp_path: Path, database_url: str
+) -> None:
     # A fresh PostgreSQL database: the client refuses rather than migrating a shared server.
     name = f"fresh_{tmp_path.name[-8:].replace('-', '_')}"
     admin = Database(database_url)

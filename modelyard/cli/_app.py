@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from modelyard.__about__ import __version__
-from modelyard.cli import _lifecycle, _registry
+from modelyard.cli import _lifecycle, _registry, _server
 from modelyard.cli._store import store_app
 from modelyard.settings import Settings
 
@@ -28,6 +28,7 @@ app.add_typer(_lifecycle.gate_app, name="gate")
 app.add_typer(_lifecycle.audit_app, name="audit")
 app.add_typer(_lifecycle.db_app, name="db")
 app.add_typer(store_app, name="store")
+app.command("server")(_server.server)
 
 
 @app.callback()

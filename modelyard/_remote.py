@@ -1,0 +1,266 @@
+"""The HTTP side of `Yard(url=…)`: the registry and the blob store of a `modelyard server`.
+
+`HttpRegistry` has the methods of `Registry`, so `Yard` works the same over either; errors come
+back as the same typed `ModelyardError` subclasses, rebuilt from the server's `{"error", "type"}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from modelyard.errors import BlobNotFound, ModelyardError, RegistryUnavailable
+from modelyard.registry import (
+    AliasEvent,
+    AuditEvent,
+    ChainCheck,
+    Gate,
+    Lineage,
+    MetricPoint,
+    Model,
+    ModelVersion,
+    Run,
+    SearchPage,
+    State,
+    Transition,
+    VersionDiff,
+)
+from modelyard.store import BlobInfo, BlobSource, Manifest, check_digest, digest_bytes
+from modelyard.store._digests import verified
+from modelyard.store._protocol import READ_SIZE, iter_source
+
+R = TypeVar("R", bound=BaseModel)
+
+
+def _error_types() -> dict[str, type[ModelyardError]]:
+    found: dict[str, type[ModelyardError]] = {}
+    pending: list[type[ModelyardError]] = [ModelyardError]
+    while pending:
+        cls = pending.pop()
+        found[cls.__name__] = cls
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def raise_for(response: httpx.Response) -> None:
+    """Raise the typed error a failed response describes."""
+    if response.is_success:
+        return
+    try:
+        payload = response.json()
+        message, kind = str(payload["error"]), str(payload.get("type", ""))
+    except (ValueError, KeyError, TypeError):
+        message, kind = f"HTTP {response.status_code}: {response.text[:200]}", ""
+    cls = _error_types().get(kind, ModelyardError)
+    error = cls.__new__(cls)
+    ModelyardError.__init__(error, message)
+    for key, value in (payload.get("details") or {}).items() if kind else ():
+        setattr(error, key, value)
+    error.status_code = response.status_code
+    raise error
+
+
+class HttpRegistry:
+    """The registry of a `modelyard server`, with `Registry`'s methods."""
+
+    def __init__(self, client: httpx.Client, *, actor: str) -> None:
+        self.client = client
+        self.actor = actor
+
+    def _send(self, method: str, path: str, **options: Any) -> httpx.Response:
+        try:
+            response = self.client.request(
+                method, path, headers={"X-Modelyard-User": self.actor}, **options
+            )
+        except httpx.TransportError as error:
+            raise RegistryUnavailable(
+                f"cannot reach the modelyard server at {self.client.base_url}: {error}"
+            ) from None
+        raise_for(response)
+        return response
+
+    def _one(self, record: type[R], method: str, path: str, **options: Any) -> R:
+        return record.model_validate_json(self._send(method, path, **options).content)
+
+    def _many(self, record: type[R], method: str, path: str, **options: Any) -> list[R]:
+        return TypeAdapter(list[record]).validate_json(self._send(method, path, **options).content)  # type: ignore[valid-type]
+
+    def get_model(self, name: str) -> Model:
+        return self._one(Model, "GET", f"/models/{name}")
+
+    def list_models(self) -> list[Model]:
+        return self._many(Model, "GET", "/models")
+
+    def delete_model(self, name: str) -> None:
+        self._send("DELETE", f"/models/{name}")
+
+    def create_version(self, name: str, **fields: Any) -> ModelVersion:
+        return self._one(ModelVersion, "POST", f"/models/{name}/versions", json=_plain(fields))
+
+    def get_version(self, ref: str) -> ModelVersion:
+        return self._one(ModelVersion, "GET", "/version", params={"ref": ref})
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        return self._many(ModelVersion, "GET", f"/models/{name}/versions")
+
+    def search_versions(self, filter: str | None = None, **page: Any) -> SearchPage:
+        return self._one(SearchPage, "POST", "/versions/search", json={"filter": filter, **page})
+
+    def delete_version(self, ref: str) -> None:
+        self._send("DELETE", "/version", params={"ref": ref})
+
+    def set_tag(self, ref: str, key: str, value: Any) -> ModelVersion:
+        params = {"ref": ref, "key": key}
+        return self._one(
+            ModelVersion, "PUT", "/version/tags", params=params, json={"value": str(value)}
+        )
+
+    def delete_tag(self, ref: str, key: str) -> ModelVersion:
+        return self._one(ModelVersion, "DELETE", "/version/tags", params={"ref": ref, "key": key})
+
+    def set_alias(self, name: str, alias: str, ref: str, *, reason: str = "") -> ModelVersion:
+        body = {"version": ref, "reason": reason}
+        return self._one(ModelVersion, "PUT", f"/models/{name}/aliases/{alias}", json=body)
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._send("DELETE", f"/models/{name}/aliases/{alias}")
+
+    def alias_history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
+        params = {"alias": alias} if alias else {}
+        return self._many(AliasEvent, "GET", f"/models/{name}/alias-history", params=params)
+
+    def rollback(self, name: str, alias: str = "production", *, reason: str = "") -> ModelVersion:
+        return self._one(ModelVersion, "POST", f"/models/{name}/rollback", params={"alias": alias},
+                         json={"reason": reason})  # fmt: skip
+
+    def transition(
+        self, ref: str, state: State | str, *, comment: str = "", move_alias: bool = True
+    ) -> ModelVersion:
+        body = {"state": str(state), "comment": comment, "move_alias": move_alias}
+        return self._one(
+            ModelVersion, "POST", "/version/transitions", params={"ref": ref}, json=body
+        )
+
+    def transitions(self, ref: str) -> list[Transition]:
+        return self._many(Transition, "GET", "/version/transitions", params={"ref": ref})
+
+    def approve(self, ref: str, *, comment: str = "") -> None:
+        self._send("POST", "/version/approvals", params={"ref": ref}, json={"comment": comment})
+
+    def add_gate(
+        self, name: str, kind: str, *, to_state: State | str = "production", **config: Any
+    ) -> Gate:
+        body = {"kind": kind, "to_state": str(to_state), "config": config}
+        return self._one(Gate, "POST", f"/models/{name}/gates", json=body)
+
+    def gates(self, name: str) -> list[Gate]:
+        return self._many(Gate, "GET", f"/models/{name}/gates")
+
+    def remove_gate(self, name: str, gate_id: str) -> None:
+        self._send("DELETE", f"/models/{name}/gates/{gate_id}")
+
+    def create_run(self, **fields: Any) -> Run:
+        return self._one(Run, "POST", "/runs", json=_plain(fields))
+
+    def get_run(self, run_id: str) -> Run:
+        return self._one(Run, "GET", f"/runs/{run_id}")
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        self._send("POST", f"/runs/{run_id}/params", json={"values": _plain(params)})
+
+    def log_datasets(self, run_id: str, datasets: Mapping[str, str]) -> None:
+        self._send("POST", f"/runs/{run_id}/datasets", json={"values": dict(datasets)})
+
+    def log_artifact(self, run_id: str, name: str, manifest_digest: str) -> None:
+        body = {"name": name, "manifest_digest": manifest_digest}
+        self._send("POST", f"/runs/{run_id}/artifacts", json=body)
+
+    def log_metrics(
+        self, run_id: str, metrics: Mapping[str, float], *, step: int | None = None
+    ) -> None:
+        self._send("POST", f"/runs/{run_id}/metrics", json={"metrics": dict(metrics), "step": step})
+
+    def end_run(self, run_id: str, status: str = "finished") -> Run:
+        return self._one(Run, "POST", f"/runs/{run_id}/end", json={"status": status})
+
+    def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
+        return self._many(MetricPoint, "GET", f"/runs/{run_id}/metrics/{key}")
+
+    def lineage(self, ref: str) -> Lineage:
+        return self._one(Lineage, "GET", "/version/lineage", params={"ref": ref})
+
+    def diff(
+        self, a: str, b: str, *, manifests: Callable[[str], Manifest] | None = None
+    ) -> VersionDiff:
+        return self._one(
+            VersionDiff, "GET", "/diff", params={"a": a, "b": b}
+        )  # the server reads manifests
+
+    def audit_log(self, *, target: str | None = None, limit: int | None = None) -> list[AuditEvent]:
+        params = {k: v for k, v in {"target": target, "limit": limit}.items() if v is not None}
+        return self._many(AuditEvent, "GET", "/audit", params=params)
+
+    def verify_audit(self) -> ChainCheck:
+        return ChainCheck(**self._send("GET", "/audit/verify").json())
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class HttpStore:
+    """The blob store behind a `modelyard server`; reads verify digests here too."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+
+    def put(self, data: BlobSource, *, digest: str | None = None) -> str:
+        content = b"".join(iter_source(data))
+        digest = digest or digest_bytes(content)
+        if not self.exists(digest):
+            raise_for(self.client.put(f"/blobs/{digest}", content=content))
+        return digest
+
+    def get(self, digest: str) -> Iterator[bytes]:
+        check_digest(digest)
+        request = self.client.build_request("GET", f"/blobs/{digest}")
+        response = self.client.send(request, stream=True)
+        if response.status_code == 404:
+            response.close()
+            raise BlobNotFound(digest)
+        if not response.is_success:
+            response.read()
+            response.close()
+            raise_for(response)
+        return verified(digest, _pieces(response))
+
+    def exists(self, digest: str) -> bool:
+        check_digest(digest)
+        response = self.client.head(f"/blobs/{digest}")
+        return response.status_code == 200
+
+    def delete(self, digest: str) -> bool:
+        raise ModelyardError("deleting blobs is the server's job: run `modelyard store gc` there")
+
+    def blobs(self) -> Iterator[BlobInfo]:
+        raise ModelyardError("listing blobs is the server's job: run `modelyard store stats` there")
+
+
+def _pieces(response: httpx.Response) -> Iterator[bytes]:
+    try:
+        yield from response.iter_bytes(READ_SIZE)
+    finally:
+        response.close()
+
+
+def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
+    plain: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            value = dict(value)
+        elif isinstance(value, Sequence) and not isinstance(value, str):
+            value = list(value)
+        plain[key] = value
+    return plain

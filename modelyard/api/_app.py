@@ -1,0 +1,66 @@
+"""`create_app(settings)`: the registry REST API, one FastAPI app over one `Yard`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from modelyard.__about__ import __version__
+from modelyard._yard import Yard
+from modelyard.api._blobs import blob_routes
+from modelyard.api._registry import registry_routes
+from modelyard.api._runs import run_routes
+from modelyard.errors import ModelyardError
+from modelyard.settings import Settings
+
+
+def create_app(settings: Settings, *, yard: Yard | None = None) -> FastAPI:
+    """The registry server: REST under `/api/v1`, OpenAPI at `/openapi.json`.
+
+    >>> app = create_app(Settings())
+    >>> uvicorn.run(app, host="127.0.0.1", port=8080)
+    """
+    client = yard or Yard(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        client.open()  # connect (and for SQLite, migrate) before the first request
+        yield
+        client.close()
+
+    app = FastAPI(title="modelyard", version=__version__, lifespan=lifespan)
+    app.state.yard = client
+    app.add_exception_handler(ModelyardError, _modelyard_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    for router in (registry_routes(client), run_routes(client), blob_routes(client)):
+        app.include_router(router, prefix="/api/v1")
+
+    @app.get("/health", tags=["server"])
+    def health() -> dict[str, str]:
+        """Liveness: the server answers."""
+        return {"status": "ok", "version": __version__}
+
+    return app
+
+
+def _modelyard_error(_request: Request, error: ModelyardError) -> JSONResponse:
+    details = {
+        key: value
+        for key, value in vars(error).items()
+        if key != "message" and isinstance(value, str | int | float | list)
+    }
+    body = {"error": error.message, "type": type(error).__name__, "details": details}
+    return JSONResponse(body, status_code=error.status_code)
+
+
+def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return JSONResponse(
+        {"error": f"invalid request: {where}: {first['msg']}", "type": "ConfigurationError"},
+        status_code=400,
+    )

@@ -1,0 +1,152 @@
+"""Registry routes: models, versions, aliases, lifecycle, gates, lineage, diff, search, audit.
+
+Version references travel as the `ref` query parameter (`fraud:3`, `fraud@exp/lr-sweep~1`),
+since aliases may contain `/`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+
+from modelyard._yard import Yard
+from modelyard.api import _schemas as body
+from modelyard.registry import (
+    AliasEvent,
+    AuditEvent,
+    Gate,
+    Lineage,
+    Model,
+    ModelVersion,
+    Registry,
+    SearchPage,
+    Transition,
+    VersionDiff,
+)
+from modelyard.store import load_manifest
+
+Ref = Annotated[str, Query(description="fraud, fraud:3, fraud@production or fraud@production~1")]
+User = Annotated[str | None, Header(alias="X-Modelyard-User")]
+
+
+def registry_routes(yard: Yard) -> APIRouter:
+    """Routes over `yard`'s registry; each request acts as its `X-Modelyard-User`."""
+    router = APIRouter(tags=["registry"])
+
+    def registry(user: str | None) -> Registry:
+        shared = yard.local_registry()
+        return Registry(shared.database, actor=user or shared.actor)
+
+    @router.get("/models")
+    def list_models(user: User = None) -> list[Model]:
+        return registry(user).list_models()
+
+    @router.get("/models/{name}")
+    def get_model(name: str, user: User = None) -> Model:
+        return registry(user).get_model(name)
+
+    @router.delete("/models/{name}", status_code=204)
+    def delete_model(name: str, user: User = None) -> Response:
+        registry(user).delete_model(name)
+        return Response(status_code=204)
+
+    @router.post("/models/{name}/versions", status_code=201)
+    def create_version(name: str, new: body.VersionCreate, user: User = None) -> ModelVersion:
+        return registry(user).create_version(name, **new.model_dump())
+
+    @router.get("/models/{name}/versions")
+    def list_versions(name: str, user: User = None) -> list[ModelVersion]:
+        return registry(user).list_versions(name)
+
+    @router.get("/version")
+    def get_version(ref: Ref, user: User = None) -> ModelVersion:
+        return registry(user).get_version(ref)
+
+    @router.delete("/version", status_code=204)
+    def delete_version(ref: Ref, user: User = None) -> Response:
+        registry(user).delete_version(ref)
+        return Response(status_code=204)
+
+    @router.put("/version/tags")
+    def set_tag(ref: Ref, key: str, tag: body.TagValue, user: User = None) -> ModelVersion:
+        return registry(user).set_tag(ref, key, tag.value)
+
+    @router.delete("/version/tags")
+    def delete_tag(ref: Ref, key: str, user: User = None) -> ModelVersion:
+        return registry(user).delete_tag(ref, key)
+
+    @router.post("/versions/search")
+    def search_versions(search: body.Search, user: User = None) -> SearchPage:
+        return registry(user).search_versions(**search.model_dump())
+
+    @router.put("/models/{name}/aliases/{alias:path}")
+    def set_alias(
+        name: str, alias: str, target: body.AliasTarget, user: User = None
+    ) -> ModelVersion:
+        return registry(user).set_alias(name, alias, target.version, reason=target.reason)
+
+    @router.delete("/models/{name}/aliases/{alias:path}", status_code=204)
+    def delete_alias(name: str, alias: str, user: User = None) -> Response:
+        registry(user).delete_alias(name, alias)
+        return Response(status_code=204)
+
+    @router.get("/models/{name}/alias-history")
+    def alias_history(name: str, alias: str | None = None, user: User = None) -> list[AliasEvent]:
+        return registry(user).alias_history(name, alias)
+
+    @router.post("/models/{name}/rollback")
+    def rollback(
+        name: str, why: body.Reason, alias: str = "production", user: User = None
+    ) -> ModelVersion:
+        return registry(user).rollback(name, alias, reason=why.reason)
+
+    @router.post("/version/transitions")
+    def transition(ref: Ref, move: body.TransitionRequest, user: User = None) -> ModelVersion:
+        return registry(user).transition(
+            ref, move.state, comment=move.comment, move_alias=move.move_alias
+        )
+
+    @router.get("/version/transitions")
+    def transitions(ref: Ref, user: User = None) -> list[Transition]:
+        return registry(user).transitions(ref)
+
+    @router.post("/version/approvals", status_code=204)
+    def approve(ref: Ref, note: body.Comment, user: User = None) -> Response:
+        registry(user).approve(ref, comment=note.comment)
+        return Response(status_code=204)
+
+    @router.post("/models/{name}/gates", status_code=201)
+    def add_gate(name: str, gate: body.GateCreate, user: User = None) -> Gate:
+        return registry(user).add_gate(name, gate.kind, to_state=gate.to_state, **gate.config)
+
+    @router.get("/models/{name}/gates")
+    def gates(name: str, user: User = None) -> list[Gate]:
+        return registry(user).gates(name)
+
+    @router.delete("/models/{name}/gates/{gate_id}", status_code=204)
+    def remove_gate(name: str, gate_id: str, user: User = None) -> Response:
+        registry(user).remove_gate(name, gate_id)
+        return Response(status_code=204)
+
+    @router.get("/version/lineage")
+    def lineage(ref: Ref, user: User = None) -> Lineage:
+        return registry(user).lineage(ref)
+
+    @router.get("/diff")
+    def diff(a: str, b: str, user: User = None) -> VersionDiff:
+        return registry(user).diff(a, b, manifests=lambda digest: load_manifest(yard.store, digest))
+
+    @router.get("/audit")
+    def audit_log(
+        target: str | None = None, limit: int | None = None, user: User = None
+    ) -> list[AuditEvent]:
+        return registry(user).audit_log(target=target, limit=limit)
+
+    @router.get("/audit/verify")
+    def verify_audit(user: User = None) -> dict[str, Any]:
+        check = registry(user).verify_audit()
+        return {"ok": check.ok, "checked": check.checked, "bad_seq": check.bad_seq,
+                "reason": check.reason}  # fmt: skip
+
+    return router
