@@ -120,8 +120,14 @@ def _copy(source: Path, target_dir: Path) -> None:
 
 
 def _row(case: str, ours: float, baseline: float, unit: str, goal: str = "") -> dict[str, object]:
-    return {"case": case, "ours": ours, "baseline": baseline, "ratio": ours / baseline,
-            "unit": unit, "goal": goal}  # fmt: skip
+    return {
+        "case": case,
+        "ours": ours,
+        "baseline": baseline,
+        "ratio": ours / baseline,
+        "unit": unit,
+        "goal": goal,
+    }
 
 
 def dedup_rows(work: Path, variants: int = 10, share: float = 0.05) -> list[dict[str, object]]:
@@ -159,7 +165,7 @@ def dedup_rows(work: Path, variants: int = 10, share: float = 0.05) -> list[dict
                 "ratio": (stored / one) / variants,
                 "unit": "x one model",
                 "goal": goal,
-            }  # fmt: skip
+            }
         )
         shutil.rmtree(work / f"dedup-{kind}")
     return rows
@@ -168,8 +174,10 @@ def dedup_rows(work: Path, variants: int = 10, share: float = 0.05) -> list[dict
 def print_table(rows: list[dict[str, object]]) -> None:
     print(f"{'case':<44} {'ours':>10} {'baseline':>10} {'ratio':>7}  {'unit':<12} goal")
     for row in rows:
-        print(f"{row['case']:<44} {row['ours']:>10.2f} {row['baseline']:>10.2f} "
-              f"{row['ratio']:>7.2f}  {row['unit']:<12} {row['goal']}")  # fmt: skip
+        print(
+            f"{row['case']:<44} {row['ours']:>10.2f} {row['baseline']:>10.2f} "
+            f"{row['ratio']:>7.2f}  {row['unit']:<12} {row['goal']}"
+        )
 
 
 def main() -> None:
@@ -185,8 +193,12 @@ def main() -> None:
         rows += dedup_rows(work)
     print_table(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    environment = {"python": sys.version.split()[0], "machine": platform.machine(),
-                   "size_mib": args.size_mib, "repeat": args.repeat}  # fmt: skip
+    environment = {
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "size_mib": args.size_mib,
+        "repeat": args.repeat,
+    }
     args.out.write_text(json.dumps({"environment": environment, "rows": rows}, indent=2))
     print(f"\nwrote {args.out}")
 

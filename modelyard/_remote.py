@@ -6,6 +6,7 @@ back as the same typed `ModelyardError` subclasses, rebuilt from the server's `{
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -33,6 +34,12 @@ from modelyard.store._digests import verified
 from modelyard.store._protocol import READ_SIZE, iter_source
 
 R = TypeVar("R", bound=BaseModel)
+
+INLINE_BLOB = 1 << 20
+"""Blobs up to this size are sent without asking whether the server has them."""
+
+INLINE_BUDGET = 8 << 20
+"""At most this many bytes of small blobs ride along with one registration."""
 
 
 def _error_types() -> dict[str, type[ModelyardError]]:
@@ -219,7 +226,8 @@ class HttpStore:
     def put(self, data: BlobSource, *, digest: str | None = None) -> str:
         content = b"".join(iter_source(data))
         digest = digest or digest_bytes(content)
-        if not self.exists(digest):
+        # Sending a small blob costs less than asking first; the server keeps one copy anyway.
+        if len(content) <= INLINE_BLOB or not self.exists(digest):
             raise_for(self.client.put(f"/blobs/{digest}", content=content))
         return digest
 
@@ -246,6 +254,45 @@ class HttpStore:
 
     def blobs(self) -> Iterator[BlobInfo]:
         raise ModelyardError("listing blobs is the server's job: run `modelyard store stats` there")
+
+
+class PendingBlobs:
+    """A store that holds small blobs back to send along with the next request (registering a
+    small model then takes one round trip), and passes bigger ones to the server at once."""
+
+    def __init__(self, store: HttpStore, *, budget: int = INLINE_BUDGET) -> None:
+        self.store = store
+        self.budget = budget
+        self.pending: dict[str, bytes] = {}
+
+    def put(self, data: BlobSource, *, digest: str | None = None) -> str:
+        content = b"".join(iter_source(data))
+        digest = digest or digest_bytes(content)
+        if len(content) <= INLINE_BLOB and len(content) <= self.budget:
+            self.budget -= len(content) if digest not in self.pending else 0
+            self.pending[digest] = content
+            return digest
+        return self.store.put(content, digest=digest)
+
+    def get(self, digest: str) -> Iterator[bytes]:
+        if digest in self.pending:
+            return iter([self.pending[digest]])
+        return self.store.get(digest)
+
+    def exists(self, digest: str) -> bool:
+        return digest in self.pending or self.store.exists(digest)
+
+    def delete(self, digest: str) -> bool:
+        return self.store.delete(digest)
+
+    def blobs(self) -> Iterator[BlobInfo]:
+        return self.store.blobs()
+
+    def encoded(self) -> dict[str, str]:
+        """The held blobs as digest -> base64, for a request body."""
+        return {
+            digest: base64.b64encode(content).decode() for digest, content in self.pending.items()
+        }
 
 
 def _pieces(response: httpx.Response) -> Iterator[bytes]:

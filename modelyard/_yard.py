@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from modelyard._remote import HttpRegistry, HttpStore
+from modelyard._remote import HttpRegistry, HttpStore, PendingBlobs
 from modelyard.errors import ConfigurationError, RegistryUnavailable
 from modelyard.registry import (
     AliasEvent,
@@ -141,9 +141,17 @@ class Yard:
         The parent is `parents` if given, else the version `alias` points at (the alias then
         moves to the new version), else the latest version.
         """
-        manifest_digest = self._store_path(model)
-        return self.registry.create_version(
+        registry = self.registry
+        extra: dict[str, Any] = {}
+        if isinstance(registry, HttpRegistry) and isinstance(self.store, HttpStore):
+            pending = PendingBlobs(self.store)  # small files travel with the registration
+            manifest_digest = self._store_path(model, store=pending)
+            extra["blobs"] = pending.encoded()
+        else:
+            manifest_digest = self._store_path(model)
+        return registry.create_version(
             name,
+            **extra,
             manifest_digest=manifest_digest,
             flavor=flavor,
             signature=signature,
@@ -156,10 +164,11 @@ class Yard:
             alias=alias,
         )
 
-    def _store_path(self, model: str | Path) -> str:
+    def _store_path(self, model: str | Path, *, store: BlobStore | None = None) -> str:
+        store = store or self.store
         path = Path(model)
         if path.is_dir():
-            return store_directory(self.store, path).digest
+            return store_directory(store, path).digest
         if path.is_file():
             with tempfile.TemporaryDirectory(prefix="modelyard-") as folder:
                 link = Path(folder) / path.name
@@ -167,7 +176,7 @@ class Yard:
                     link.hardlink_to(path)
                 except OSError:  # another filesystem: copy instead
                     shutil.copy2(path, link)
-                return store_directory(self.store, folder).digest
+                return store_directory(store, folder).digest
         raise ConfigurationError(
             f"cannot log {model!r}: pass a folder or a file that exists "
             "(framework objects come with flavors)"

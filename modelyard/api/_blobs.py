@@ -14,7 +14,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from modelyard._yard import Yard
 from modelyard.errors import DigestMismatch
-from modelyard.store import check_digest, digest_bytes
+from modelyard.store import BlobStore, check_digest, digest_bytes
 
 MAX_BLOB = 64 << 20
 """Largest single upload kept in memory; bigger blobs are refused (clients chunk files first)."""
@@ -39,13 +39,19 @@ def blob_routes(yard: Yard) -> APIRouter:
     async def put_blob(digest: str, request: Request) -> Response:
         check_digest(digest)
         content = await _read_limited(request.stream())
-        actual = digest_bytes(content)
-        if actual != digest:
-            raise DigestMismatch(digest, actual=actual)
-        await run_in_threadpool(yard.store.put, content, digest=digest)
+        await run_in_threadpool(store_verified, yard.store, digest, content)
         return Response(status_code=201)
 
     return router
+
+
+def store_verified(store: BlobStore, digest: str, content: bytes) -> None:
+    """Store bytes a client sent, only if they hash to the digest it named."""
+    check_digest(digest)
+    actual = digest_bytes(content)
+    if actual != digest:
+        raise DigestMismatch(digest, actual=actual)
+    store.put(content, digest=digest)
 
 
 async def _read_limited(stream: AsyncIterator[bytes]) -> bytes:

@@ -6,12 +6,16 @@ since aliases may contain `/`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 
 from modelyard._yard import Yard
 from modelyard.api import _schemas as body
+from modelyard.api._blobs import store_verified
+from modelyard.errors import DigestMismatch, InvalidManifest
 from modelyard.registry import (
     AliasEvent,
     AuditEvent,
@@ -53,7 +57,14 @@ def registry_routes(yard: Yard) -> APIRouter:
 
     @router.post("/models/{name}/versions", status_code=201)
     def create_version(name: str, new: body.VersionCreate, user: User = None) -> ModelVersion:
-        return registry(user).create_version(name, **new.model_dump())
+        for digest, encoded in (new.blobs or {}).items():
+            store_verified(yard.store, digest, _decode(digest, encoded))
+        if new.manifest_digest is not None and not yard.store.exists(new.manifest_digest):
+            raise InvalidManifest(
+                f"manifest {new.manifest_digest} is not stored on this server; upload the "
+                "model's blobs (and its manifest, last) before registering it"
+            )
+        return registry(user).create_version(name, **new.model_dump(exclude={"blobs"}))
 
     @router.get("/models/{name}/versions")
     def list_versions(name: str, user: User = None) -> list[ModelVersion]:
@@ -150,3 +161,10 @@ def registry_routes(yard: Yard) -> APIRouter:
                 "reason": check.reason}  # fmt: skip
 
     return router
+
+
+def _decode(digest: str, encoded: str) -> bytes:
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        raise DigestMismatch(digest, actual="(not valid base64)") from None

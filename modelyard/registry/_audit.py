@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from modelyard.registry._records import AuditEvent
 from modelyard.registry._tables import audit_events, audit_head
@@ -64,9 +64,7 @@ def append(
 ) -> int:
     """Append an event inside the caller's write transaction; return its sequence number."""
     at = at or datetime.now(UTC)
-    head = connection.execute(
-        select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
-    ).one()
+    head = connection.execute(_LOCK_HEAD).one()
     seq = int(head.seq) + 1
     digest = event_hash(
         seq=seq,
@@ -78,21 +76,22 @@ def append(
         after=after,
         prev_hash=head.hash,
     )
-    connection.execute(
-        audit_events.insert().values(
-            seq=seq,
-            at=at,
-            actor=actor,
-            action=action,
-            target=target,
-            before=before,
-            after=after,
-            prev_hash=head.hash,
-            hash=digest,
-        )
-    )
-    connection.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=digest))
+    event = {"seq": seq, "at": at, "actor": actor, "action": action, "target": target,
+             "before": before, "after": after, "prev_hash": head.hash, "hash": digest}  # fmt: skip
+    connection.execute(_INSERT_EVENT, event)
+    connection.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": digest})
     return seq
+
+
+_LOCK_HEAD = (
+    select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
+)
+_INSERT_EVENT = audit_events.insert()
+_MOVE_HEAD = (
+    update(audit_head)
+    .where(audit_head.c.id == 1)
+    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+)
 
 
 def events(

@@ -97,11 +97,11 @@ class Registry:
         clean_tags = {str(k): str(v) for k, v in (tags or {}).items()}
         with self.database.write() as connection:
             model = _versions.ensure_model(connection, name, actor=self.actor)
-            parent_ids = self._parents(connection, model, parents, alias)
-            version_id = _versions.insert_version(
+            parent_rows = self._parents(connection, model, parents, alias)
+            values = _versions.insert_version(
                 connection,
                 model=model,
-                parents=parent_ids,
+                parents=[row.id for row in parent_rows],
                 manifest_digest=manifest_digest,
                 flavor=flavor,
                 signature=signature,
@@ -112,33 +112,33 @@ class Registry:
                 run_id=run_id,
                 actor=self.actor,
             )
-            row = _versions.resolve_id(connection, version_id)
+            ref = f"{name}:{values['number']}"
             _audit.append(
                 connection,
                 actor=self.actor,
                 action="version.create",
-                target=f"{name}:{row.number}",
-                after={"manifest_digest": manifest_digest, "parents": len(parent_ids)},
+                target=ref,
+                after={"manifest_digest": manifest_digest, "parents": len(parent_rows)},
+                at=values["created_at"],
             )
             if alias is not None:
+                row = _versions.resolve_id(connection, values["id"])
                 _aliases.move(connection, model=model, alias=alias, version=row, actor=self.actor)
-            return _versions.to_version(connection, row)
+            parent_refs = [f"{row.name}:{row.number}" for row in parent_rows]
+            return ModelVersion(name=name, parents=parent_refs, **values)
 
     def _parents(
         self, connection: Connection, model: Any, parents: Sequence[str] | None, alias: str | None
-    ) -> list[str]:
+    ) -> list[Any]:
         if parents is not None:
-            return [_versions.resolve(connection, ref).id for ref in parents]
+            return [_versions.resolve(connection, ref) for ref in parents]
         if alias is not None:
             target = _aliases.current_target(connection, model.id, alias)
             if target is not None:
-                return [target]
-        latest = connection.execute(
-            select(versions.c.id)
-            .where(versions.c.model_id == model.id)
-            .order_by(versions.c.number.desc())
-            .limit(1)
-        ).scalar()
+                return [_versions.resolve_id(connection, target)]
+        if model.last_version == 0:
+            return []
+        latest = connection.execute(_versions.LATEST, {"model_id": model.id}).first()
         return [latest] if latest is not None else []
 
     def get_version(self, ref: str) -> ModelVersion:
@@ -155,7 +155,7 @@ class Registry:
                 .where(versions.c.model_id == model.id)
                 .order_by(versions.c.number.desc())
             ).all()
-            return [_versions.to_version(connection, row) for row in rows]
+            return _versions.to_versions(connection, rows)
 
     def search_versions(
         self,
@@ -175,7 +175,7 @@ class Registry:
         offset = _search.page_offset(page_token, filter, order_by)
         with self.database.read() as connection:
             rows = connection.execute(query).all()
-            found = [_versions.to_version(connection, row) for row in rows[:limit]]
+            found = _versions.to_versions(connection, rows[:limit])
         token = None
         if len(rows) > limit:
             token = _search.next_page_token(filter, order_by, offset=offset + limit)

@@ -43,18 +43,25 @@ KEYED = {"metrics": version_metrics, "params": version_params, "tags": version_t
 KNOWN = ", ".join([*COLUMNS, "metrics.KEY", "params.KEY", "tags.KEY"])
 
 
-def compile_filter(node: Node) -> ColumnElement[bool]:
+def compile_filter(node: Node, *, drive: bool = True) -> ColumnElement[bool]:
     """The SQL condition for a parsed filter.
 
-    >>> compile_filter(parse_filter("metrics.auc >= 0.9"))
+    In each `and`, the first metrics/params/tags comparison becomes `id IN (matching rows)`, so
+    the database starts from its index; the others become correlated EXISTS probes, one
+    primary-key lookup per candidate. Write the most selective comparison first.
+
+    >>> compile_filter(parse_filter("metrics.auc >= 0.9 and tags.team = 'risk'"))
     """
+    if isinstance(node, Logical) and node.op == "and":
+        keyed = [isinstance(part, Compare) and "." in part.field for part in node.parts]
+        first = keyed.index(True) if drive and True in keyed else -1
+        return and_(*(compile_filter(p, drive=i == first) for i, p in enumerate(node.parts)))
     if isinstance(node, Logical):
-        parts = [compile_filter(part) for part in node.parts]
-        return and_(*parts) if node.op == "and" else or_(*parts)
+        return or_(*(compile_filter(part, drive=False) for part in node.parts))
     if not isinstance(node, Compare):
-        return not_(compile_filter(node.part))
+        return not_(compile_filter(node.part, drive=False))
     if "." in node.field:
-        return _keyed(node)
+        return _keyed(node, drive=drive)
     column = COLUMNS.get(node.field.lower())
     if column is None:
         raise InvalidFilter(f"unknown field {node.field!r}; known fields: {KNOWN}")
@@ -65,7 +72,7 @@ def compile_filter(node: Node) -> ColumnElement[bool]:
     return _apply(column, node.op, _strings(node))
 
 
-def _keyed(node: Compare) -> ColumnElement[bool]:
+def _keyed(node: Compare, *, drive: bool) -> ColumnElement[bool]:
     kind, _, key = node.field.partition(".")
     table = KEYED.get(kind)
     if table is None or not key:
@@ -78,8 +85,12 @@ def _keyed(node: Compare) -> ColumnElement[bool]:
         value_column, value = cast(table.c.value, Float), node.value
     else:
         value = _strings(node)
-    match = exists().where(table.c.version_id == versions.c.id, table.c.key == key)
-    return match.where(_apply(value_column, node.op, value))
+    condition = _apply(value_column, node.op, value)
+    if drive:
+        matching = select(table.c.version_id).where(table.c.key == key, condition)
+        return versions.c.id.in_(matching)
+    probe = exists().where(table.c.version_id == versions.c.id, table.c.key == key)
+    return probe.where(condition)
 
 
 def _apply(column: Any, op: str, value: Any) -> ColumnElement[bool]:

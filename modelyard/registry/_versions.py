@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, Select, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
 from modelyard.errors import InvalidReference, ModelyardError, NotFound
@@ -58,12 +58,14 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+_MODEL_BY_NAME = select(models).where(models.c.name == bindparam("name"))
+_MODEL_BY_NAME_LOCKED = _MODEL_BY_NAME.with_for_update()
+
+
 def model_row(connection: Connection, name: str, *, lock: bool = False) -> Row[Any]:
     """The model's row, or `ModelNotFound`."""
-    query = select(models).where(models.c.name == check_name(name))
-    if lock:
-        query = query.with_for_update()
-    row = connection.execute(query).first()
+    query = _MODEL_BY_NAME_LOCKED if lock else _MODEL_BY_NAME
+    row = connection.execute(query, {"name": check_name(name)}).first()
     if row is None:
         raise ModelNotFound(name)
     return row
@@ -71,7 +73,7 @@ def model_row(connection: Connection, name: str, *, lock: bool = False) -> Row[A
 
 def ensure_model(connection: Connection, name: str, *, actor: str) -> Row[Any]:
     """The model's row, creating the model first if it does not exist."""
-    row = connection.execute(select(models).where(models.c.name == check_name(name))).first()
+    row = connection.execute(_MODEL_BY_NAME, {"name": check_name(name)}).first()
     if row is not None:
         return row
     moment = now()
@@ -94,16 +96,22 @@ def ensure_model(connection: Connection, name: str, *, actor: str) -> Row[Any]:
     return model_row(connection, name)
 
 
+# Statements built once: executing a prebuilt statement with parameters skips SQLAlchemy's
+# per-call construction and cache-key work, which dominated the cost of registering.
+_TAKE_NUMBER = (
+    update(models)
+    .where(models.c.id == bindparam("model_id"))
+    .values(last_version=models.c.last_version + 1, updated_at=bindparam("moment"))
+    .returning(models.c.last_version)
+)
+_INSERT_VERSION = insert(versions)
+_INSERT_LINEAGE = insert(lineage)
+
+
 def next_number(connection: Connection, model_id: str) -> int:
     """Take the model's next version number; the row lock makes numbers unique and gap-free."""
-    connection.execute(
-        update(models).where(models.c.id == model_id).values(last_version=models.c.last_version + 1)
-    )
-    return int(
-        connection.execute(
-            select(models.c.last_version).where(models.c.id == model_id)
-        ).scalar_one()
-    )
+    row = connection.execute(_TAKE_NUMBER, {"model_id": model_id, "moment": now()}).one()
+    return int(row.last_version)
 
 
 def insert_version(
@@ -120,48 +128,43 @@ def insert_version(
     description: str,
     run_id: str | None,
     actor: str,
-) -> str:
-    """Insert a version (with its search rows and lineage edges); return its id."""
-    version_id, moment = new_id(), now()
-    number = next_number(connection, model.id)
-    connection.execute(
-        insert(versions).values(
-            id=version_id,
-            model_id=model.id,
-            number=number,
-            manifest_digest=manifest_digest,
-            flavor=flavor,
-            signature=dict(signature) if signature else None,
-            description=description,
-            params=dict(params),
-            metrics=dict(metrics),
-            tags=dict(tags),
-            state=State.REGISTERED.value,
-            run_id=run_id,
-            created_by=actor,
-            created_at=moment,
-            updated_at=moment,
-        )
-    )
-    _insert_pairs(connection, version_params, version_id, params)
-    _insert_pairs(connection, version_metrics, version_id, metrics)
-    _insert_pairs(connection, version_tags, version_id, tags)
+) -> dict[str, Any]:
+    """Insert a version (with its search rows and lineage edges); return the row's values."""
+    moment = now()
+    values = {
+        "id": new_id(),
+        "model_id": model.id,
+        "number": next_number(connection, model.id),
+        "manifest_digest": manifest_digest,
+        "flavor": flavor,
+        "signature": dict(signature) if signature else None,
+        "description": description,
+        "params": dict(params),
+        "metrics": dict(metrics),
+        "tags": dict(tags),
+        "state": State.REGISTERED.value,
+        "run_id": run_id,
+        "created_by": actor,
+        "created_at": moment,
+        "updated_at": moment,
+    }
+    connection.execute(_INSERT_VERSION, values)
+    _insert_pairs(connection, version_params, values["id"], params)
+    _insert_pairs(connection, version_metrics, values["id"], metrics)
+    _insert_pairs(connection, version_tags, values["id"], tags)
     if parents:
-        connection.execute(
-            insert(lineage),
-            [
-                {
-                    "child_id": version_id,
-                    "parent_id": parent,
-                    "position": i,
-                    "relation": "parent",
-                    "details": {},
-                }
-                for i, parent in enumerate(parents)
-            ],
-        )
-    connection.execute(update(models).where(models.c.id == model.id).values(updated_at=moment))
-    return version_id
+        edges = [
+            {"child_id": values["id"], "parent_id": parent, "position": i, "relation": "parent",
+             "details": {}}
+            for i, parent in enumerate(parents)
+        ]  # fmt: skip
+        connection.execute(_INSERT_LINEAGE, edges)
+    return values
+
+
+_INSERT_PAIRS = {
+    table.name: insert(table) for table in (version_params, version_metrics, version_tags)
+}
 
 
 def _insert_pairs(
@@ -169,7 +172,7 @@ def _insert_pairs(
 ) -> None:
     if pairs:
         rows = [{"version_id": version_id, "key": k, "value": v} for k, v in pairs.items()]
-        connection.execute(insert(table), rows)
+        connection.execute(_INSERT_PAIRS[table.name], rows)
 
 
 def version_select() -> Select[Any]:
@@ -177,9 +180,21 @@ def version_select() -> Select[Any]:
     return select(versions, models.c.name).join(models, models.c.id == versions.c.model_id)
 
 
+_BY_ID = version_select().where(versions.c.id == bindparam("version_id"))
+_BY_NUMBER = version_select().where(
+    versions.c.model_id == bindparam("model_id"), versions.c.number == bindparam("number")
+)
+LATEST = (
+    version_select()
+    .where(versions.c.model_id == bindparam("model_id"))
+    .order_by(versions.c.number.desc())
+    .limit(1)
+)
+
+
 def resolve_id(connection: Connection, version_id: str) -> Row[Any]:
     """The version row with this id."""
-    row = connection.execute(version_select().where(versions.c.id == version_id)).first()
+    row = connection.execute(_BY_ID, {"version_id": version_id}).first()
     if row is None:
         raise VersionNotFound(version_id)
     return row
@@ -189,18 +204,13 @@ def resolve(connection: Connection, reference: str | Reference) -> Row[Any]:
     """The version row a reference names (with the model's name as `name`)."""
     ref = Reference.parse(reference) if isinstance(reference, str) else reference
     model = model_row(connection, ref.name)
-    base = version_select()
     if ref.number is not None:
-        row = connection.execute(
-            base.where(versions.c.model_id == model.id, versions.c.number == ref.number)
-        ).first()
+        row = connection.execute(_BY_NUMBER, {"model_id": model.id, "number": ref.number}).first()
     elif ref.alias is not None:
         version_id = alias_target(connection, model.id, ref.alias, back=ref.back, ref=str(ref))
-        row = connection.execute(base.where(versions.c.id == version_id)).first()
+        row = connection.execute(_BY_ID, {"version_id": version_id}).first()
     else:
-        row = connection.execute(
-            base.where(versions.c.model_id == model.id).order_by(versions.c.number.desc()).limit(1)
-        ).first()
+        row = connection.execute(LATEST, {"model_id": model.id}).first()
     if row is None:
         raise VersionNotFound(str(ref))
     return row
@@ -229,33 +239,37 @@ def alias_target(connection: Connection, model_id: str, alias: str, *, back: int
     return str(moves.version_id)
 
 
+_PARENT = versions.alias("parent")
+_PARENT_MODEL = models.alias("parent_model")
+_PARENTS_OF = (
+    select(lineage.c.child_id, _PARENT.c.number, _PARENT_MODEL.c.name)
+    .join(_PARENT, _PARENT.c.id == lineage.c.parent_id)
+    .join(_PARENT_MODEL, _PARENT_MODEL.c.id == _PARENT.c.model_id)
+    .where(lineage.c.child_id.in_(bindparam("ids", expanding=True)))
+    .order_by(lineage.c.child_id, lineage.c.position)
+)
+
+
 def to_version(connection: Connection, row: Row[Any]) -> ModelVersion:
     """A `ModelVersion` record from a version row joined with its model's name."""
-    parents = connection.execute(
-        select(versions.c.number, models.c.name)
-        .join(lineage, lineage.c.parent_id == versions.c.id)
-        .join(models, models.c.id == versions.c.model_id)
-        .where(lineage.c.child_id == row.id)
-        .order_by(lineage.c.position)
-    ).all()
-    return ModelVersion(
-        id=row.id,
-        name=row.name,
-        number=row.number,
-        parents=[f"{p.name}:{p.number}" for p in parents],
-        manifest_digest=row.manifest_digest,
-        flavor=row.flavor,
-        signature=row.signature,
-        description=row.description,
-        params=row.params,
-        metrics=row.metrics,
-        tags=row.tags,
-        state=State(row.state),
-        run_id=row.run_id,
-        created_by=row.created_by,
-        created_at=utc(row.created_at),
-        updated_at=utc(row.updated_at),
-    )
+    return to_versions(connection, [row])[0]
+
+
+def to_versions(connection: Connection, rows: Sequence[Row[Any]]) -> list[ModelVersion]:
+    """Records for many rows, with every parent fetched in one query (not one per row)."""
+    parents: dict[str, list[str]] = {}
+    for start in range(0, len(rows), 500):  # keep the IN list within every database's limits
+        ids = [row.id for row in rows[start : start + 500]]
+        for edge in connection.execute(_PARENTS_OF, {"ids": ids}):
+            parents.setdefault(edge.child_id, []).append(f"{edge.name}:{edge.number}")
+    records = []
+    for row in rows:
+        values = row._asdict()
+        values["parents"] = parents.get(values["id"], [])
+        values["created_at"] = utc(values["created_at"])
+        values["updated_at"] = utc(values["updated_at"])
+        records.append(ModelVersion.model_validate(values))
+    return records
 
 
 def to_model(connection: Connection, row: Row[Any]) -> Model:

@@ -7,7 +7,7 @@ import shutil
 import stat
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 from modelyard.errors import InvalidManifest, ModelyardError
@@ -15,11 +15,14 @@ from modelyard.store._chunking import IN_MEMORY_LIMIT, Piece, cut_file, read_spa
 from modelyard.store._digests import digest_bytes
 from modelyard.store._manifests import Chunk, Entry, Manifest, check_link, load_manifest
 from modelyard.store._manifests import save_manifest as _save_manifest
-from modelyard.store._pipeline import ordered_map
+from modelyard.store._pipeline import InlineExecutor, ordered_map
 from modelyard.store._protocol import BlobStore, read_bytes
 
 WORKERS = 4
 """Threads that hash and transfer blobs; hashing and I/O release the GIL."""
+
+SMALL_FOLDER = 4 << 20
+"""Folders smaller than this are stored on the caller's thread."""
 
 
 def store_directory(store: BlobStore, source: str | Path, *, workers: int = WORKERS) -> Manifest:
@@ -32,8 +35,11 @@ def store_directory(store: BlobStore, source: str | Path, *, workers: int = WORK
     root = Path(source)
     if not root.is_dir():
         raise ModelyardError(f"{root} is not a folder")
-    with ThreadPoolExecutor(workers, thread_name_prefix="modelyard-put") as pool:
-        entries = [_entry(store, root, path, pool, workers) for path in _walk(root)]
+    paths = list(_walk(root))
+    # Threads pay off for big folders; for a few small files, starting them costs more.
+    small = sum(path.lstat().st_size for path in paths) < SMALL_FOLDER
+    with InlineExecutor() if small else ThreadPoolExecutor(workers, "modelyard-put") as pool:
+        entries = [_entry(store, root, path, pool, workers) for path in paths]
     manifest = Manifest(entries=tuple(sorted(entries, key=lambda entry: entry.path)))
     _save_manifest(store, manifest)
     return manifest
@@ -47,9 +53,7 @@ def _walk(root: Path) -> Iterator[Path]:
             yield base / name
 
 
-def _entry(
-    store: BlobStore, root: Path, path: Path, pool: ThreadPoolExecutor, workers: int
-) -> Entry:
+def _entry(store: BlobStore, root: Path, path: Path, pool: Executor, workers: int) -> Entry:
     relative = path.relative_to(root).as_posix()
     info = path.lstat()
     mode = stat.S_IMODE(info.st_mode) & 0o777
@@ -110,7 +114,8 @@ def restore_directory(
     staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
     staging.mkdir(parents=True)
     try:
-        with ThreadPoolExecutor(workers, thread_name_prefix="modelyard-get") as pool:
+        small = manifest.size < SMALL_FOLDER
+        with InlineExecutor() if small else ThreadPoolExecutor(workers, "modelyard-get") as pool:
             _fill(store, manifest, staging, pool, window=4 * workers)
         if target.exists():
             target.rmdir()
@@ -122,7 +127,7 @@ def restore_directory(
 
 
 def _fill(
-    store: BlobStore, manifest: Manifest, staging: Path, pool: ThreadPoolExecutor, *, window: int
+    store: BlobStore, manifest: Manifest, staging: Path, pool: Executor, *, window: int
 ) -> None:
     # Files and folders first, symlinks last: no write can then pass through a symlink.
     for entry in manifest.entries:
@@ -150,9 +155,7 @@ def _fill(
             os.chmod(staging / entry.path, entry.mode)
 
 
-def _write_file(
-    store: BlobStore, entry: Entry, path: Path, pool: ThreadPoolExecutor, *, window: int
-) -> None:
+def _write_file(store: BlobStore, entry: Entry, path: Path, pool: Executor, *, window: int) -> None:
     def fetch(chunk: Chunk) -> bytes | None:
         # Small chunks are fetched ahead in parallel; a big one streams when its turn comes.
         return read_bytes(store, chunk.digest) if chunk.size <= IN_MEMORY_LIMIT else None

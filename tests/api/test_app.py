@@ -15,6 +15,7 @@ from modelyard.registry import GateFailed
 from modelyard.store import digest_bytes
 from tests.asgi import in_process_client
 from tests.servers import free_port
+from tests.store.test_chunking import safetensors_bytes
 
 
 @pytest.fixture
@@ -131,3 +132,44 @@ def test_non_json_error_bodies_still_raise(tmp_path: Path) -> None:
     assert caught.value.status_code == 502
     with pytest.raises(ModelyardError, match="HTTP 502"):
         yard.store.get(digest_bytes(b"x"))
+
+
+def test_register_needs_its_manifest_on_the_server(client: httpx.Client) -> None:
+    missing = digest_bytes(b"never uploaded")
+    response = client.post("/api/v1/models/fraud/versions", json={"manifest_digest": missing})
+    assert (
+        response.status_code == 400 and "is not stored on this server" in response.json()["error"]
+    )
+
+
+def test_small_blobs_ride_along_and_are_verified(client: httpx.Client) -> None:
+    import base64
+
+    content = b"tiny manifest stand-in"
+    digest = digest_bytes(content)
+    body = {"manifest_digest": digest, "blobs": {digest: base64.b64encode(content).decode()}}
+    assert client.post("/api/v1/models/fraud/versions", json=body).status_code == 201
+    assert client.get(f"/api/v1/blobs/{digest}").content == content
+    forged = {"blobs": {digest_bytes(b"other"): base64.b64encode(content).decode()}}
+    response = client.post("/api/v1/models/fraud/versions", json=forged)
+    assert response.status_code == 400 and response.json()["type"] == "DigestMismatch"
+    garbage = {"blobs": {digest: "!!not base64!!"}}
+    response = client.post("/api/v1/models/fraud/versions", json=garbage)
+    assert response.status_code == 400 and "not valid base64" in response.json()["error"]
+
+
+def test_big_files_go_up_before_the_registration(tmp_path: Path) -> None:
+    from modelyard._remote import INLINE_BLOB
+
+    settings = Settings(home=tmp_path / "home", user="ana")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    tensor = bytes(range(256)) * (INLINE_BLOB // 256 + 1)  # one tensor bigger than rides along
+    (folder / "big.safetensors").write_bytes(safetensors_bytes({"w": tensor}))
+    (folder / "small.txt").write_text("x")
+    with in_process_client(create_app(settings)) as client:
+        yard = Yard(settings, url="http://testserver", http_client=client)
+        version = yard.log_model(folder, name="fraud")
+        yard.download(version.ref, tmp_path / "out")
+    restored = (tmp_path / "out" / "big.safetensors").read_bytes()
+    assert restored == (folder / "big.safetensors").read_bytes()
