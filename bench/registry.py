@@ -171,10 +171,14 @@ def _rows(database: str, mode: str, results: dict[str, float]) -> list[dict[str,
             "operation": op,
             "ms": ms,
             "mlflow_ms": MLFLOW_MS[op],
-            "speedup": MLFLOW_MS[op] / ms,
+            "speedup": _speedup(MLFLOW_MS[op], ms),
         }
         for op, ms in results.items()
     ]
+
+
+def _speedup(mlflow_ms: float | None, ms: float) -> float | None:
+    return mlflow_ms / ms if mlflow_ms else None
 
 
 def main() -> None:

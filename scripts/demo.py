@@ -1,8 +1,10 @@
-"""The modelyard demo, on the embedded default (a local folder; no server).
+"""The modelyard demo, on the embedded default (SQLite and a local folder; no server).
 
-For now it shows the foundation every later step stands on: a model folder goes into the
-content-addressed store, ten fine-tuned variants cost little more than one model, and a stored
-version comes back byte for byte. Run it through `scripts/demo`, which sets things up first.
+It runs the real `modelyard` command line, as a user would: ten fine-tuned variants of a model are
+logged as versions (and cost little more than one model, thanks to per-tensor dedup), two
+versions are compared down to their tensors, one is promoted through a metric gate into
+production, and the production version is downloaded back byte for byte. Run it through
+`scripts/demo`, which sets things up first.
 """
 
 from __future__ import annotations
@@ -22,13 +24,21 @@ CHANGED_SHARE = 0.05
 
 
 def modelyard(*args: str) -> str:
-    """Run the real `modelyard` command line, as a user would."""
+    """Run the real `modelyard` command line and return what it printed."""
     command = [sys.executable, "-m", "modelyard", *args]
-    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"modelyard {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def show(*args: str) -> None:
+    print(f"$ modelyard {' '.join(args)}")
+    print(modelyard(*args).rstrip() + "\n")
 
 
 def make_base(rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """A ~40 MB MLP-like model: 40 layers of weights and biases."""
+    """A ~42 MB MLP-like model: 40 layers of weights and biases."""
     tensors: dict[str, np.ndarray] = {}
     for layer in range(40):
         tensors[f"layer{layer:02d}.weight"] = rng.standard_normal((512, 512), dtype=np.float32)
@@ -37,59 +47,76 @@ def make_base(rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 
 def fine_tune(base: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """A variant that changes 5% of the tensors, as a short fine-tune of the top layers would."""
+    """A variant that changes 5% of the tensors, as a short fine-tune of a few layers would."""
     names = sorted(base)
     changed = rng.choice(names, size=max(1, round(CHANGED_SHARE * len(names))), replace=False)
     tuned = dict(base)
-    for name in changed:
-        tuned[str(name)] = base[str(name)] + rng.normal(0, 1e-3, base[str(name)].shape).astype(
-            np.float32
-        )
+    for name in map(str, changed):
+        tuned[name] = base[name] + rng.normal(0, 1e-3, base[name].shape).astype(np.float32)
     return tuned
-
-
-def write_model(folder: Path, tensors: dict[str, np.ndarray], variant: int) -> None:
-    folder.mkdir(parents=True)
-    save_file(tensors, folder / "model.safetensors")
-    (folder / "config.json").write_text(json.dumps({"variant": variant, "layers": 40}))
 
 
 def stored_bytes() -> int:
     return int(json.loads(modelyard("store", "stats", "--json"))["bytes"])
 
 
+def log_variants(work: Path) -> int:
+    rng = np.random.default_rng(0)
+    base = make_base(rng)
+    print(f"{'version':>8}  {'model size':>12}  {'new bytes stored':>16}  {'auc':>5}")
+    model_size = 0
+    for variant in range(VARIANTS):
+        folder = work / f"variant-{variant}"
+        folder.mkdir()
+        save_file(base if variant == 0 else fine_tune(base, rng), folder / "model.safetensors")
+        (folder / "config.json").write_text(json.dumps({"layers": 40, "variant": variant}))
+        auc = round(0.86 + 0.01 * variant, 2)
+        before = stored_bytes()
+        version = json.loads(
+            modelyard("log", str(folder), "--name", "mlp", "--metric", f"auc={auc}",
+                      "--param", f"lr={1e-3 / (variant + 1):.1e}", "--tag", "team=risk", "--json")
+        )  # fmt: skip
+        model_size = sum(f.stat().st_size for f in folder.iterdir())
+        added = stored_bytes() - before
+        print(f"{'mlp:' + str(version['number']):>8}  {model_size:>12,}  {added:>16,}  {auc:>5}")
+    total = stored_bytes()
+    print(f"\n{VARIANTS} versions stored in {total:,} bytes = {total / model_size:.2f}x one model "
+          f"(a plain copy of each: {VARIANTS:.2f}x)\n")  # fmt: skip
+    return model_size
+
+
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="modelyard-demo-"))
     os.environ.setdefault("MODELYARD_HOME", str(work / "home"))
+    os.environ.setdefault("MODELYARD_USER", "ana")
     print(f"modelyard home: {os.environ['MODELYARD_HOME']}\n")
-    rng = np.random.default_rng(0)
-    base = make_base(rng)
-    model_size = 0
-    digests = []
-    print(f"{'variant':>7}  {'model size':>12}  {'new bytes stored':>16}  manifest")
-    for variant in range(VARIANTS):
-        folder = work / f"variant-{variant}"
-        write_model(folder, base if variant == 0 else fine_tune(base, rng), variant)
-        before = stored_bytes()
-        summary = json.loads(modelyard("store", "put", str(folder), "--json"))
-        model_size = summary["bytes"]
-        digests.append(summary["digest"])
-        added = stored_bytes() - before
-        print(f"{variant:>7}  {model_size:>12,}  {added:>16,}  {summary['digest'][:23]}…")
 
-    total = stored_bytes()
-    print(f"\n{VARIANTS} variants stored in {total:,} bytes = {total / model_size:.2f}x one model")
-    print(f"a plain copy of each would take {VARIANTS * model_size:,} bytes = {VARIANTS:.2f}x\n")
+    print("== 1. Ten fine-tuned variants, logged as versions of one model")
+    log_variants(work)
+    show("versions", "diff", "mlp:1", "mlp:2")
+    show("versions", "search", "metrics.auc >= 0.93 and tags.team = 'risk'",
+         "--order-by", "metrics.auc desc")  # fmt: skip
 
-    restored = work / "restored"
-    print(modelyard("store", "restore", digests[-1], str(restored)).strip())
-    original = work / f"variant-{VARIANTS - 1}"
-    same = subprocess.run(["diff", "-r", str(original), str(restored)]).returncode == 0
-    print(f"restored copy identical to the original: {same}")
-    print(modelyard("store", "verify").strip())
-    keep = [arg for digest in digests[:-1] for arg in ("--keep", digest)]
-    print(f"if variant {VARIANTS - 1} were dropped, garbage collection:")
-    print(modelyard("store", "gc", "--grace-minutes", "0", *keep).strip().splitlines()[-1])
+    print("== 2. Promotion through a gate")
+    show("gate", "add", "mlp", "metric", "metric=auc", "op=>=", "value=0.9")
+    for state in ("validated", "staging"):
+        modelyard("promote", "mlp:2", state)
+        modelyard("promote", "mlp:10", state)
+    print("$ modelyard promote mlp:2 production   # auc 0.87: the gate refuses")
+    refused = subprocess.run([sys.executable, "-m", "modelyard", "promote", "mlp:2", "production"],
+                             capture_output=True, text=True)  # fmt: skip
+    print(refused.stderr.strip() + "\n")
+    show("promote", "mlp:10", "production", "--comment", "best auc on the holdout")
+    show("models", "show", "mlp")
+    show("alias", "history", "mlp@production")
+
+    print("== 3. The production version comes back byte for byte")
+    restored = work / "production"
+    show("versions", "download", "mlp@production", str(restored))
+    same = subprocess.run(["diff", "-r", str(work / "variant-9"), str(restored)]).returncode == 0
+    print(f"identical to what was logged: {same}\n")
+    show("audit", "verify")
+    show("store", "verify")
     if not same:
         sys.exit(1)
 

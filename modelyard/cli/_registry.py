@@ -12,7 +12,9 @@ from modelyard.cli._output import emit_table, reports_errors
 from modelyard.registry import ModelVersion
 
 models_app = typer.Typer(help="Models: list, show, delete.", no_args_is_help=True)
-versions_app = typer.Typer(help="Versions: list, show, search, diff, delete.", no_args_is_help=True)
+versions_app = typer.Typer(
+    help="Versions: list, show, search, diff, download, delete.", no_args_is_help=True
+)
 alias_app = typer.Typer(help="Aliases: set, rm, history.", no_args_is_help=True)
 
 Pairs = Annotated[list[str] | None, typer.Option(help="KEY=VALUE (repeatable).")]
@@ -173,6 +175,20 @@ def diff_versions(ctx: typer.Context, a: str, b: str, as_json: JsonFlag = False)
         typer.echo(f"{diff.a} and {diff.b} are identical")
         return
     emit_table(["what", diff.a, diff.b], rows)
+
+
+@versions_app.command("download")
+@reports_errors
+def download_version(
+    ctx: typer.Context,
+    ref: str,
+    path: Annotated[Path, typer.Argument(help="Folder to create (absent or empty).")],
+) -> None:
+    """Fetch a version's files, verified byte for byte."""
+    yard = yard_of(ctx)
+    version = yard.get_version(ref)
+    yard.download(version.ref, path)
+    typer.echo(f"downloaded {version.ref} to {path}")
 
 
 @versions_app.command("delete")

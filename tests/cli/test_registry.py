@@ -54,6 +54,9 @@ def test_register_list_show_search(folder: Path) -> None:
     shown = ok("versions", "show", "fraud@champion")
     assert "description: tuned" in shown and "metrics.auc: 0.95" in shown
     assert json.loads(ok("versions", "show", "fraud:1", "--json"))["params"] == {"lr": "0.1"}
+    out = folder.parent / "downloaded"
+    assert ok("versions", "download", "fraud@champion", str(out)).startswith("downloaded fraud:2")
+    assert (out / "weights.bin").read_bytes() == b"v" * 1000
     found = ok("versions", "search", "metrics.auc > 0.92")
     assert "fraud:2" in found and "fraud:1" not in found
     page = json.loads(
