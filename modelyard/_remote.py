@@ -7,6 +7,7 @@ back as the same typed `ModelyardError` subclasses, rebuilt from the server's `{
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -52,6 +53,11 @@ def _error_types() -> dict[str, type[ModelyardError]]:
     return found
 
 
+@functools.cache
+def _list_of(record: type[BaseModel]) -> TypeAdapter[Any]:
+    return TypeAdapter(list[record])  # type: ignore[valid-type]
+
+
 def raise_for(response: httpx.Response) -> None:
     """Raise the typed error a failed response describes."""
     if response.is_success:
@@ -93,7 +99,8 @@ class HttpRegistry:
         return record.model_validate_json(self._send(method, path, **options).content)
 
     def _many(self, record: type[R], method: str, path: str, **options: Any) -> list[R]:
-        return TypeAdapter(list[record]).validate_json(self._send(method, path, **options).content)  # type: ignore[valid-type]
+        content = self._send(method, path, **options).content
+        return _list_of(record).validate_json(content)  # type: ignore[no-any-return]
 
     def get_model(self, name: str) -> Model:
         return self._one(Model, "GET", f"/models/{name}")

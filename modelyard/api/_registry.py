@@ -15,6 +15,7 @@ from fastapi import APIRouter, Header, Query, Response
 from modelyard._yard import Yard
 from modelyard.api import _schemas as body
 from modelyard.api._blobs import store_verified
+from modelyard.api._responses import fast_json
 from modelyard.errors import DigestMismatch, InvalidManifest
 from modelyard.registry import (
     AliasEvent,
@@ -43,10 +44,12 @@ def registry_routes(yard: Yard) -> APIRouter:
         return Registry(shared.database, actor=user or shared.actor)
 
     @router.get("/models")
+    @fast_json()
     def list_models(user: User = None) -> list[Model]:
         return registry(user).list_models()
 
     @router.get("/models/{name}")
+    @fast_json()
     def get_model(name: str, user: User = None) -> Model:
         return registry(user).get_model(name)
 
@@ -56,6 +59,7 @@ def registry_routes(yard: Yard) -> APIRouter:
         return Response(status_code=204)
 
     @router.post("/models/{name}/versions", status_code=201)
+    @fast_json(201)
     def create_version(name: str, new: body.VersionCreate, user: User = None) -> ModelVersion:
         for digest, encoded in (new.blobs or {}).items():
             store_verified(yard.store, digest, _decode(digest, encoded))
@@ -67,10 +71,12 @@ def registry_routes(yard: Yard) -> APIRouter:
         return registry(user).create_version(name, **new.model_dump(exclude={"blobs"}))
 
     @router.get("/models/{name}/versions")
+    @fast_json()
     def list_versions(name: str, user: User = None) -> list[ModelVersion]:
         return registry(user).list_versions(name)
 
     @router.get("/version")
+    @fast_json()
     def get_version(ref: Ref, user: User = None) -> ModelVersion:
         return registry(user).get_version(ref)
 
@@ -80,18 +86,22 @@ def registry_routes(yard: Yard) -> APIRouter:
         return Response(status_code=204)
 
     @router.put("/version/tags")
+    @fast_json()
     def set_tag(ref: Ref, key: str, tag: body.TagValue, user: User = None) -> ModelVersion:
         return registry(user).set_tag(ref, key, tag.value)
 
     @router.delete("/version/tags")
+    @fast_json()
     def delete_tag(ref: Ref, key: str, user: User = None) -> ModelVersion:
         return registry(user).delete_tag(ref, key)
 
     @router.post("/versions/search")
+    @fast_json()
     def search_versions(search: body.Search, user: User = None) -> SearchPage:
         return registry(user).search_versions(**search.model_dump())
 
     @router.put("/models/{name}/aliases/{alias:path}")
+    @fast_json()
     def set_alias(
         name: str, alias: str, target: body.AliasTarget, user: User = None
     ) -> ModelVersion:
@@ -103,22 +113,26 @@ def registry_routes(yard: Yard) -> APIRouter:
         return Response(status_code=204)
 
     @router.get("/models/{name}/alias-history")
+    @fast_json()
     def alias_history(name: str, alias: str | None = None, user: User = None) -> list[AliasEvent]:
         return registry(user).alias_history(name, alias)
 
     @router.post("/models/{name}/rollback")
+    @fast_json()
     def rollback(
         name: str, why: body.Reason, alias: str = "production", user: User = None
     ) -> ModelVersion:
         return registry(user).rollback(name, alias, reason=why.reason)
 
     @router.post("/version/transitions")
+    @fast_json()
     def transition(ref: Ref, move: body.TransitionRequest, user: User = None) -> ModelVersion:
         return registry(user).transition(
             ref, move.state, comment=move.comment, move_alias=move.move_alias
         )
 
     @router.get("/version/transitions")
+    @fast_json()
     def transitions(ref: Ref, user: User = None) -> list[Transition]:
         return registry(user).transitions(ref)
 
@@ -128,10 +142,12 @@ def registry_routes(yard: Yard) -> APIRouter:
         return Response(status_code=204)
 
     @router.post("/models/{name}/gates", status_code=201)
+    @fast_json(201)
     def add_gate(name: str, gate: body.GateCreate, user: User = None) -> Gate:
         return registry(user).add_gate(name, gate.kind, to_state=gate.to_state, **gate.config)
 
     @router.get("/models/{name}/gates")
+    @fast_json()
     def gates(name: str, user: User = None) -> list[Gate]:
         return registry(user).gates(name)
 
@@ -141,14 +157,17 @@ def registry_routes(yard: Yard) -> APIRouter:
         return Response(status_code=204)
 
     @router.get("/version/lineage")
+    @fast_json()
     def lineage(ref: Ref, user: User = None) -> Lineage:
         return registry(user).lineage(ref)
 
     @router.get("/diff")
+    @fast_json()
     def diff(a: str, b: str, user: User = None) -> VersionDiff:
         return registry(user).diff(a, b, manifests=lambda digest: load_manifest(yard.store, digest))
 
     @router.get("/audit")
+    @fast_json()
     def audit_log(
         target: str | None = None, limit: int | None = None, user: User = None
     ) -> list[AuditEvent]:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, Response
 
 from modelyard._yard import Yard
 from modelyard.api import _schemas as body
+from modelyard.api._responses import fast_json
 from modelyard.registry import MetricPoint, Registry, Run
 
 User = Annotated[str | None, Header(alias="X-Modelyard-User")]
@@ -22,10 +23,12 @@ def run_routes(yard: Yard) -> APIRouter:
         return Registry(shared.database, actor=user or shared.actor)
 
     @router.post("/runs", status_code=201)
+    @fast_json(201)
     def create_run(new: body.RunCreate, user: User = None) -> Run:
         return registry(user).create_run(**new.model_dump())
 
     @router.get("/runs/{run_id}")
+    @fast_json()
     def get_run(run_id: str, user: User = None) -> Run:
         return registry(user).get_run(run_id)
 
@@ -50,10 +53,12 @@ def run_routes(yard: Yard) -> APIRouter:
         return Response(status_code=204)
 
     @router.post("/runs/{run_id}/end")
+    @fast_json()
     def end_run(run_id: str, end: body.RunEnd, user: User = None) -> Run:
         return registry(user).end_run(run_id, end.status)
 
     @router.get("/runs/{run_id}/metrics/{key}")
+    @fast_json()
     def metric_history(run_id: str, key: str, user: User = None) -> list[MetricPoint]:
         return registry(user).metric_history(run_id, key)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, insert, select
+from sqlalchemy import Connection, Row, bindparam, delete, insert, select, update
 
 from modelyard.errors import NotFound
 from modelyard.registry._audit import append, utc
@@ -25,11 +25,33 @@ class AliasNotFound(NotFound):
         super().__init__(f"model {name!r} has no alias {alias!r}")
 
 
+_TARGET = select(aliases.c.version_id).where(
+    aliases.c.model_id == bindparam("model_id"), aliases.c.name == bindparam("alias")
+)
+_TARGET_AND_NUMBER = (
+    select(aliases.c.version_id, versions.c.number)
+    .join(versions, versions.c.id == aliases.c.version_id)
+    .where(aliases.c.model_id == bindparam("model_id"), aliases.c.name == bindparam("alias"))
+)
+_POINT = (
+    update(aliases)
+    .where(aliases.c.model_id == bindparam("b_model_id"), aliases.c.name == bindparam("b_alias"))
+    .values(
+        version_id=bindparam("b_version_id"),
+        updated_by=bindparam("b_actor"),
+        updated_at=bindparam("b_moment"),
+    )
+)
+_DROP = delete(aliases).where(
+    aliases.c.model_id == bindparam("model_id"), aliases.c.name == bindparam("alias")
+)
+_CREATE = insert(aliases)
+_RECORD = insert(alias_history)
+
+
 def current_target(connection: Connection, model_id: str, alias: str) -> str | None:
     """The version id the alias points at, if it exists."""
-    return connection.execute(
-        select(aliases.c.version_id).where(aliases.c.model_id == model_id, aliases.c.name == alias)
-    ).scalar()
+    return connection.execute(_TARGET, {"model_id": model_id, "alias": alias}).scalar()
 
 
 def move(
@@ -44,37 +66,40 @@ def move(
 ) -> None:
     """Point `alias` at `version`, or delete it when `version` is None; record the move."""
     check_alias(alias)
-    previous = current_target(connection, model.id, alias)
+    key = {"model_id": model.id, "alias": alias}
+    current = connection.execute(_TARGET_AND_NUMBER, key).first()
+    previous = current.version_id if current is not None else None
     if version is None and previous is None:
         raise AliasNotFound(model.name, alias)
     moment = now()
-    if previous is not None:
+    if version is None:
+        connection.execute(_DROP, key)
+    elif previous is not None:
         connection.execute(
-            delete(aliases).where(aliases.c.model_id == model.id, aliases.c.name == alias)
-        )
-    if version is not None:
+            _POINT,
+            {"b_model_id": model.id, "b_alias": alias, "b_version_id": version.id,
+             "b_actor": actor, "b_moment": moment},
+        )  # fmt: skip
+    else:
         connection.execute(
-            insert(aliases).values(
-                model_id=model.id,
-                name=alias,
-                version_id=version.id,
-                updated_by=actor,
-                updated_at=moment,
-            )
-        )
+            _CREATE,
+            {"model_id": model.id, "name": alias, "version_id": version.id,
+             "updated_by": actor, "updated_at": moment},
+        )  # fmt: skip
     connection.execute(
-        insert(alias_history).values(
-            model_id=model.id,
-            name=alias,
-            version_id=version.id if version is not None else None,
-            previous_version_id=previous,
-            kind=kind if version is not None else "delete",
-            actor=actor,
-            reason=reason,
-            at=moment,
-        )
+        _RECORD,
+        {
+            "model_id": model.id,
+            "name": alias,
+            "version_id": version.id if version is not None else None,
+            "previous_version_id": previous,
+            "kind": kind if version is not None else "delete",
+            "actor": actor,
+            "reason": reason,
+            "at": moment,
+        },
     )
-    before = _number(connection, previous)
+    before = current.number if current is not None else None
     after = version.number if version is not None else None
     action = f"alias.{kind}" if version is not None else "alias.delete"
     append(
@@ -135,12 +160,6 @@ def rollback_target(connection: Connection, *, model: Row[Any], alias: str) -> s
     live = set(connection.execute(select(versions.c.id).where(versions.c.id.in_(stack))).scalars())
     candidates = [version_id for version_id in stack[:-1] if version_id in live]
     return candidates[-1] if candidates else None
-
-
-def _number(connection: Connection, version_id: str | None) -> int | None:
-    if version_id is None:
-        return None
-    return connection.execute(select(versions.c.number).where(versions.c.id == version_id)).scalar()
 
 
 def _numbers(connection: Connection, ids: set[str]) -> dict[str, int]:

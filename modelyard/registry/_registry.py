@@ -208,7 +208,7 @@ class Registry:
         """Point `name@alias` at the version `ref` names."""
         with self.database.write() as connection:
             model = _versions.model_row(connection, name, lock=True)
-            row = _versions.resolve(connection, ref)
+            row = _versions.resolve(connection, ref, model=model if ref.startswith(name) else None)
             if row.model_id != model.id:
                 raise InvalidReference(ref, expected=f"a version of model {name!r}")
             _aliases.move(

@@ -200,10 +200,14 @@ def resolve_id(connection: Connection, version_id: str) -> Row[Any]:
     return row
 
 
-def resolve(connection: Connection, reference: str | Reference) -> Row[Any]:
-    """The version row a reference names (with the model's name as `name`)."""
+def resolve(
+    connection: Connection, reference: str | Reference, *, model: Row[Any] | None = None
+) -> Row[Any]:
+    """The version row a reference names (with the model's name as `name`); pass the model's
+    row when the caller has it already, to save a query."""
     ref = Reference.parse(reference) if isinstance(reference, str) else reference
-    model = model_row(connection, ref.name)
+    if model is None or model.name != ref.name:
+        model = model_row(connection, ref.name)
     if ref.number is not None:
         row = connection.execute(_BY_NUMBER, {"model_id": model.id, "number": ref.number}).first()
     elif ref.alias is not None:
