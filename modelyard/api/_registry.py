@@ -10,10 +10,11 @@ import base64
 import binascii
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from modelyard._yard import Yard
 from modelyard.api import _schemas as body
+from modelyard.api._acting import User, acting_registry
 from modelyard.api._blobs import store_verified
 from modelyard.api._responses import fast_json
 from modelyard.errors import DigestMismatch, InvalidManifest
@@ -32,7 +33,6 @@ from modelyard.registry import (
 from modelyard.store import load_manifest
 
 Ref = Annotated[str, Query(description="fraud, fraud:3, fraud@production or fraud@production~1")]
-User = Annotated[str | None, Header(alias="X-Modelyard-User")]
 
 
 def registry_routes(yard: Yard) -> APIRouter:
@@ -40,8 +40,7 @@ def registry_routes(yard: Yard) -> APIRouter:
     router = APIRouter(tags=["registry"])
 
     def registry(user: str | None) -> Registry:
-        shared = yard.local_registry()
-        return Registry(shared.database, actor=user or shared.actor)
+        return acting_registry(yard, user)
 
     @router.get("/models")
     @fast_json()

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Response
 
 from modelyard._yard import Yard
 from modelyard.api import _schemas as body
+from modelyard.api._acting import User, acting_registry
 from modelyard.api._responses import fast_json
 from modelyard.registry import MetricPoint, Registry, Run
-
-User = Annotated[str | None, Header(alias="X-Modelyard-User")]
 
 
 def run_routes(yard: Yard) -> APIRouter:
@@ -19,8 +16,7 @@ def run_routes(yard: Yard) -> APIRouter:
     router = APIRouter(tags=["runs"])
 
     def registry(user: str | None) -> Registry:
-        shared = yard.local_registry()
-        return Registry(shared.database, actor=user or shared.actor)
+        return acting_registry(yard, user)
 
     @router.post("/runs", status_code=201)
     @fast_json(201)
