@@ -7,8 +7,9 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from modelyard.__about__ import __version__
-from modelyard._yard import ActiveRun, Yard
 from modelyard.errors import (
     BlobNotFound,
     BucketNotFound,
@@ -26,6 +27,9 @@ from modelyard.errors import (
     StoreUnavailable,
 )
 from modelyard.settings import Settings
+
+if TYPE_CHECKING:
+    from modelyard._yard import ActiveRun, Yard
 
 __all__ = [
     "ActiveRun",
@@ -47,3 +51,13 @@ __all__ = [
     "Yard",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The client pulls in SQLAlchemy, httpx and the registry: import it only when asked for, so
+    # `import modelyard.store` (and every `modelyard.*` import) stays light.
+    if name in ("ActiveRun", "Yard"):
+        from modelyard import _yard
+
+        return getattr(_yard, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -43,3 +43,8 @@ def test_unknown_attribute_of_store() -> None:
 
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         modelyard.store.Nope  # noqa: B018
+
+
+def test_unknown_attribute_of_the_package() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        modelyard.Nope  # noqa: B018
