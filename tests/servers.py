@@ -21,8 +21,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(home: Path, database_url: str | None = None) -> Iterator[str]:
-    """`modelyard server` in its own process; yields its URL, stops it with SIGTERM after."""
+def running_server(
+    home: Path, database_url: str | None = None, *, exit_codes: list[int] | None = None
+) -> Iterator[str]:
+    """`modelyard server` in its own process; yields its URL, stops it with SIGTERM after and
+    appends its exit code to `exit_codes` when given."""
     port = free_port()
     env = {**os.environ, "MODELYARD_HOME": str(home / "server-home")}
     if database_url:
@@ -47,5 +50,7 @@ def running_server(home: Path, database_url: str | None = None) -> Iterator[str]
         yield url
     finally:
         process.terminate()
-        process.wait(timeout=15)
+        code = process.wait(timeout=15)
         log.close()
+        if exit_codes is not None:
+            exit_codes.append(code)

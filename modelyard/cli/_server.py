@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from typing import Annotated
 
 import typer
@@ -18,10 +21,25 @@ def server(
     ),
     port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8080,
 ) -> None:
-    """Serve the registry REST API (OpenAPI at /openapi.json) until interrupted."""
+    """Serve the registry REST API (OpenAPI at /openapi.json) until SIGTERM or Ctrl-C, then
+    finish in-flight requests and exit 0."""
     import uvicorn
 
     from modelyard.api import create_app
 
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn re-raises the signal after draining, so the exit status would say
+            # "killed"; for this server a SIGTERM is the normal way to stop.
+            stops = (signal.SIGINT, signal.SIGTERM)
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in stops}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
     app = create_app(settings_of(ctx))
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    Server(config).run()
