@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -178,6 +179,13 @@ def search_query(
     if not 1 <= limit <= 10_000:
         raise InvalidFilter(f"limit must be between 1 and 10000, not {limit}")
     offset = _offset(page_token, filter, order_by)
+    return _ordered_query(filter, order_by).offset(offset).limit(limit + 1)
+
+
+@functools.lru_cache(maxsize=256)
+def _ordered_query(filter: str | None, order_by: str | None) -> Select[Any]:
+    # Parsing and building take longer than SQLite takes to answer; statements are immutable,
+    # so the same search reuses its statement (and SQLAlchemy its compiled form).
     clauses, joins = compile_order(order_by)
     source: Any = versions.join(models, models.c.id == versions.c.model_id)
     for table, condition in joins:
@@ -185,7 +193,7 @@ def search_query(
     query = select(versions, models.c.name).select_from(source)
     if filter and filter.strip():
         query = query.where(compile_filter(parse_filter(filter)))
-    return query.order_by(*clauses).offset(offset).limit(limit + 1)
+    return query.order_by(*clauses)
 
 
 def next_page_token(filter: str | None, order_by: str | None, *, offset: int) -> str:
