@@ -21,10 +21,14 @@ def promote(
     ref: Annotated[str, typer.Argument(help="Version, e.g. fraud:3.")],
     state: Annotated[str, typer.Argument(help="validated, staging, production or archived.")],
     comment: Annotated[str, typer.Option(help="Why, for the record.")] = "",
+    as_json: JsonFlag = False,
 ) -> None:
     """Move a version to a lifecycle state, checking the model's gates."""
     version = yard_of(ctx).transition(ref, state, comment=comment)
-    typer.echo(f"{version.ref} is now {version.state.value}")
+    if as_json:
+        emit_records(version)
+    else:
+        typer.echo(f"{version.ref} is now {version.state.value}")
 
 
 @reports_errors
@@ -43,11 +47,15 @@ def rollback(
     ctx: typer.Context,
     target: Annotated[str, typer.Argument(help="NAME or NAME@ALIAS (default alias: production).")],
     reason: Annotated[str, typer.Option(help="Why, for the history.")] = "",
+    as_json: JsonFlag = False,
 ) -> None:
     """Move an alias back to the version it pointed at before."""
     name, _, alias = target.partition("@")
     version = yard_of(ctx).rollback(name, alias or "production", reason=reason)
-    typer.echo(f"{name}@{alias or 'production'} -> {version.ref}")
+    if as_json:
+        emit_records(version)
+    else:
+        typer.echo(f"{name}@{alias or 'production'} -> {version.ref}")
 
 
 @reports_errors

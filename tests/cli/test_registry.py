@@ -88,6 +88,8 @@ def test_aliases_promotion_gates_rollback(folder: Path) -> None:
     assert "better" in ok("alias", "history", "fraud@production")
     assert len(json.loads(ok("alias", "history", "fraud", "--json"))) == 2
     assert ok("rollback", "fraud").strip() == "fraud@production -> fraud:1"
+    ok("alias", "set", "fraud@production", "fraud:3")
+    assert json.loads(ok("rollback", "fraud@production", "--json"))["number"] == 1
     ok("alias", "set", "fraud@canary", "fraud:3")
     assert "removed fraud@canary" in ok("alias", "rm", "fraud@canary")
 
@@ -96,7 +98,7 @@ def test_aliases_promotion_gates_rollback(folder: Path) -> None:
     gates = json.loads(ok("gate", "list", "fraud", "--json"))
     assert [g["kind"] for g in gates] == ["metric", "approval"]
     assert "approval" in ok("gate", "list", "fraud")
-    ok("promote", "fraud:3", "validated")
+    assert json.loads(ok("promote", "fraud:3", "validated", "--json"))["state"] == "validated"
     ok("promote", "fraud:3", "staging", "--comment", "shadow first")
     code, _, err = run("promote", "fraud:3", "production")
     assert code == 1 and "needs 1 approval(s)" in err
