@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -13,6 +14,16 @@ import httpx
 
 from modelyard._remote import HttpRegistry, HttpStore, PendingBlobs
 from modelyard.errors import ConfigurationError, RegistryUnavailable
+from modelyard.flavors import (
+    MODEL_FILE,
+    LoadedModel,
+    adopt_pickle,
+    is_pickle,
+    load_model,
+    read_info,
+    save_model,
+    version_diff,
+)
 from modelyard.registry import (
     AliasEvent,
     AuditEvent,
@@ -31,7 +42,7 @@ from modelyard.registry import (
     VersionDiff,
 )
 from modelyard.settings import Settings
-from modelyard.store import BlobStore, load_manifest, open_store, restore_directory, store_directory
+from modelyard.store import BlobStore, open_store, restore_directory, store_directory
 
 
 class Yard:
@@ -123,10 +134,12 @@ class Yard:
 
     def log_model(
         self,
-        model: str | Path,
+        model: Any,
         *,
         name: str,
         flavor: str | None = None,
+        input_example: Any = None,
+        options: Mapping[str, Any] | None = None,
         signature: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
         metrics: Mapping[str, float] | None = None,
@@ -136,19 +149,34 @@ class Yard:
         run: Run | str | None = None,
         description: str = "",
     ) -> ModelVersion:
-        """Store a model folder (or single file) and register it as the next version of `name`.
+        """Save and register `model` as the next version of `name`.
+
+        `model` is a framework object (scikit-learn, XGBoost, LightGBM, PyTorch, ONNX or a
+        `PythonModel`; the flavor is picked from it, `options` go to the flavor's save), a folder
+        (`flavor` says what it holds, or its `modelyard.json` does), or a single file (a pickle
+        or joblib file needs `flavor="sklearn"` and is scanned now and refused if unsafe). The
+        signature is inferred from `input_example`, which is stored with the version.
 
         The parent is `parents` if given, else the version `alias` points at (the alias then
         moves to the new version), else the latest version.
         """
-        registry = self.registry
-        extra: dict[str, Any] = {}
-        if isinstance(registry, HttpRegistry) and isinstance(self.store, HttpStore):
-            pending = PendingBlobs(self.store)  # small files travel with the registration
-            manifest_digest = self._store_path(model, store=pending)
-            extra["blobs"] = pending.encoded()
-        else:
-            manifest_digest = self._store_path(model)
+        with tempfile.TemporaryDirectory(prefix="modelyard-") as scratch:
+            folder = self._model_folder(
+                model, Path(scratch), flavor=flavor, example=input_example, options=options
+            )
+            if (folder / MODEL_FILE).is_file():
+                info = read_info(folder)
+                flavor = info.flavor
+                if signature is None and info.signature is not None:
+                    signature = info.signature.to_json()
+            registry = self.registry
+            extra: dict[str, Any] = {}
+            if isinstance(registry, HttpRegistry) and isinstance(self.store, HttpStore):
+                pending = PendingBlobs(self.store)  # small files travel with the registration
+                manifest_digest = store_directory(pending, folder).digest
+                extra["blobs"] = pending.encoded()
+            else:
+                manifest_digest = store_directory(self.store, folder).digest
         return registry.create_version(
             name,
             **extra,
@@ -164,23 +192,41 @@ class Yard:
             alias=alias,
         )
 
-    def _store_path(self, model: str | Path, *, store: BlobStore | None = None) -> str:
-        store = store or self.store
+    def _model_folder(
+        self,
+        model: Any,
+        scratch: Path,
+        *,
+        flavor: str | None,
+        example: Any,
+        options: Mapping[str, Any] | None,
+    ) -> Path:
+        if not isinstance(model, str | os.PathLike):
+            save_model(model, scratch / "model", flavor=flavor, input_example=example,
+                       **dict(options or {}))  # fmt: skip
+            return scratch / "model"
         path = Path(model)
         if path.is_dir():
-            return store_directory(store, path).digest
+            return path
         if path.is_file():
-            with tempfile.TemporaryDirectory(prefix="modelyard-") as folder:
-                link = Path(folder) / path.name
-                try:
-                    link.hardlink_to(path)
-                except OSError:  # another filesystem: copy instead
-                    shutil.copy2(path, link)
-                return store_directory(store, folder).digest
-        raise ConfigurationError(
-            f"cannot log {model!r}: pass a folder or a file that exists "
-            "(framework objects come with flavors)"
-        )
+            if flavor is not None and is_pickle(path):
+                adopt_pickle(path, scratch / "model", flavor=flavor)
+                return scratch / "model"
+            link = scratch / "model" / path.name
+            link.parent.mkdir()
+            try:
+                link.hardlink_to(path)
+            except OSError:  # another filesystem: copy instead
+                shutil.copy2(path, link)
+            return link.parent
+        raise ConfigurationError(f"cannot log {model!r}: pass a folder or a file that exists")
+
+    def _store_path(self, path: str | Path) -> str:
+        with tempfile.TemporaryDirectory(prefix="modelyard-") as scratch:
+            folder = self._model_folder(
+                path, Path(scratch), flavor=None, example=None, options=None
+            )
+            return store_directory(self.store, folder).digest
 
     @contextmanager
     def start_run(
@@ -256,13 +302,77 @@ class Yard:
         restore_directory(self.store, version.manifest_digest, path)
         return Path(path)
 
+    def load_model(self, ref: str, *, trust: bool = False) -> LoadedModel:
+        """Load a version as an object with `predict` (and `native`, the framework's object).
+
+        Files are fetched once into `<home>/cache/` (by manifest digest) and verified.
+        `trust=True` allows pickle-based files and stored Python code, after a scan.
+
+        >>> model = yard.load_model("fraud@production")
+        >>> model.predict(X)
+        """
+        return load_model(self._cached(self.get_version(ref)), trust=trust)
+
+    def _cached(self, version: ModelVersion) -> Path:
+        if version.manifest_digest is None:
+            raise ConfigurationError(f"{version.ref} has no stored files to load")
+        folder = self.settings.home / "cache" / version.manifest_digest.replace(":", "-")
+        if not folder.is_dir():  # restore_directory builds beside and renames into place
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                restore_directory(self.store, version.manifest_digest, folder)
+            except FileExistsError:  # pragma: no cover - another process restored it first
+                pass
+        return folder
+
+    def merge(
+        self,
+        a: str,
+        b: str,
+        *,
+        weights: tuple[float, float] = (0.5, 0.5),
+        name: str | None = None,
+        alias: str | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        description: str = "",
+    ) -> ModelVersion:
+        """Average the weights of two versions (a model soup) into a new version of `name`
+        (default: `a`'s model) whose parents are both.
+
+        >>> yard.merge("llm:4", "llm:5", weights=(0.5, 0.5), alias="soup")
+        """
+        from modelyard.flavors._merge import merge_folders
+
+        first, second = self.get_version(a), self.get_version(b)
+        folder_a, folder_b = self._cached(first), self._cached(second)
+        with tempfile.TemporaryDirectory(prefix="modelyard-merge-") as scratch:
+            merged = Path(scratch) / "merged"
+            merge_folders(folder_a, folder_b, merged, weights=weights)
+            return self.log_model(
+                merged,
+                name=name or first.name,
+                flavor=first.flavor,
+                signature=first.signature,
+                params={**first.params, "merge.weights": f"{weights[0]},{weights[1]}"},
+                metrics=metrics,
+                tags=tags,
+                parents=[first.ref, second.ref],
+                alias=alias,
+                description=description or f"merge of {first.ref} and {second.ref}",
+            )
+
     def lineage(self, ref: str) -> Lineage:
         """Ancestors and descendants of a version."""
         return self.registry.lineage(ref)
 
     def diff(self, a: str, b: str) -> VersionDiff:
-        """What differs between two versions: params, metrics, tags, signature, files, tensors."""
-        return self.registry.diff(a, b, manifests=lambda digest: load_manifest(self.store, digest))
+        """What differs between two versions: params, metrics, tags, signature, files, which
+        tensors changed and by how much, and model structure (trees, depth, hyper-parameters)."""
+        registry = self.registry
+        if isinstance(registry, HttpRegistry):
+            return registry.diff(a, b)  # the server reads the blobs
+        return version_diff(registry, self.store, a, b)
 
     # changing ---------------------------------------------------------------------------------
 

@@ -5,6 +5,11 @@
     ├── InvalidReference (400)          a digest or reference that does not parse
     ├── InvalidManifest (400)           a manifest that is malformed or points outside its folder
     ├── DigestMismatch (400)            uploaded bytes that do not hash to their stated digest
+    ├── InvalidInput (400)              inputs that do not match a model's signature
+    ├── UnsupportedModel (400)          an object or folder no flavor can save or load
+    ├── IncompatibleModels (400)        versions that cannot be merged, naming the tensor
+    ├── UntrustedModel (403)            a pickle-based file loaded without trust=True
+    │   └── UnsafeModel (403)           a pickle that imports os.system, subprocess, eval, …
     ├── NotFound (404)
     │   └── BlobNotFound (404)          no blob with that digest
     ├── IntegrityError (500)            stored bytes no longer match their digest
@@ -62,6 +67,55 @@ class DigestMismatch(ModelyardError):
         super().__init__(f"the bytes sent as {digest} hash to {actual}; nothing was stored")
         self.digest = digest
         self.actual = actual
+
+
+class InvalidInput(ModelyardError):
+    """Inputs that do not match what a model's signature declares; the message names the input."""
+
+    status_code = 400
+
+
+class UnsupportedModel(ModelyardError):
+    """An object no flavor knows how to save, or a folder no flavor can load."""
+
+    status_code = 400
+
+
+class IncompatibleModels(ModelyardError):
+    """Two versions whose weights cannot be combined; the message names the first tensor."""
+
+    status_code = 400
+
+
+class UntrustedModel(ModelyardError):
+    """A pickle-based file (pickle, joblib, `torch.save`) that was not explicitly trusted.
+
+    Unpickling runs whatever code the file names, so it needs `trust=True`, and even then the
+    file is scanned first.
+    """
+
+    status_code = 403
+
+    def __init__(self, path: str, *, kind: str = "pickle") -> None:
+        super().__init__(
+            f"{path} is a {kind} file, which can run arbitrary code when loaded; pass trust=True "
+            "if you trust its origin (it is scanned for unsafe imports first), or save the model "
+            "in a safe format"
+        )
+        self.path = path
+
+
+class UnsafeModel(UntrustedModel):
+    """A pickle-based file that imports something dangerous (`os.system`, `subprocess`, `eval`)."""
+
+    def __init__(self, path: str, *, imports: list[str]) -> None:
+        ModelyardError.__init__(
+            self,
+            f"refusing to load {path}: it imports {', '.join(imports)}, which can run "
+            "arbitrary code; it was not loaded even though trust=True",
+        )
+        self.path = path
+        self.imports = imports
 
 
 class NotFound(ModelyardError):

@@ -1,10 +1,11 @@
 """The modelyard demo, on the embedded default (SQLite and a local folder; no server).
 
-It runs the real `modelyard` command line, as a user would: ten fine-tuned variants of a model are
-logged as versions (and cost little more than one model, thanks to per-tensor dedup), two
-versions are compared down to their tensors, one is promoted through a metric gate into
-production, and the production version is downloaded back byte for byte. Run it through
-`scripts/demo`, which sets things up first.
+A scikit-learn model is logged from Python with its signature and loaded back in a fresh process;
+then the real `modelyard` command line runs, as a user would: ten fine-tuned variants of a model
+are logged as versions (and cost little more than one model, thanks to per-tensor dedup), two
+versions are compared down to their tensors, two are merged, one is promoted through a metric
+gate into production, and the production version is downloaded back byte for byte. Run it
+through `scripts/demo`, which sets things up first.
 """
 
 from __future__ import annotations
@@ -85,19 +86,62 @@ def log_variants(work: Path) -> int:
     return model_size
 
 
+FRESH_PROCESS = """
+from sklearn.datasets import load_breast_cancer
+from modelyard import Yard
+X, _ = load_breast_cancer(return_X_y=True, as_frame=True)
+model = Yard().load_model("cancer@champion")
+print(f"loaded {model!r}; predictions for 5 rows: {model.predict(X[:5]).tolist()}")
+"""
+
+
+def log_framework_model() -> None:
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import train_test_split
+
+    from modelyard import Yard
+
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    train_x, test_x, train_y, test_y = train_test_split(X, y, random_state=0)
+    yard = Yard()
+    for depth in (2, 4):
+        model = HistGradientBoostingClassifier(max_depth=depth, random_state=0)
+        model.fit(train_x, train_y)
+        auc = roc_auc_score(test_y, model.predict_proba(test_x)[:, 1])
+        version = yard.log_model(model, name="cancer", input_example=train_x[:5],
+                                 metrics={"auc": round(auc, 4)}, alias="champion")  # fmt: skip
+        print(f">>> yard.log_model(HistGradientBoostingClassifier(max_depth={depth}), ...)")
+        print(f"{version.ref}: flavor {version.flavor}, auc {auc:.4f}, "
+              f"{len(version.signature['inputs'])} typed inputs")  # type: ignore[index]  # fmt: skip
+    yard.close()
+    print("\n$ python -c 'Yard().load_model(\"cancer@champion\").predict(X[:5])'   # a fresh process")
+    fresh = subprocess.run([sys.executable, "-c", FRESH_PROCESS], capture_output=True, text=True)
+    if fresh.returncode != 0:
+        raise SystemExit(f"loading in a fresh process failed: {fresh.stderr.strip()}")
+    print(fresh.stdout.strip() + "\n")
+    show("versions", "diff", "cancer:1", "cancer:2")
+
+
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="modelyard-demo-"))
     os.environ.setdefault("MODELYARD_HOME", str(work / "home"))
     os.environ.setdefault("MODELYARD_USER", "ana")
     print(f"modelyard home: {os.environ['MODELYARD_HOME']}\n")
 
-    print("== 1. Ten fine-tuned variants, logged as versions of one model")
+    print("== 1. A scikit-learn model, logged with its signature, loaded back anywhere")
+    log_framework_model()
+
+    print("== 2. Ten fine-tuned variants, logged as versions of one model")
     log_variants(work)
     show("versions", "diff", "mlp:1", "mlp:2")
+    show("versions", "merge", "mlp:9", "mlp:10", "--weights", "0.5,0.5", "--alias", "soup")
+    show("lineage", "mlp@soup")
     show("versions", "search", "metrics.auc >= 0.93 and tags.team = 'risk'",
          "--order-by", "metrics.auc desc")  # fmt: skip
 
-    print("== 2. Promotion through a gate")
+    print("== 3. Promotion through a gate")
     show("gate", "add", "mlp", "metric", "metric=auc", "op=>=", "value=0.9")
     for state in ("validated", "staging"):
         modelyard("promote", "mlp:2", state)
@@ -110,7 +154,7 @@ def main() -> None:
     show("models", "show", "mlp")
     show("alias", "history", "mlp@production")
 
-    print("== 3. The production version comes back byte for byte")
+    print("== 4. The production version comes back byte for byte")
     restored = work / "production"
     show("versions", "download", "mlp@production", str(restored))
     same = subprocess.run(["diff", "-r", str(work / "variant-9"), str(restored)]).returncode == 0

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from modelyard import Yard
 
 HOW = (
     "run the suite through scripts/test, or start the services by hand: "
@@ -77,3 +83,43 @@ def fresh_postgres(database_url: str) -> Iterator[str]:
     yield url
     run(f'DROP DATABASE "{name}" WITH (FORCE)')
     admin.close()
+
+
+YardFactory = Callable[..., "Yard"]
+
+
+@pytest.fixture(params=["local", "asgi", "server"])
+def make_yard(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[YardFactory]:
+    """Clients for each way in: the embedded registry, the API in-process, and a real
+    `modelyard server` process on PostgreSQL. Every client made is closed afterwards."""
+    from modelyard import Settings, Yard
+    from modelyard.api import create_app
+    from tests.asgi import in_process_client
+    from tests.servers import running_server
+
+    settings = Settings(home=tmp_path / "home", user="ana")
+    made: list[Yard] = []
+
+    def factory(**options: object) -> YardFactory:
+        def make(user: str = "ana") -> Yard:
+            made.append(Yard(settings.model_copy(update={"user": user}), **options))  # type: ignore[arg-type]
+            return made[-1]
+
+        return make
+
+    with ExitStack() as stack:
+        if request.param == "asgi":
+            client = stack.enter_context(in_process_client(create_app(settings)))
+            yield factory(url="http://testserver", http_client=client)
+        elif request.param == "server":
+            database_url = request.getfixturevalue("fresh_postgres")
+            yield factory(url=stack.enter_context(running_server(tmp_path, database_url)))
+        else:
+            yield factory()
+        for yard in made:
+            yard.close()
+
+
+@pytest.fixture
+def yard(make_yard: YardFactory) -> Yard:
+    return make_yard()

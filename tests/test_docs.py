@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -46,3 +48,14 @@ def test_every_command_has_help_and_is_documented() -> None:
     for path, command in walk(typer.main.get_command(app), "modelyard"):
         assert command.help, f"`{path}` has no help"
         assert f"`{path}`" in reference, f"`{path}` is missing from docs/cli.md"
+
+
+def test_readme_quickstart_runs(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    quickstart = readme.split("## Quickstart", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(quickstart.strip().splitlines()) <= 15
+    env = {**os.environ, "MODELYARD_HOME": str(tmp_path / "home")}
+    result = subprocess.run(
+        [sys.executable, "-c", quickstart], env=env, capture_output=True, text=True, check=True
+    )
+    assert len(result.stdout.split()) == 3  # three predicted classes

@@ -2,52 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from modelyard import Settings, Yard
-from modelyard.api import create_app
 from modelyard.errors import ConfigurationError, RegistryUnavailable
 from modelyard.registry import Database, State
-from tests.asgi import in_process_client
-from tests.servers import running_server
-
-YardFactory = Callable[..., Yard]
-
-
-@pytest.fixture(params=["local", "asgi", "server"])
-def make_yard(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[YardFactory]:
-    """Clients for each way in: the embedded registry, the API in-process, and a real
-    `modelyard server` process on PostgreSQL. Every client made is closed afterwards."""
-    settings = Settings(home=tmp_path / "home", user="ana")
-    made: list[Yard] = []
-
-    def factory(**options: object) -> YardFactory:
-        def make(user: str = "ana") -> Yard:
-            made.append(Yard(settings.model_copy(update={"user": user}), **options))  # type: ignore[arg-type]
-            return made[-1]
-
-        return make
-
-    with ExitStack() as stack:
-        if request.param == "asgi":
-            client = stack.enter_context(in_process_client(create_app(settings)))
-            yield factory(url="http://testserver", http_client=client)
-        elif request.param == "server":
-            database_url = request.getfixturevalue("fresh_postgres")
-            yield factory(url=stack.enter_context(running_server(tmp_path, database_url)))
-        else:
-            yield factory()
-        for yard in made:
-            yard.close()
-
-
-@pytest.fixture
-def yard(make_yard: YardFactory) -> Yard:
-    return make_yard()
+from tests.conftest import YardFactory
 
 
 @pytest.fixture

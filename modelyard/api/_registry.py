@@ -18,6 +18,7 @@ from modelyard.api._acting import User, acting_registry
 from modelyard.api._blobs import store_verified
 from modelyard.api._responses import fast_json
 from modelyard.errors import DigestMismatch, InvalidManifest
+from modelyard.flavors import version_diff
 from modelyard.registry import (
     AliasEvent,
     AuditEvent,
@@ -30,7 +31,6 @@ from modelyard.registry import (
     Transition,
     VersionDiff,
 )
-from modelyard.store import load_manifest
 
 Ref = Annotated[str, Query(description="fraud, fraud:3, fraud@production or fraud@production~1")]
 
@@ -163,7 +163,7 @@ def registry_routes(yard: Yard) -> APIRouter:
     @router.get("/diff")
     @fast_json()
     def diff(a: str, b: str, user: User = None) -> VersionDiff:
-        return registry(user).diff(a, b, manifests=lambda digest: load_manifest(yard.store, digest))
+        return version_diff(registry(user), yard.store, a, b)
 
     @router.get("/audit")
     @fast_json()

@@ -9,7 +9,7 @@ import typer
 
 from modelyard.cli._context import JsonFlag, emit_records, parse_pairs, yard_of
 from modelyard.cli._output import emit_table, reports_errors
-from modelyard.registry import ModelVersion
+from modelyard.registry import ModelVersion, TensorChange
 
 models_app = typer.Typer(help="Models: list, show, delete.", no_args_is_help=True)
 versions_app = typer.Typer(
@@ -31,12 +31,15 @@ def log(
     parent: Annotated[list[str] | None, typer.Option(help="Parent version (repeatable).")] = None,
     alias: Annotated[str | None, typer.Option(help="Commit on this alias and move it.")] = None,
     description: Annotated[str, typer.Option(help="What this version is.")] = "",
+    flavor: Annotated[
+        str | None, typer.Option(help="What the files hold (sklearn, torch, …), for a pickle file.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Store a model folder and register it as the next version."""
+    """Store a model folder or file and register it as the next version."""
     metrics = {k: float(v) for k, v in parse_pairs(metric, what="metric").items()}
     version = yard_of(ctx).log_model(
-        path, name=name, params=parse_pairs(param, what="param"), metrics=metrics,
+        path, name=name, flavor=flavor, params=parse_pairs(param, what="param"), metrics=metrics,
         tags=parse_pairs(tag, what="tag"), parents=parent, alias=alias, description=description,
     )  # fmt: skip
     emit_records(version) if as_json else typer.echo(version.ref)
@@ -160,7 +163,7 @@ def diff_versions(ctx: typer.Context, a: str, b: str, as_json: JsonFlag = False)
         emit_records(diff)
         return
     rows: list[tuple[object, ...]] = []
-    for section in ("params", "metrics", "tags"):
+    for section in ("params", "metrics", "tags", "model"):
         rows += [(f"{section}.{c.key}", c.a, c.b) for c in getattr(diff, section)]
     if diff.signature_changed:
         rows.append(("signature", "…", "changed"))
@@ -169,12 +172,51 @@ def diff_versions(ctx: typer.Context, a: str, b: str, as_json: JsonFlag = False)
     for change in diff.files_changed:
         detail = f"{change.changed_bytes} bytes differ"
         if change.tensors_changed:
-            detail += f"; tensors {', '.join(change.tensors_changed)}"
+            detail += f"; {len(change.tensors_changed)} tensors changed"
         rows.append((f"file {change.path}", change.size_a, detail))
     if not rows:
         typer.echo(f"{diff.a} and {diff.b} are identical")
         return
     emit_table(["what", diff.a, diff.b], rows)
+    if diff.tensors:
+        typer.echo("")
+        emit_table(
+            ["tensor", "change", "shape", "L2", "max abs", "changed"],
+            [_tensor_row(change) for change in diff.tensors],
+        )
+
+
+def _tensor_row(change: TensorChange) -> tuple[object, ...]:
+    shape: object = change.shape_b if change.shape_b is not None else change.shape_a
+    if change.status == "shape-changed":
+        shape = f"{change.shape_a} -> {change.shape_b}"
+    numbers = (
+        ("-", "-", "-")
+        if change.l2 is None
+        else (f"{change.l2:.4g}", f"{change.max_abs:.4g}", f"{change.fraction:.1%}")
+    )
+    return (f"{change.file}:{change.name}", change.status, shape, *numbers)
+
+
+@versions_app.command("merge")
+@reports_errors
+def merge_versions(
+    ctx: typer.Context,
+    a: str,
+    b: str,
+    weights: Annotated[
+        str, typer.Option(help="How much of A and of B, as 'WA,WB' summing to 1.")
+    ] = "0.5,0.5",
+    alias: Annotated[str | None, typer.Option(help="Point this alias at the result.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Average the weights of two versions into a new one whose parents are both."""
+    try:
+        wa, wb = (float(part) for part in weights.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"expected two numbers such as 0.5,0.5, got {weights!r}") from None
+    version = yard_of(ctx).merge(a, b, weights=(wa, wb), alias=alias)
+    emit_records(version) if as_json else typer.echo(version.ref)
 
 
 @versions_app.command("download")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from modelyard.registry._aliases import AliasNotFound
 from modelyard.registry._audit import ChainCheck
 from modelyard.registry._database import Database
-from modelyard.registry._diff import Change, FileChange, VersionDiff
+from modelyard.registry._diff import Change, FileChange, TensorChange, VersionDiff
 from modelyard.registry._filters import InvalidFilter
 from modelyard.registry._lifecycle import GateFailed, InvalidTransition, SelfApproval
 from modelyard.registry._lineage import Lineage, LineageEdge
@@ -51,6 +51,7 @@ __all__ = [
     "SearchPage",
     "SelfApproval",
     "State",
+    "TensorChange",
     "Transition",
     "VersionDiff",
     "VersionInUse",

@@ -39,6 +39,27 @@ class FileChange(BaseModel):
     tensors_removed: list[str] = Field(default_factory=list)
 
 
+class TensorChange(BaseModel):
+    """How one tensor of a weights file differs between two versions.
+
+    `status` is `changed`, `added`, `removed` or `shape-changed`. For `changed` tensors: `l2` is
+    the L2 norm of (b - a), `max_abs` the largest absolute change, `fraction` the share of
+    elements that differ.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    file: str
+    name: str
+    status: str
+    dtype: str = ""
+    shape_a: list[int] | None = None
+    shape_b: list[int] | None = None
+    l2: float | None = None
+    max_abs: float | None = None
+    fraction: float | None = None
+
+
 class VersionDiff(BaseModel):
     """What differs between versions `a` and `b`."""
 
@@ -53,6 +74,8 @@ class VersionDiff(BaseModel):
     files_added: list[str] = Field(default_factory=list)
     files_removed: list[str] = Field(default_factory=list)
     files_changed: list[FileChange] = Field(default_factory=list)
+    tensors: list[TensorChange] = Field(default_factory=list)
+    model: list[Change] = Field(default_factory=list)
 
     @property
     def identical(self) -> bool:
@@ -60,6 +83,7 @@ class VersionDiff(BaseModel):
         return not (
             self.params or self.metrics or self.tags or self.signature_changed
             or self.files_added or self.files_removed or self.files_changed
+            or self.tensors or self.model
         )  # fmt: skip
 
 

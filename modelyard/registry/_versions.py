@@ -153,8 +153,9 @@ def insert_version(
     _insert_pairs(connection, version_metrics, values["id"], metrics)
     _insert_pairs(connection, version_tags, values["id"], tags)
     if parents:
+        relation = "merge" if len(parents) > 1 else "parent"
         edges = [
-            {"child_id": values["id"], "parent_id": parent, "position": i, "relation": "parent",
+            {"child_id": values["id"], "parent_id": parent, "position": i, "relation": relation,
              "details": {}}
             for i, parent in enumerate(parents)
         ]  # fmt: skip

@@ -1,0 +1,63 @@
+"""Flavors: save, load and call each framework's models, without pickle by default.
+
+>>> from modelyard.flavors import load_model, save_model
+>>> save_model(classifier, "out/", input_example=X[:5])   # flavor picked from the object
+>>> load_model("out/").predict(X)
+
+One module per framework registers a `Flavor` with `@flavor`; frameworks are imported only when a
+model of theirs is saved or loaded.
+"""
+
+from __future__ import annotations
+
+from modelyard.flavors import _pyfunc, _sklearn
+from modelyard.flavors._catalog import flavor, flavor_for, flavors, get_flavor
+from modelyard.flavors._compare import version_diff
+from modelyard.flavors._environment import (
+    EnvironmentMismatch,
+    capture_environment,
+    check_environment,
+)
+from modelyard.flavors._models import (
+    MODEL_FILE,
+    LoadedModel,
+    ModelInfo,
+    adopt_pickle,
+    load_model,
+    read_info,
+    save_model,
+)
+from modelyard.flavors._pickles import check_trusted, is_pickle, load_pickle, scan
+from modelyard.flavors._protocol import Flavor
+from modelyard.flavors._pyfunc import ModelContext, PythonModel
+from modelyard.flavors._signatures import Signature, TensorSpec, infer_signature
+
+__all__ = [
+    "MODEL_FILE",
+    "EnvironmentMismatch",
+    "Flavor",
+    "LoadedModel",
+    "ModelContext",
+    "ModelInfo",
+    "PythonModel",
+    "Signature",
+    "TensorSpec",
+    "adopt_pickle",
+    "capture_environment",
+    "check_environment",
+    "check_trusted",
+    "flavor",
+    "flavor_for",
+    "flavors",
+    "get_flavor",
+    "infer_signature",
+    "is_pickle",
+    "load_model",
+    "load_pickle",
+    "read_info",
+    "save_model",
+    "scan",
+    "version_diff",
+]
+
+_ = (_pyfunc, _sklearn)  # registered on import

@@ -1,0 +1,151 @@
+"""Model folders: `save_model` writes a framework object with its `modelyard.json`;
+`load_model` reads one back as a `LoadedModel` that predicts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from modelyard.errors import UnsafeModel, UnsupportedModel
+from modelyard.flavors._catalog import flavor_for, get_flavor
+from modelyard.flavors._environment import capture_environment, check_environment
+from modelyard.flavors._examples import load_example, save_example
+from modelyard.flavors._pickles import scan
+from modelyard.flavors._protocol import Flavor
+from modelyard.flavors._signatures import ContentType, Signature, infer_signature
+
+MODEL_FILE = "modelyard.json"
+
+
+class ModelInfo(BaseModel):
+    """What `modelyard.json` records about a saved model."""
+
+    model_config = ConfigDict(frozen=True)
+
+    flavor: str
+    settings: dict[str, Any] = Field(default_factory=dict)
+    signature: Signature | None = None
+    example: ContentType | None = None
+    environment: dict[str, Any] = Field(default_factory=dict)
+    summary: dict[str, Any] = Field(default_factory=dict)
+
+
+class LoadedModel:
+    """A model read back from a version: `predict` it, or use `native`, the framework object."""
+
+    def __init__(self, flavor: Flavor, native: Any, info: ModelInfo, folder: Path) -> None:
+        self.flavor = flavor
+        self.native = native
+        self.info = info
+        self.folder = folder
+
+    @property
+    def signature(self) -> Signature | None:
+        """Inputs and outputs, as inferred from the example at save time."""
+        return self.info.signature
+
+    def input_example(self) -> Any:
+        """The example stored with the model, or None."""
+        if self.info.example is None:
+            return None
+        return load_example(self.folder, self.info.example)
+
+    def predict(self, inputs: Any) -> Any:
+        """Predict with the framework object (arrays, a DataFrame or a dict of arrays)."""
+        return self.flavor.predict(self.native, inputs, self.info.settings)
+
+    def __repr__(self) -> str:
+        return f"<LoadedModel {self.flavor.name} {type(self.native).__qualname__}>"
+
+
+def save_model(
+    model: Any,
+    path: str | Path,
+    *,
+    flavor: str | None = None,
+    input_example: Any = None,
+    **options: Any,
+) -> ModelInfo:
+    """Save a framework object into the folder `path` (created; must be absent or empty).
+
+    >>> info = save_model(classifier, "out/", input_example=X[:5])
+    >>> info.flavor, info.signature.inputs[0].datatype
+    ('sklearn', 'FP64')
+    """
+    chosen = get_flavor(flavor) if flavor else flavor_for(model)
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    if any(folder.iterdir()):
+        raise UnsupportedModel(f"cannot save a model into {folder}: the folder is not empty")
+    settings = chosen.save(model, folder, example=input_example, **options)
+    signature = example = None
+    if input_example is not None:
+        output = chosen.predict(model, input_example, settings)
+        signature = infer_signature(input_example, output)
+        example = save_example(input_example, folder)
+    info = ModelInfo(
+        flavor=chosen.name,
+        settings=settings,
+        signature=signature,
+        example=example,
+        environment=capture_environment(chosen.packages),
+        summary=chosen.describe(model),
+    )
+    _write_info(folder, info)
+    return info
+
+
+def adopt_pickle(file: str | Path, path: str | Path, *, flavor: str) -> ModelInfo:
+    """Make a model folder of a pickle-based file as it is (a `.pkl`, `.joblib` or `torch.save`
+    file from elsewhere), scanning it first: one that imports something dangerous is refused
+    now, not when someone loads it. Loading it later still needs `trust=True`."""
+    chosen = get_flavor(flavor)
+    source = Path(file)
+    settings = chosen.pickle_settings(source.name)
+    found = scan(source)
+    if found:
+        raise UnsafeModel(str(source), imports=found)
+    folder = Path(path)
+    folder.mkdir(parents=True)
+    shutil.copy2(source, folder / source.name)
+    info = ModelInfo(
+        flavor=chosen.name, settings=settings, environment=capture_environment(chosen.packages)
+    )
+    _write_info(folder, info)
+    return info
+
+
+def _write_info(folder: Path, info: ModelInfo) -> None:
+    (folder / MODEL_FILE).write_text(json.dumps(info.model_dump(mode="json"), indent=2) + "\n")
+
+
+def read_info(path: str | Path) -> ModelInfo:
+    """The `modelyard.json` of a saved model folder."""
+    file = Path(path) / MODEL_FILE
+    if not file.is_file():
+        raise UnsupportedModel(
+            f"{path} holds no {MODEL_FILE}: it was not saved by a flavor (log framework "
+            "objects, or pass flavor= when logging a folder)"
+        )
+    try:
+        return ModelInfo.model_validate_json(file.read_bytes())
+    except ValidationError as error:
+        raise UnsupportedModel(f"{file} is not a valid model description: {error}") from None
+
+
+def load_model(path: str | Path, *, trust: bool = False) -> LoadedModel:
+    """Load a saved model folder; `trust=True` allows pickle-based files, after a scan.
+
+    Warns (`EnvironmentMismatch`) when a package's major version differs from the one it was
+    saved with.
+    """
+    folder = Path(path)
+    info = read_info(folder)
+    chosen = get_flavor(info.flavor)
+    check_environment(info.environment, what=f"this {info.flavor} model")
+    native = chosen.load(folder, info.settings, trust=trust)
+    return LoadedModel(chosen, native, info, folder)

@@ -1,0 +1,107 @@
+"""scikit-learn: skops files by default (the types they hold recorded at save, checked at load);
+joblib only when asked for, and then loaded only with `trust=True` after a scan."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from modelyard._imports import require
+from modelyard.errors import ConfigurationError, UntrustedModel
+from modelyard.flavors._catalog import flavor
+from modelyard.flavors._pickles import load_pickle
+from modelyard.flavors._protocol import Flavor, top_modules
+from modelyard.flavors._trees import jsonable
+
+SKOPS_FILE = "model.skops"
+JOBLIB_FILE = "model.joblib"
+
+
+@flavor
+class SklearnFlavor(Flavor):
+    """Estimators and pipelines of scikit-learn (XGBoost and LightGBM have flavors of their own)."""
+
+    name = "sklearn"
+    extra = "sklearn"
+    packages = ("scikit-learn", "skops")
+
+    def matches(self, model: object) -> bool:
+        modules = top_modules(model)
+        return "sklearn" in modules and not modules & {"xgboost", "lightgbm"}
+
+    def save(
+        self,
+        model: Any,
+        path: Path,
+        *,
+        example: Any = None,
+        serialization: str = "skops",
+        method: str = "predict",
+        **options: Any,
+    ) -> dict[str, Any]:
+        if options:
+            raise ConfigurationError(f"unknown sklearn options: {', '.join(sorted(options))}")
+        if not callable(getattr(model, method, None)):
+            raise ConfigurationError(f"{type(model).__name__} has no method {method!r}")
+        if serialization == "joblib":
+            require("joblib", extra="sklearn").dump(model, path / JOBLIB_FILE)
+            return {"format": "joblib", "file": JOBLIB_FILE, "method": method}
+        if serialization != "skops":
+            raise ConfigurationError(
+                f"unknown sklearn serialization {serialization!r}; use 'skops' or 'joblib'"
+            )
+        skops = require("skops.io", extra="sklearn")
+        skops.dump(model, path / SKOPS_FILE)
+        trusted = sorted(skops.get_untrusted_types(file=path / SKOPS_FILE))
+        return {"format": "skops", "file": SKOPS_FILE, "method": method, "trusted_types": trusted}
+
+    def load(self, path: Path, settings: Mapping[str, Any], *, trust: bool = False) -> Any:
+        file = path / settings["file"]
+        if settings["format"] in ("joblib", "pickle"):
+            return load_pickle(file, trust=trust)
+        skops = require("skops.io", extra="sklearn")
+        recorded = set(settings.get("trusted_types", []))
+        unexpected = sorted(set(skops.get_untrusted_types(file=file)) - recorded)
+        if unexpected:
+            # Types that were not in the file when it was saved: the file was changed since.
+            raise UntrustedModel(f"{file} (it holds types not recorded at save: "
+                                 f"{', '.join(unexpected)})", kind="skops")  # fmt: skip
+        return skops.load(file, trusted=sorted(recorded))
+
+    def pickle_settings(self, file: str) -> dict[str, Any]:
+        return {"format": "pickle", "file": file, "method": "predict"}
+
+    def predict(self, model: Any, inputs: Any, settings: Mapping[str, Any]) -> Any:
+        return getattr(model, settings.get("method", "predict"))(inputs)
+
+    def describe(self, model: Any) -> dict[str, Any]:
+        summary: dict[str, Any] = {
+            "class": f"{type(model).__module__}.{type(model).__qualname__}",
+            "hyperparameters": jsonable(model.get_params(deep=False)),
+        }
+        estimators = getattr(model, "estimators_", None)
+        predictors = getattr(model, "_predictors", None)  # histogram gradient boosting
+        if predictors is not None:
+            trees = [tree for iteration in predictors for tree in iteration]
+            summary["trees"] = len(trees)
+            summary["depth"] = max((tree.get_max_depth() for tree in trees), default=0)
+        elif estimators is not None:
+            trees = [tree for tree in _flat(estimators) if hasattr(tree, "get_depth")]
+            if trees:
+                summary["trees"] = len(trees)
+                summary["depth"] = max(tree.get_depth() for tree in trees)
+        elif hasattr(model, "get_depth") and hasattr(model, "tree_"):
+            summary["trees"] = 1
+            summary["depth"] = model.get_depth()
+        return summary
+
+
+def _flat(estimators: Any) -> list[Any]:
+    flat: list[Any] = []
+    for item in estimators if isinstance(estimators, list | tuple) else list(estimators):
+        if isinstance(item, list | tuple) or hasattr(item, "ravel"):
+            flat.extend(_flat(list(item.ravel()) if hasattr(item, "ravel") else item))
+        else:
+            flat.append(item)
+    return flat

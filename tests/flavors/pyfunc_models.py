@@ -1,0 +1,23 @@
+"""PythonModel subclasses for the pyfunc tests; they live in a module so their code is stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from modelyard.flavors import ModelContext, PythonModel
+
+
+class Scaler(PythonModel):
+    """Multiplies inputs by a factor read from an artifact, plus an offset from `init`."""
+
+    def __init__(self, offset: float = 0.0) -> None:
+        self.offset = offset
+        self.factor = 1.0
+
+    def load_context(self, context: ModelContext) -> None:
+        self.factor = float(context.artifacts["factor"].read_text())
+
+    def predict(self, inputs: Any) -> Any:
+        return np.asarray(inputs, dtype=np.float64) * self.factor + self.offset
