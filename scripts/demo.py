@@ -116,7 +116,7 @@ def log_framework_model() -> None:
         print(f"{version.ref}: flavor {version.flavor}, auc {auc:.4f}, "
               f"{len(version.signature['inputs'])} typed inputs")  # type: ignore[index]  # fmt: skip
     yard.close()
-    print("\n$ python -c 'Yard().load_model(\"cancer@champion\").predict(X[:5])'   # a fresh process")
+    print("\n$ python -c 'Yard().load_model(\"cancer@champion\").predict(X[:5])'  # new process")
     fresh = subprocess.run([sys.executable, "-c", FRESH_PROCESS], capture_output=True, text=True)
     if fresh.returncode != 0:
         raise SystemExit(f"loading in a fresh process failed: {fresh.stderr.strip()}")

@@ -33,7 +33,9 @@ def test_log_and_load_a_framework_object(yard: Yard) -> None:
     version = yard.log_model(model, name="churn", input_example=X[:4], metrics={"auc": 0.9})
     assert version.flavor == "sklearn"
     assert version.signature is not None
-    assert version.signature["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 3]}]
+    assert version.signature["inputs"] == [
+        {"name": "input-0", "datatype": "FP64", "shape": [-1, 3]}
+    ]
     loaded = yard.load_model("churn:1")
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
     assert loaded.signature is not None
@@ -65,6 +67,42 @@ def test_pickle_file_is_scanned_when_logged(yard: Yard, tmp_path: Path) -> None:
         yard.log_model(bad, name="churn", flavor="sklearn")
     assert yard.get_model("churn").latest_version == 1
     assert not marker.exists()
+
+
+def test_torch_save_file_is_scanned_when_logged(yard: Yard, tmp_path: Path) -> None:
+    import torch
+
+    module = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    torch.save(module, tmp_path / "model.pt")
+    yard.log_model(tmp_path / "model.pt", name="net", flavor="torch")
+    with pytest.raises(UntrustedModel, match="torch.save"):
+        yard.load_model("net")
+    inputs = X[:4].astype(np.float32)
+    expected = module(torch.from_numpy(inputs)).detach().numpy()
+    np.testing.assert_array_equal(yard.load_model("net", trust=True).predict(inputs), expected)
+    marker = tmp_path / "pwned"
+    torch.save({"weights": torch.zeros(2), "hook": SystemCall(marker)}, tmp_path / "bad.pt")
+    with pytest.raises(UnsafeModel, match="system"):
+        yard.log_model(tmp_path / "bad.pt", name="net", flavor="torch")
+    assert not marker.exists()
+
+
+def test_torch_module_versions_diff_and_merge(yard: Yard) -> None:
+    import torch
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    example = X[:2].astype(np.float32)
+    yard.log_model(module, name="net", input_example=example)
+    with torch.no_grad():
+        module[2].weight[0, 0] += 1.0
+    yard.log_model(module, name="net", input_example=example)
+    tensors = yard.diff("net:1", "net:2").tensors
+    assert [(t.name, t.status, t.fraction) for t in tensors] == [("2.weight", "changed", 1 / 8)]
+    merged = yard.merge("net:1", "net:2")
+    loaded = yard.load_model(merged.ref)
+    assert loaded.predict(example).shape == (2, 2)
+    assert loaded.info.settings["format"] == "export"
 
 
 def test_diff_names_tree_changes(yard: Yard) -> None:

@@ -10,7 +10,7 @@ model of theirs is saved or loaded.
 
 from __future__ import annotations
 
-from modelyard.flavors import _pyfunc, _sklearn
+from modelyard.flavors import _pyfunc, _sklearn, _torch
 from modelyard.flavors._catalog import flavor, flavor_for, flavors, get_flavor
 from modelyard.flavors._compare import version_diff
 from modelyard.flavors._environment import (
@@ -18,6 +18,7 @@ from modelyard.flavors._environment import (
     capture_environment,
     check_environment,
 )
+from modelyard.flavors._merge import merge_folders
 from modelyard.flavors._models import (
     MODEL_FILE,
     LoadedModel,
@@ -31,6 +32,7 @@ from modelyard.flavors._pickles import check_trusted, is_pickle, load_pickle, sc
 from modelyard.flavors._protocol import Flavor
 from modelyard.flavors._pyfunc import ModelContext, PythonModel
 from modelyard.flavors._signatures import Signature, TensorSpec, infer_signature
+from modelyard.flavors._tensors import tensor_changes
 
 __all__ = [
     "MODEL_FILE",
@@ -54,10 +56,12 @@ __all__ = [
     "is_pickle",
     "load_model",
     "load_pickle",
+    "merge_folders",
     "read_info",
     "save_model",
     "scan",
+    "tensor_changes",
     "version_diff",
 ]
 
-_ = (_pyfunc, _sklearn)  # registered on import
+_ = (_pyfunc, _sklearn, _torch)  # registered on import

@@ -128,7 +128,8 @@ def test_adopted_pickle_is_scanned_at_once(tmp_path: Path) -> None:
 def test_load_warns_on_another_major_version(tmp_path: Path) -> None:
     save_model(DecisionTreeRegressor().fit([[0.0], [1.0]], [0.0, 1.0]), tmp_path / "m")
     description = tmp_path / "m/modelyard.json"
-    description.write_text(description.read_text().replace('"scikit-learn": "', '"scikit-learn": "0'))
+    text = description.read_text()
+    description.write_text(text.replace('"scikit-learn": "', '"scikit-learn": "0'))
     with pytest.warns(EnvironmentMismatch, match="saved with scikit-learn 01"):
         load_model(tmp_path / "m")
 

@@ -1,0 +1,362 @@
+"""PyTorch: weights always in `model.safetensors`, plus how to rebuild the module around them.
+
+The module is rebuilt from one of:
+
+- `model.pt2`, a `torch.export` program traced on the input example, with a dynamic batch
+  dimension. Its own copy of the weights is replaced by zero-stride stubs before saving, so the
+  weights are stored once, in the safetensors file (where the store cuts them per tensor);
+- the module's class, when it is importable (`"class": "package.module:Class"` and JSON `init`
+  keyword arguments), instantiated at load and filled with `load_state_dict(strict=True)`;
+- with `serialization="pickle"`, a whole-module `torch.save` file, loaded only with `trust=True`
+  and after a scan.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelyard._imports import require
+from modelyard.errors import ConfigurationError, UnsupportedModel
+from modelyard.flavors._catalog import flavor
+from modelyard.flavors._pickles import check_trusted, guarded_pickle_module
+from modelyard.flavors._protocol import Flavor, type_names
+
+WEIGHTS_FILE = "model.safetensors"
+PROGRAM_FILE = "model.pt2"
+PICKLE_FILE = "model.pt"
+
+_MODULE = "torch.nn.modules.module.Module"
+
+
+@flavor
+class TorchFlavor(Flavor):
+    """`torch.nn.Module`s, stored as safetensors weights plus an exported program or a class.
+
+    Options of `save`: `export=False` skips `torch.export` even with an input example; `init={...}`
+    gives the JSON keyword arguments that rebuild the class; `serialization="pickle"` saves the
+    whole module with `torch.save` instead (loading it then needs `trust=True`).
+    """
+
+    name = "torch"
+    extra = "torch"
+    packages = ("torch", "safetensors")
+
+    def matches(self, model: object) -> bool:
+        return _MODULE in type_names(model)
+
+    def save(
+        self,
+        model: Any,
+        path: Path,
+        *,
+        example: Any = None,
+        export: bool = True,
+        init: Mapping[str, Any] | None = None,
+        serialization: str = "safetensors",
+        **options: Any,
+    ) -> dict[str, Any]:
+        if options:
+            raise ConfigurationError(f"unknown torch options: {', '.join(sorted(options))}")
+        if serialization not in ("safetensors", "pickle"):
+            raise ConfigurationError(
+                f"unknown torch serialization {serialization!r}; use 'safetensors' or 'pickle'"
+            )
+        if serialization == "pickle":
+            require("torch", extra="torch").save(model, path / PICKLE_FILE)
+            rebuild: dict[str, Any] = {"format": "pickle", "file": PICKLE_FILE}
+        elif example is not None and export:
+            _save_program(model, example, path / PROGRAM_FILE, weights=_stored_names(model))
+            rebuild = {"format": "export", "program": PROGRAM_FILE}
+        else:
+            rebuild = {"format": "class", "class": _importable(model), "init": _json_init(init)}
+        # Weights last, so that a model refused above leaves no file behind.
+        tied = _save_weights(model, path / WEIGHTS_FILE)
+        return {**rebuild, "weights": WEIGHTS_FILE, "tied": tied}
+
+    def load(self, path: Path, settings: Mapping[str, Any], *, trust: bool = False) -> Any:
+        torch = require("torch", extra="torch")
+        kind = settings.get("format")
+        if kind == "pickle":
+            file = path / settings["file"]
+            check_trusted(file, trust=trust, kind="torch.save (pickle)")
+            module = torch.load(file, weights_only=False, pickle_module=guarded_pickle_module(file))
+            return module.eval()
+        weights = _load_weights(path / settings["weights"], settings.get("tied", {}))
+        if kind == "export":
+            # An exported program was traced in eval mode and cannot switch modes any more.
+            return _load_program(path / settings["program"], weights)
+        if kind == "class":
+            module = _instantiate(settings["class"], settings.get("init", {}))
+            # assign: keep the stored dtypes (a bfloat16 model stays one) and skip a copy.
+            module.load_state_dict(weights, strict=True, assign=True)
+            return module.eval()
+        raise UnsupportedModel(f"{path}: unknown torch format {kind!r}")
+
+    def pickle_settings(self, file: str) -> dict[str, Any]:
+        # A whole module saved with torch.save elsewhere, logged as it is.
+        return {"format": "pickle", "file": file}
+
+    def predict(self, model: Any, inputs: Any, settings: Mapping[str, Any]) -> Any:
+        torch = require("torch", extra="torch")
+        args, kwargs = _arguments(inputs, _float_dtype(model))
+        with torch.inference_mode():
+            return _to_numpy(model(*args, **kwargs))
+
+    def describe(self, model: Any) -> dict[str, Any]:
+        return {
+            "class": f"{type(model).__module__}.{type(model).__qualname__}",
+            "parameters": sum(parameter.numel() for parameter in model.parameters()),
+            "tensors": len(model.state_dict()),
+        }
+
+
+# weights ------------------------------------------------------------------------------------------
+
+
+def _save_weights(model: Any, file: Path) -> dict[str, str]:
+    """Write the state dict; return the tied names (name -> the name stored in its place)."""
+    tensors, tied = _untied(model.state_dict())
+    require("safetensors.torch", extra="torch").save_file(tensors, str(file))
+    return tied
+
+
+def _untied(state: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Contiguous CPU tensors that share no memory, and the names that were ties to another.
+
+    safetensors refuses tensors that share memory: a tied tensor (the same view under two names,
+    as an embedding tied to an output layer) is stored once and recorded as a tie; a tensor that
+    only overlaps another one's memory is copied.
+    """
+    tensors: dict[str, Any] = {}
+    tied: dict[str, str] = {}
+    views: dict[tuple[Any, ...], str] = {}
+    storages: set[int] = set()
+    for name, value in state.items():
+        tensor = value.detach().cpu()
+        view = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tensor.dtype,
+                tuple(tensor.shape), tensor.stride())  # fmt: skip
+        if view in views and tensor.numel():
+            tied[name] = views[view]
+            continue
+        views[view] = name
+        storage = tensor.untyped_storage().data_ptr()
+        tensor = tensor.contiguous()
+        if storage in storages and tensor.untyped_storage().data_ptr() == storage:
+            tensor = tensor.clone()
+        storages.add(storage)
+        tensors[name] = tensor
+    return tensors, tied
+
+
+def _stored_names(model: Any) -> set[str]:
+    return set(model.state_dict())
+
+
+def _load_weights(file: Path, tied: Mapping[str, str]) -> dict[str, Any]:
+    tensors: dict[str, Any] = require("safetensors.torch", extra="torch").load_file(str(file))
+    for name, stored in tied.items():
+        tensors[name] = tensors[stored]
+    return tensors
+
+
+# exported programs --------------------------------------------------------------------------------
+
+
+def _save_program(model: Any, example: Any, file: Path, *, weights: set[str]) -> None:
+    torch = require("torch", extra="torch")
+    args, kwargs = _arguments(example, _float_dtype(model))
+    args = tuple(_batch_of_two(value) for value in args)
+    kwargs = {key: _batch_of_two(value) for key, value in kwargs.items()}
+    dynamic = _dynamic_shapes(model, args, kwargs)
+    with _eval_mode(model):
+        try:
+            program = torch.export.export(model, args, kwargs, dynamic_shapes=dynamic)
+        except Exception as error:  # export fails in many ways, each with its own type
+            raise ConfigurationError(
+                f"torch.export could not trace {type(model).__qualname__} with a dynamic batch "
+                f"dimension ({type(error).__name__}: {str(error).strip()[:500]}); pass "
+                "export=False to rebuild the module from its class instead"
+            ) from error
+    for name, tensor in list(program.state_dict.items()):
+        if name in weights:
+            stub = torch.zeros((), dtype=tensor.dtype).expand(tensor.shape)
+            program.state_dict[name] = _like(tensor, stub)
+    with warnings.catch_warnings():
+        # torch warns that a stub's one-element storage is not "complete"; that is the point.
+        warnings.filterwarnings("ignore", "No complete tensor found", UserWarning)
+        torch.export.save(program, str(file))
+
+
+def _load_program(file: Path, weights: Mapping[str, Any]) -> Any:
+    torch = require("torch", extra="torch")
+    program = torch.export.load(str(file))
+    for name, stub in list(program.state_dict.items()):
+        if name in weights:
+            program.state_dict[name] = _like(stub, weights[name])
+        elif stub.dim() and not any(stub.stride()):  # a stub whose tensor went missing
+            raise UnsupportedModel(f"{file}: tensor {name!r} is missing from {WEIGHTS_FILE}")
+    return program.module()
+
+
+def _like(original: Any, tensor: Any) -> Any:
+    """`tensor`, wrapped as a frozen Parameter when `original` was a Parameter."""
+    torch = require("torch", extra="torch")
+    if isinstance(original, torch.nn.Parameter):
+        return torch.nn.Parameter(tensor, requires_grad=False)
+    return tensor
+
+
+def _batch_of_two(value: Any) -> Any:
+    # export specializes a dimension traced at size 0 or 1, so trace the batch at size 2.
+    torch = require("torch", extra="torch")
+    if not isinstance(value, torch.Tensor) or value.dim() == 0 or value.shape[0] >= 2:
+        return value
+    if value.shape[0] == 0:
+        return value.new_zeros((2, *value.shape[1:]))
+    return value.expand(2, *value.shape[1:]).contiguous()
+
+
+def _dynamic_shapes(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Dim 0 of every tensor input is dynamic, by the name `forward` gives each argument."""
+    torch = require("torch", extra="torch")
+    bound = inspect.signature(model.forward).bind(*args, **kwargs)
+
+    def spec(value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.dim():
+            return {0: torch.export.Dim.DYNAMIC}
+        if isinstance(value, tuple | list):
+            return type(value)(spec(item) for item in value)
+        if isinstance(value, dict):
+            return {key: spec(item) for key, item in value.items()}
+        return None
+
+    return {name: spec(value) for name, value in bound.arguments.items()}
+
+
+@contextmanager
+def _eval_mode(model: Any) -> Iterator[None]:
+    """Put a module in eval mode for a while, restoring each submodule's own mode after."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+# classes ------------------------------------------------------------------------------------------
+
+
+def _importable(model: Any) -> str:
+    location = _class_location(model)
+    if location is None:
+        raise ConfigurationError(
+            f"cannot save {type(model).__qualname__}: its class is not importable (defined "
+            "in __main__ or inside a function), so it could not be rebuilt at load; pass an "
+            "input example (to save a torch.export program) or define the class in a module"
+        )
+    return location
+
+
+def _class_location(model: Any) -> str | None:
+    """`module:qualname` of the model's class, if importing that gives back the same class."""
+    cls = type(model)
+    if cls.__module__ == "__main__" or "<locals>" in cls.__qualname__:
+        return None
+    try:
+        found = _resolve(cls.__module__, cls.__qualname__)
+    except (ImportError, AttributeError):
+        return None
+    return f"{cls.__module__}:{cls.__qualname__}" if found is cls else None
+
+
+def _resolve(module: str, qualname: str) -> Any:
+    found: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    return found
+
+
+def _instantiate(location: str, init: Mapping[str, Any]) -> Any:
+    torch = require("torch", extra="torch")
+    module, _, qualname = location.partition(":")
+    try:
+        cls = _resolve(module, qualname)
+    except (ImportError, AttributeError) as error:
+        raise UnsupportedModel(
+            f"cannot rebuild the torch module: {location} is not importable here ({error}); "
+            "install the package that defines it"
+        ) from None
+    # Only a Module subclass is called: the settings could name any callable.
+    if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
+        raise UnsupportedModel(f"{location} is not a torch.nn.Module class")
+    return cls(**init)
+
+
+def _json_init(init: Mapping[str, Any] | None) -> dict[str, Any]:
+    init = dict(init or {})
+    try:
+        json.dumps(init)
+    except (TypeError, ValueError) as error:
+        raise ConfigurationError(f"init must be JSON keyword arguments: {error}") from None
+    return init
+
+
+# inputs and outputs -------------------------------------------------------------------------------
+
+
+def _float_dtype(model: Any) -> Any:
+    """The dtype of the model's first floating-point parameter or buffer, or None."""
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return None
+
+
+def _arguments(inputs: Any, float_dtype: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Positional and keyword arguments: a dict gives keywords, a tuple several positionals."""
+    if isinstance(inputs, Mapping):
+        return (), {str(key): _tensor(value, float_dtype) for key, value in inputs.items()}
+    if isinstance(inputs, tuple):
+        return tuple(_tensor(value, float_dtype) for value in inputs), {}
+    return (_tensor(inputs, float_dtype),), {}
+
+
+def _tensor(value: Any, float_dtype: Any) -> Any:
+    torch = require("torch", extra="torch")
+    if isinstance(value, torch.Tensor):
+        return value
+    if not isinstance(value, np.ndarray):
+        value = np.asarray(value)
+    if value.dtype == np.float64 and float_dtype == torch.float32:
+        value = value.astype(np.float32)
+    if not (value.flags.writeable and value.flags.c_contiguous):
+        value = np.ascontiguousarray(value).copy()  # torch warns about read-only arrays
+    tensor = torch.from_numpy(value)
+    if tensor.is_floating_point() and float_dtype in (torch.float16, torch.bfloat16):
+        tensor = tensor.to(float_dtype)  # NumPy has no bfloat16: a half model gets half inputs
+    return tensor
+
+
+def _to_numpy(output: Any) -> Any:
+    torch = require("torch", extra="torch")
+    if isinstance(output, torch.Tensor):
+        output = output.detach().cpu()
+        if output.dtype == torch.bfloat16:  # NumPy has no bfloat16
+            output = output.float()
+        return output.numpy()
+    if isinstance(output, tuple | list):
+        return tuple(_to_numpy(item) for item in output)
+    if isinstance(output, Mapping):
+        return {key: _to_numpy(item) for key, item in output.items()}
+    return output
