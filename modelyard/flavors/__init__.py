@@ -10,7 +10,7 @@ model of theirs is saved or loaded.
 
 from __future__ import annotations
 
-from modelyard.flavors import _pyfunc, _sklearn, _torch
+from modelyard.flavors import _lightgbm, _onnx, _pyfunc, _sklearn, _torch, _xgboost
 from modelyard.flavors._catalog import flavor, flavor_for, flavors, get_flavor
 from modelyard.flavors._compare import version_diff
 from modelyard.flavors._environment import (
@@ -35,10 +35,10 @@ from modelyard.flavors._signatures import Signature, TensorSpec, infer_signature
 from modelyard.flavors._tensors import tensor_changes
 
 __all__ = [
-    "MODEL_FILE",
     "EnvironmentMismatch",
     "Flavor",
     "LoadedModel",
+    "MODEL_FILE",
     "ModelContext",
     "ModelInfo",
     "PythonModel",
@@ -64,4 +64,4 @@ __all__ = [
     "version_diff",
 ]
 
-_ = (_pyfunc, _sklearn, _torch)  # registered on import
+_ = (_lightgbm, _onnx, _pyfunc, _sklearn, _torch, _xgboost)  # registered on import
