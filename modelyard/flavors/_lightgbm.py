@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from modelyard._imports import require
-from modelyard.errors import ConfigurationError, UnsupportedModel
+from modelyard.errors import UnsupportedModel
 from modelyard.flavors._catalog import flavor
-from modelyard.flavors._protocol import Flavor, type_names
+from modelyard.flavors._protocol import Flavor, check_method, type_names
 from modelyard.flavors._trees import jsonable
 
 MODEL_FILE = "model.txt"
@@ -50,14 +50,8 @@ class LightGBMFlavor(Flavor):
         method: str = "predict",
         **options: Any,
     ) -> dict[str, Any]:
-        if options:
-            raise ConfigurationError(f"unknown lightgbm options: {', '.join(sorted(options))}")
         cls = _lightgbm_class(model)
-        if method not in _METHODS or not callable(getattr(model, method, None)):
-            raise ConfigurationError(
-                f"{cls} cannot predict with {method!r}; use one of "
-                f"{', '.join(m for m in _METHODS if callable(getattr(model, m, None)))}"
-            )
+        check_method(model, method, _METHODS)
         booster = _booster(model)
         # Without num_iteration, the file keeps the trees up to the best iteration, if any,
         # which is also where the wrapper and the booster stop predicting.

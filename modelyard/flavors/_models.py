@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from modelyard.errors import UnsafeModel, UnsupportedModel
+from modelyard.errors import ConfigurationError, UnsafeModel, UnsupportedModel
 from modelyard.flavors._catalog import flavor_for, get_flavor
 from modelyard.flavors._environment import capture_environment, check_environment
 from modelyard.flavors._examples import load_example, save_example
@@ -77,6 +79,7 @@ def save_model(
     ('sklearn', 'FP64')
     """
     chosen = get_flavor(flavor) if flavor else flavor_for(model)
+    _check_options(chosen, options)
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     if any(folder.iterdir()):
@@ -97,6 +100,20 @@ def save_model(
     )
     _write_info(folder, info)
     return info
+
+
+def _check_options(chosen: Flavor, options: Mapping[str, Any]) -> None:
+    taken = [
+        name
+        for name, parameter in inspect.signature(chosen.save).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY and name != "example"
+    ]
+    unknown = sorted(set(options) - set(taken))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown {chosen.name} options: {', '.join(unknown)}; it takes "
+            f"{', '.join(taken) or 'none'}"
+        )
 
 
 def adopt_pickle(file: str | Path, path: str | Path, *, flavor: str) -> ModelInfo:

@@ -57,8 +57,6 @@ class OnnxFlavor(Flavor):
         providers: Sequence[str] = (CPU,),
         **options: Any,
     ) -> dict[str, Any]:
-        if options:
-            raise ConfigurationError(f"unknown onnx options: {', '.join(sorted(options))}")
         _check_providers(providers)
         _check_model(model)
         onnx = require("onnx", extra="onnx")

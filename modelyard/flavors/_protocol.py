@@ -7,11 +7,11 @@ files into a folder and returns the settings `load` needs back; the folder also 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from modelyard.errors import UnsupportedModel
+from modelyard.errors import ConfigurationError, UnsupportedModel
 
 
 class Flavor:
@@ -63,3 +63,13 @@ def type_names(model: object) -> set[str]:
 def top_modules(model: object) -> set[str]:
     """The top-level package of the model's class and of every base (`sklearn`, `torch`)."""
     return {cls.__module__.split(".")[0] for cls in type(model).__mro__}
+
+
+def check_method(model: Any, method: str, choices: Sequence[str]) -> None:
+    """Refuse a `method=` option that is not one of `choices` the model has."""
+    usable = [name for name in choices if callable(getattr(model, name, None))]
+    if method not in usable:
+        raise ConfigurationError(
+            f"{type(model).__module__}.{type(model).__qualname__} cannot predict with "
+            f"{method!r}; use one of {', '.join(usable)}"
+        )

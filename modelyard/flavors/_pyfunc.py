@@ -73,8 +73,6 @@ class PyfuncFlavor(Flavor):
         init: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> dict[str, Any]:
-        if options:
-            raise ConfigurationError(f"unknown pyfunc options: {', '.join(sorted(options))}")
         cls = type(model)
         if cls.__module__ == "__main__":
             raise UnsupportedModel(

@@ -11,11 +11,15 @@ from modelyard._imports import require
 from modelyard.errors import ConfigurationError, UntrustedModel
 from modelyard.flavors._catalog import flavor
 from modelyard.flavors._pickles import load_pickle
-from modelyard.flavors._protocol import Flavor, top_modules
+from modelyard.flavors._protocol import Flavor, check_method, top_modules
 from modelyard.flavors._trees import jsonable
 
 SKOPS_FILE = "model.skops"
 JOBLIB_FILE = "model.joblib"
+_METHODS = (
+    "predict", "predict_proba", "predict_log_proba", "decision_function", "transform",
+    "score_samples",
+)  # fmt: skip
 
 
 @flavor
@@ -40,10 +44,7 @@ class SklearnFlavor(Flavor):
         method: str = "predict",
         **options: Any,
     ) -> dict[str, Any]:
-        if options:
-            raise ConfigurationError(f"unknown sklearn options: {', '.join(sorted(options))}")
-        if not callable(getattr(model, method, None)):
-            raise ConfigurationError(f"{type(model).__name__} has no method {method!r}")
+        check_method(model, method, _METHODS)
         if serialization == "joblib":
             require("joblib", extra="sklearn").dump(model, path / JOBLIB_FILE)
             return {"format": "joblib", "file": JOBLIB_FILE, "method": method}

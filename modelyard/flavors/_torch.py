@@ -64,8 +64,6 @@ class TorchFlavor(Flavor):
         serialization: str = "safetensors",
         **options: Any,
     ) -> dict[str, Any]:
-        if options:
-            raise ConfigurationError(f"unknown torch options: {', '.join(sorted(options))}")
         if serialization not in ("safetensors", "pickle"):
             raise ConfigurationError(
                 f"unknown torch serialization {serialization!r}; use 'safetensors' or 'pickle'"

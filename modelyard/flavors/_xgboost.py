@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from modelyard._imports import require
-from modelyard.errors import ConfigurationError, UnsupportedModel
+from modelyard.errors import UnsupportedModel
 from modelyard.flavors._catalog import flavor
-from modelyard.flavors._protocol import Flavor, type_names
+from modelyard.flavors._protocol import Flavor, check_method, type_names
 from modelyard.flavors._trees import jsonable
 
 MODEL_FILE = "model.ubj"
@@ -46,14 +46,8 @@ class XGBoostFlavor(Flavor):
         method: str = "predict",
         **options: Any,
     ) -> dict[str, Any]:
-        if options:
-            raise ConfigurationError(f"unknown xgboost options: {', '.join(sorted(options))}")
         cls = _xgboost_class(model)
-        if method not in _METHODS or not callable(getattr(model, method, None)):
-            raise ConfigurationError(
-                f"{cls} cannot predict with {method!r}; use one of "
-                f"{', '.join(m for m in _METHODS if callable(getattr(model, m, None)))}"
-            )
+        check_method(model, method, _METHODS)
         model.save_model(path / MODEL_FILE)
         return {"format": "ubj", "file": MODEL_FILE, "class": cls, "method": method}
 

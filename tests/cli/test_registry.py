@@ -114,7 +114,7 @@ def test_lineage_audit_db_delete(folder: Path) -> None:
     ok("log", str(folder), "-n", "fraud")
     ok("log", str(folder), "-n", "fraud")
     ok("log", str(folder), "-n", "fraud", "--parent", "fraud:1", "--parent", "fraud:2")
-    assert "fraud:1 -> fraud:3 (parent)" in ok("lineage", "fraud:3")
+    assert "fraud:1 -> fraud:3 (merge)" in ok("lineage", "fraud:3")
     assert json.loads(ok("lineage", "fraud:1", "--json"))["descendants"] == ["fraud:2", "fraud:3"]
     assert "version.create" in ok("audit", "log", "fraud")
     assert len(json.loads(ok("audit", "log", "--limit", "2", "--json"))) == 2

@@ -1,4 +1,5 @@
-"""Helpers for flavor tests: predictions from a model loaded in a fresh Python process."""
+"""Helpers for flavor tests: predictions from a model loaded in a fresh Python process, where
+nothing of the test's process (the trained object, caches, imported modules) can help."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 LOAD_AND_PREDICT = """
-import pickle, sys
+import sys
 import numpy as np
 from modelyard.flavors import load_model
 folder, inputs, out, trust, kind = sys.argv[1:]
@@ -18,33 +20,45 @@ model = load_model(folder, trust=trust == "1")
 with np.load(inputs, allow_pickle=False) as stored:
     columns = {name: stored[name] for name in stored.files}
 if kind == "pd":
-    import pandas
-    data = pandas.DataFrame(columns)
+    import pandas as pd
+    # .npz holds no pickle: categorical columns travel as strings and become categories again
+    data = pd.DataFrame(
+        {c: pd.Categorical(v) if v.dtype.kind == "U" else v for c, v in columns.items()}
+    )
 elif kind == "dict":
     data = columns
 else:
     data = columns["x"]
-np.save(out, np.asarray(model.predict(data)), allow_pickle=False)
+outputs = model.predict(data)
+np.savez(out, **outputs if isinstance(outputs, dict) else {"output": np.asarray(outputs)})
 """
 
 
 def predict_in_fresh_process(
     folder: Path, inputs: Any, tmp_path: Path, *, trust: bool = False
-) -> np.ndarray[Any, Any]:
-    """Load `folder` in a new interpreter, predict `inputs` there, and return the predictions."""
-    kind = "np"
-    if hasattr(inputs, "columns"):
-        kind, columns = "pd", {str(c): inputs[c].to_numpy() for c in inputs.columns}
+) -> Any:
+    """Load `folder` in a new interpreter and predict `inputs` (an array, a DataFrame or a dict)
+    there; return the predictions (a dict when the model answers with one)."""
+    if isinstance(inputs, pd.DataFrame):
+        kind, columns = "pd", {str(c): _column(inputs[c]) for c in inputs.columns}
     elif isinstance(inputs, dict):
         kind, columns = "dict", inputs
     else:
-        columns = {"x": np.asarray(inputs)}
+        kind, columns = "np", {"x": np.asarray(inputs)}
     np.savez(tmp_path / "inputs.npz", **columns)
-    out = tmp_path / "predictions.npy"
+    out = tmp_path / "predictions.npz"
     subprocess.run(
         [sys.executable, "-c", LOAD_AND_PREDICT, str(folder), str(tmp_path / "inputs.npz"),
          str(out), "1" if trust else "0", kind],
         check=True,
         cwd=Path(__file__).parents[2],
     )  # fmt: skip
-    return np.load(out, allow_pickle=False)
+    with np.load(out, allow_pickle=False) as stored:
+        outputs = {name: stored[name] for name in stored.files}
+    return outputs["output"] if list(outputs) == ["output"] else outputs
+
+
+def _column(series: pd.Series) -> np.ndarray:  # type: ignore[type-arg]
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return series.to_numpy(dtype=str)
+    return series.to_numpy()

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,45 +13,12 @@ from modelyard.errors import ConfigurationError, UnsupportedModel
 from modelyard.flavors import _lightgbm, load_model, save_model
 from modelyard.flavors._catalog import flavor_for
 from modelyard.flavors._trees import summary_changes
+from tests.flavors.conftest import predict_in_fresh_process
 
 ROOT = Path(__file__).resolve().parents[2]
 _ = _lightgbm  # registers the flavor
 # Trees that split on 80 rows, and no chatter on stdout.
 SMALL: dict[str, Any] = {"min_child_samples": 5, "verbose": -1}
-
-# Loads a saved folder in a new interpreter, so nothing of this process (the trained object,
-# caches) can help, and writes its predictions for the inputs (an array or a DataFrame's columns).
-FRESH = """
-import sys
-import numpy as np
-import pandas as pd
-from modelyard.flavors import _lightgbm, load_model
-folder, given, out, kind = sys.argv[1:]
-with np.load(given, allow_pickle=False) as stored:
-    columns = {name: stored[name] for name in stored.files}
-# strings stand for the categories they were
-frame = {c: pd.Categorical(v) if v.dtype.kind == "U" else v for c, v in columns.items()}
-inputs = pd.DataFrame(frame) if kind == "pd" else columns["x"]
-np.save(out, np.asarray(load_model(folder).predict(inputs)), allow_pickle=False)
-"""
-
-
-def predict_in_fresh_process(folder: Path, inputs: Any, tmp_path: Path) -> np.ndarray:
-    kind = "pd" if isinstance(inputs, pd.DataFrame) else "np"
-    columns = {"x": inputs}
-    if kind == "pd":  # .npz holds no pickle: categories go as strings
-        columns = {str(c): inputs[c].to_numpy(dtype=_dtype(inputs[c])) for c in inputs}
-    np.savez(tmp_path / "inputs.npz", **columns)
-    out = tmp_path / "predictions.npy"
-    subprocess.run(
-        [sys.executable, "-c", FRESH, str(folder), str(tmp_path / "inputs.npz"), str(out), kind],
-        check=True, cwd=ROOT,
-    )  # fmt: skip
-    return np.load(out, allow_pickle=False)
-
-
-def _dtype(column: pd.Series) -> Any:
-    return str if isinstance(column.dtype, pd.CategoricalDtype) else None
 
 
 def data(rows: int = 80, *, classes: int = 2) -> tuple[np.ndarray, np.ndarray]:

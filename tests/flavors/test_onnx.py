@@ -1,9 +1,6 @@
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -17,44 +14,12 @@ from modelyard.errors import ConfigurationError, InvalidInput, UnsupportedModel
 from modelyard.flavors import _onnx, load_model, save_model
 from modelyard.flavors._catalog import flavor_for
 from modelyard.flavors._trees import summary_changes
+from tests.flavors.conftest import predict_in_fresh_process
 
 ROOT = Path(__file__).resolve().parents[2]
 _ = _onnx  # registers the flavor
 FLAVOR = _onnx.OnnxFlavor()
 CPU = {"providers": ["CPUExecutionProvider"]}
-
-# Loads a saved folder in a new interpreter, so nothing of this process (the graph, the session)
-# can help, and writes its predictions: one array, or one per output of a model with several.
-FRESH = """
-import sys
-import numpy as np
-import pandas as pd
-from modelyard.flavors import _onnx, load_model
-folder, given, out, kind = sys.argv[1:]
-with np.load(given, allow_pickle=False) as stored:
-    columns = {name: stored[name] for name in stored.files}
-inputs = {"pd": pd.DataFrame, "dict": dict}.get(kind, lambda c: c["x"])(columns)
-outputs = load_model(folder).predict(inputs)
-np.savez(out, **outputs if isinstance(outputs, dict) else {"output": outputs})
-"""
-
-
-def predict_in_fresh_process(folder: Path, inputs: Any, tmp_path: Path) -> Any:
-    if isinstance(inputs, pd.DataFrame):
-        kind, columns = "pd", {str(c): inputs[c].to_numpy() for c in inputs}
-    elif isinstance(inputs, dict):
-        kind, columns = "dict", inputs
-    else:
-        kind, columns = "np", {"x": inputs}
-    np.savez(tmp_path / "inputs.npz", **columns)
-    out = tmp_path / "predictions.npz"
-    subprocess.run(
-        [sys.executable, "-c", FRESH, str(folder), str(tmp_path / "inputs.npz"), str(out), kind],
-        check=True, cwd=ROOT,
-    )  # fmt: skip
-    with np.load(out, allow_pickle=False) as stored:
-        outputs = {name: stored[name] for name in stored.files}
-    return outputs["output"] if list(outputs) == ["output"] else outputs
 
 
 def mlp(*, opset: int = 17, hidden: int = 3) -> onnx.ModelProto:

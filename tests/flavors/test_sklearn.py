@@ -138,7 +138,10 @@ def test_bad_input_is_named(tmp_path: Path) -> None:
     model = DecisionTreeRegressor().fit([[0.0], [1.0]], [0.0, 1.0])
     with pytest.raises(ConfigurationError, match="unknown sklearn serialization 'cloudpickle'"):
         save_model(model, tmp_path / "a", serialization="cloudpickle")
-    with pytest.raises(ConfigurationError, match="has no method 'transform'"):
+    with pytest.raises(
+        ConfigurationError,
+        match="Regressor cannot predict with 'transform'; use one of predict",
+    ):
         save_model(model, tmp_path / "b", method="transform")
     with pytest.raises(ConfigurationError, match="unknown sklearn options: compress"):
         save_model(model, tmp_path / "c", compress=3)

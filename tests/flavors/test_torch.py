@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,31 +13,11 @@ from safetensors.torch import load_file
 from modelyard.errors import ConfigurationError, UnsafeModel, UntrustedModel
 from modelyard.flavors import _torch, flavor_for, load_model, read_info, save_model
 from modelyard.flavors._pickles import guarded_pickle_module
+from tests.flavors.conftest import predict_in_fresh_process
 from tests.flavors.torch_models import MLP, TiedLM, TwoHeads, seeded
 
 ROOT = Path(__file__).resolve().parents[2]
 _ = _torch  # registers the flavor
-
-# Loads a saved folder in a new interpreter and writes its predictions on the stored example's
-# batch, repeated `batch` times, so nothing of this process (classes, caches) can help.
-FRESH = """
-import sys
-import numpy as np
-from modelyard.flavors import _torch, load_model
-model = load_model(sys.argv[1])
-inputs = np.load(sys.argv[2])
-np.save(sys.argv[3], model.predict(inputs))
-"""
-
-
-def predict_in_fresh_process(folder: Path, inputs: np.ndarray, tmp_path: Path) -> np.ndarray:
-    np.save(tmp_path / "inputs.npy", inputs)
-    subprocess.run(
-        [sys.executable, "-c", FRESH, str(folder), str(tmp_path / "inputs.npy"),
-         str(tmp_path / "outputs.npy")],
-        check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
-    return np.load(tmp_path / "outputs.npy")
 
 
 def test_matches_modules_only() -> None:
