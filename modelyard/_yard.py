@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -317,12 +318,16 @@ class Yard:
         if version.manifest_digest is None:
             raise ConfigurationError(f"{version.ref} has no stored files to load")
         folder = self.settings.home / "cache" / version.manifest_digest.replace(":", "-")
-        if not folder.is_dir():  # restore_directory builds beside and renames into place
+        if not folder.is_dir():
+            # Restored under a name of its own, then renamed into place: loads of the same
+            # version in parallel (threads, processes) never see a half-written folder.
             folder.parent.mkdir(parents=True, exist_ok=True)
+            scratch = folder.parent / f".{folder.name}.{uuid.uuid4().hex}"
+            restore_directory(self.store, version.manifest_digest, scratch)
             try:
-                restore_directory(self.store, version.manifest_digest, folder)
-            except FileExistsError:  # pragma: no cover - another process restored it first
-                pass
+                scratch.rename(folder)
+            except OSError:  # another loader finished first: use its copy
+                shutil.rmtree(scratch)
         return folder
 
     def merge(
@@ -361,6 +366,26 @@ class Yard:
                 alias=alias,
                 description=description or f"merge of {first.ref} and {second.ref}",
             )
+
+    def serve(
+        self,
+        refs: Sequence[str],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        trust: bool = False,
+    ) -> None:
+        """Serve versions over the Open Inference Protocol until SIGTERM (then drain, return).
+
+        `fraud@production` follows the alias (a move hot-swaps the version), `iris:3` pins one.
+
+        >>> yard.serve(["fraud@production"], port=8080)
+        """
+        from modelyard.api._inference import create_inference_app
+        from modelyard.api._running import run
+
+        run(create_inference_app(self.settings, list(refs), yard=self, trust=trust),
+            host=host, port=port)  # fmt: skip
 
     def lineage(self, ref: str) -> Lineage:
         """Ancestors and descendants of a version."""

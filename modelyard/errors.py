@@ -13,6 +13,10 @@
     ├── NotFound (404)
     │   └── BlobNotFound (404)          no blob with that digest
     ├── IntegrityError (500)            stored bytes no longer match their digest
+    ├── InferenceError (500)            a model raised while predicting
+    ├── ModelNotReady (503)             a served model is still loading, or failed to
+    ├── ServerBusy (429)                the request queue is full; retry after `retry_after` s
+    ├── PayloadTooLarge (413)           a request body over the configured limit
     ├── MissingDependency (500)         an optional extra is not installed
     ├── RegistryUnavailable (503)       the registry database cannot be used right now
     └── StoreUnavailable (503)          the blob store cannot be used right now
@@ -142,6 +146,43 @@ class IntegrityError(ModelyardError):
         )
         self.digest = digest
         self.actual = actual
+
+
+class InferenceError(ModelyardError):
+    """The model raised while predicting; the message is the model's."""
+
+    def __init__(self, model: str, message: str) -> None:
+        super().__init__(f"{model} failed to predict: {message}")
+        self.model = model
+
+
+class ModelNotReady(ModelyardError):
+    """A served model that is still loading (or failed to load)."""
+
+    status_code = 503
+
+
+class ServerBusy(ModelyardError):
+    """Too many requests are waiting; the client should retry after `retry_after` seconds."""
+
+    status_code = 429
+
+    def __init__(self, model: str, *, waiting: int, retry_after: int = 1) -> None:
+        super().__init__(
+            f"{model} has {waiting} requests waiting, the most it queues; retry in {retry_after} s"
+        )
+        self.model = model
+        self.retry_after = retry_after
+
+
+class PayloadTooLarge(ModelyardError):
+    """A request body larger than the server accepts."""
+
+    status_code = 413
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request body is over the limit of {limit} bytes")
+        self.limit = limit
 
 
 class MissingDependency(ModelyardError):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import getpass
 from pathlib import Path
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -50,6 +50,22 @@ class Settings(BaseSettings):
 
     s3_secret_access_key: str | None = None
     """Secret key for S3, paired with `s3_access_key_id`."""
+
+    serve_max_batch_size: int = Field(default=64, ge=1)
+    """Serving: the most rows one batched call of a model gets."""
+
+    serve_max_wait_ms: float = Field(default=0.0, ge=0)
+    """Serving: how long a batch waits for more requests once the last batch had several.
+    0 (the default) measured best: while one batch runs, the next fills up by itself."""
+
+    serve_max_queue: int = Field(default=512, ge=1)
+    """Serving: requests that may wait per model; past that the server answers 429."""
+
+    serve_max_body_bytes: int = Field(default=64 << 20, ge=1024)
+    """Serving: the largest request body accepted; larger ones get 413."""
+
+    serve_poll_seconds: float = Field(default=2.0, gt=0)
+    """Serving: how often served aliases are checked for a move (then hot-swapped)."""
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

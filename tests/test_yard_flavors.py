@@ -161,3 +161,16 @@ def test_merge_averages_weights_with_both_parents(yard: Yard, tmp_path: Path) ->
     yard.log_model(weights_folder(tmp_path / "c", {"w": np.ones((3, 2), np.float32)}), name="net")
     with pytest.raises(IncompatibleModels, match="w"):
         yard.merge("net:1", "net:4")
+
+
+def test_parallel_loads_of_one_version_share_the_cache(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from modelyard import Settings
+
+    with Yard(Settings(home=tmp_path / "home")) as yard:
+        yard.log_model(LogisticRegression().fit(X, Y), name="churn")
+        with ThreadPoolExecutor(8) as pool:
+            loaded = list(pool.map(lambda _: yard.load_model("churn"), range(8)))
+        assert len({model.folder for model in loaded}) == 1
+        assert [p.name for p in (tmp_path / "home/cache").iterdir()] == [loaded[0].folder.name]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from modelyard.__about__ import __version__
-from modelyard.cli import _lifecycle, _registry, _server
+from modelyard.cli import _lifecycle, _registry, _serve, _server
 from modelyard.cli._store import store_app
 from modelyard.settings import Settings
 
@@ -29,6 +29,7 @@ app.add_typer(_lifecycle.audit_app, name="audit")
 app.add_typer(_lifecycle.db_app, name="db")
 app.add_typer(store_app, name="store")
 app.command("server")(_server.server)
+app.command("serve")(_serve.serve)
 
 
 @app.callback()

@@ -21,3 +21,21 @@ class Scaler(PythonModel):
 
     def predict(self, inputs: Any) -> Any:
         return np.asarray(inputs, dtype=np.float64) * self.factor + self.offset
+
+
+class Picky(PythonModel):
+    """Sums each row; refuses rows with a negative number, as a model with a bug would."""
+
+    def predict(self, inputs: Any) -> Any:
+        array = np.asarray(inputs, dtype=np.float64)
+        if (array < 0).any():
+            raise ValueError("negative values are not supported")
+        return array.sum(axis=1)
+
+
+class Spend(PythonModel):
+    """Takes a DataFrame: `amount` times the length of `country`."""
+
+    def predict(self, inputs: Any) -> Any:
+        lengths = inputs["country"].astype(str).str.len().to_numpy()
+        return inputs["amount"].to_numpy() * lengths

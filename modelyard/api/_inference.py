@@ -1,0 +1,188 @@
+"""The Open Inference Protocol over HTTP: a plain ASGI app in front of the `DataPlane`.
+
+No web framework sits on this path: a request is matched against a handful of patterns, its
+body read (up to the configured limit) and decoded straight into NumPy, and the answer written by
+orjson. The OpenAPI document (`/openapi.json`) is the spec file the types are generated from.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import orjson
+
+from modelyard._yard import Yard
+from modelyard.errors import ModelyardError, NotFound, PayloadTooLarge, ServerBusy
+from modelyard.serving import DataPlane, Metrics, ModelPool, decode_request, encode_response
+from modelyard.settings import Settings
+
+log = logging.getLogger("modelyard.serving")
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_MODEL = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer)?$")
+_JSON = [(b"content-type", b"application/json")]
+
+
+class InferenceApp:
+    """ASGI app serving `plane`; `on_startup`/`on_shutdown` run in the lifespan (load models
+    before the first request, drain them at SIGTERM)."""
+
+    def __init__(
+        self,
+        plane: DataPlane,
+        *,
+        max_body_bytes: int,
+        on_startup: Callable[[], Awaitable[None]] | None = None,
+        on_shutdown: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.plane = plane
+        self.max_body_bytes = max_body_bytes
+        self.on_startup = on_startup
+        self.on_shutdown = on_shutdown
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            try:
+                await self._http(scope, receive, send)
+            except ModelyardError as error:
+                await _error(send, error)
+            except Exception as error:  # a bug of ours: say so, and keep serving
+                log.exception("unexpected error on %s", scope["path"])
+                await _error(send, ModelyardError(f"internal error: {error}"))
+
+    async def _http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        method, path = scope["method"], scope["path"]
+        match = _MODEL.match(path)
+        if match is not None:
+            name, version, action = match.groups()
+            if action == "/infer" and method == "POST":
+                await self._infer(name, version, receive, send)
+            elif action == "/ready" and method == "GET":
+                self.plane.model_ready(name, version)
+                await _send(send, 200, b"")
+            elif action is None and method == "GET":
+                await _send(send, 200, orjson.dumps(self.plane.model_metadata(name, version)))
+            else:
+                await _error(send, _MethodNotAllowed(method, path))
+        elif method != "GET":
+            await _error(send, _MethodNotAllowed(method, path))
+        elif path in ("/v2", "/v2/"):
+            await _send(send, 200, orjson.dumps(self.plane.metadata()))
+        elif path == "/v2/health/live":
+            await _send(send, 200 if self.plane.live() else 503, b"")
+        elif path == "/v2/health/ready":
+            await _send(send, 200 if self.plane.ready() else 503, b"")
+        elif path == "/metrics":
+            headers = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
+            await _send(send, 200, self.plane.metrics.exposition(), headers)
+        elif path == "/openapi.json":
+            await _send(send, 200, _openapi())
+        else:
+            raise NotFound(f"no route {path}; the Open Inference Protocol lives under /v2")
+
+    async def _infer(self, name: str, version: str | None, receive: Receive, send: Send) -> None:
+        request = decode_request(await self._body(receive))
+        answer = await self.plane.infer(name, version, request)
+        body = encode_response(
+            answer.outputs,
+            model_name=answer.model_name,
+            model_version=answer.model_version,
+            request_id=answer.id,
+        )
+        await _send(send, 200, body)
+
+    async def _body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise PayloadTooLarge(self.max_body_bytes)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if self.on_startup is not None:
+                        await self.on_startup()
+                except Exception as error:
+                    await send({"type": "lifespan.startup.failed", "message": str(error)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.on_shutdown is not None:
+                    await self.on_shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_inference_app(
+    settings: Settings, refs: list[str], *, yard: Yard | None = None, trust: bool = False
+) -> InferenceApp:
+    """The inference server for `refs` (`fraud@production`, `iris:3`, …), wired from
+    `settings`; the models load at startup and are closed at shutdown.
+
+    >>> app = create_inference_app(Settings(), ["fraud@production"])  # uvicorn runs it
+    """
+    client = yard or Yard(settings)
+    metrics = Metrics()
+    pool = ModelPool(client, settings, metrics=metrics, trust=trust)
+    for ref in refs:
+        pool.add(ref)  # bad references fail here, before the server starts
+
+    async def shutdown() -> None:
+        await pool.stop()
+        if yard is None:
+            client.close()
+
+    return InferenceApp(
+        DataPlane(pool, metrics),
+        max_body_bytes=settings.serve_max_body_bytes,
+        on_startup=lambda: pool.start(refs),
+        on_shutdown=shutdown,
+    )
+
+
+class _MethodNotAllowed(ModelyardError):
+    status_code = 405
+
+    def __init__(self, method: str, path: str) -> None:
+        super().__init__(f"{method} is not allowed on {path}")
+
+
+async def _send(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers or _JSON})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _error(send: Send, error: ModelyardError) -> None:
+    headers = list(_JSON)
+    if isinstance(error, ServerBusy):
+        headers.append((b"retry-after", str(error.retry_after).encode()))
+    await _send(send, error.status_code, orjson.dumps({"error": error.message}), headers)
+
+
+@cache
+def _openapi() -> bytes:
+    import yaml  # the spec is YAML; read once, on the first request for it
+
+    text = resources.files("modelyard.serving").joinpath("openapi/oip.yaml").read_text()
+    return json.dumps(yaml.safe_load(text)).encode()

@@ -1,0 +1,50 @@
+"""`modelyard serve`: registered versions over the Open Inference Protocol."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from modelyard.cli._context import settings_of
+from modelyard.cli._output import reports_errors
+
+
+@reports_errors
+def serve(
+    ctx: typer.Context,
+    refs: Annotated[
+        list[str], typer.Argument(help="fraud@production (follows the alias), iris:3, iris.")
+    ],
+    host: Annotated[str, typer.Option(help="Address to bind; loopback unless told otherwise.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    trust: Annotated[
+        bool, typer.Option(help="Allow pickle-based files and stored code (scanned first).")
+    ] = False,
+    max_batch_size: Annotated[
+        int | None, typer.Option(help="Most rows in one batched call of a model.")
+    ] = None,
+    max_wait_ms: Annotated[
+        float | None, typer.Option(help="How long a batch waits to fill, under load.")
+    ] = None,
+    max_queue: Annotated[
+        int | None, typer.Option(help="Requests waiting per model before 429.")
+    ] = None,
+) -> None:
+    """Serve versions over the Open Inference Protocol v2 (/v2/…, /metrics) until SIGTERM or
+    Ctrl-C, then finish in-flight requests and exit 0. A served alias is followed: when it
+    moves, the new version is loaded, warmed and swapped in."""
+    from modelyard.api._inference import create_inference_app
+    from modelyard.api._running import run
+
+    overrides = {
+        "serve_max_batch_size": max_batch_size,
+        "serve_max_wait_ms": max_wait_ms,
+        "serve_max_queue": max_queue,
+    }
+    settings = settings_of(ctx).model_copy(
+        update={key: value for key, value in overrides.items() if value is not None}
+    )
+    run(create_inference_app(settings, refs, trust=trust), host=host, port=port)

@@ -1,0 +1,30 @@
+"""Serving: the Open Inference Protocol over registered versions, with dynamic batching,
+backpressure, hot swap of followed aliases and Prometheus metrics.
+
+>>> Yard().serve(["fraud@production"], port=8080)   # blocks; SIGTERM drains, exits 0
+
+The core here knows nothing of HTTP; `modelyard.api._inference` is the ASGI adapter.
+"""
+
+from __future__ import annotations
+
+from modelyard.serving._batching import Batcher
+from modelyard.serving._codecs import Request, decode_request, encode_response
+from modelyard.serving._dataplane import DataPlane, Inference
+from modelyard.serving._metrics import Metrics
+from modelyard.serving._pool import ModelPool, ServedModel, ServedVersion
+from modelyard.serving._runner import Runner
+
+__all__ = [
+    "Batcher",
+    "DataPlane",
+    "Inference",
+    "Metrics",
+    "ModelPool",
+    "Request",
+    "Runner",
+    "ServedModel",
+    "ServedVersion",
+    "decode_request",
+    "encode_response",
+]

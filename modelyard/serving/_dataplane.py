@@ -1,0 +1,84 @@
+"""The serving core, free of any transport: health, metadata and inference over a `ModelPool`,
+each answer counted in the metrics. HTTP (`modelyard.api._inference`) only parses and writes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from modelyard.__about__ import __version__
+from modelyard.errors import ModelyardError
+from modelyard.serving._batching import Outputs
+from modelyard.serving._codecs import Request
+from modelyard.serving._metrics import Metrics
+from modelyard.serving._pool import ModelPool
+
+EXTENSIONS = ["metrics"]
+
+
+@dataclass(slots=True)
+class Inference:
+    """What a model answered: its outputs, and which version answered."""
+
+    model_name: str
+    model_version: str
+    outputs: Outputs
+    id: str | None
+
+
+class DataPlane:
+    """Answer OIP calls from the versions in `pool`."""
+
+    def __init__(self, pool: ModelPool, metrics: Metrics) -> None:
+        self.pool = pool
+        self.metrics = metrics
+
+    def live(self) -> bool:
+        """The server answers (always true once this object exists)."""
+        return True
+
+    def ready(self) -> bool:
+        """Every served model has a version ready."""
+        return self.pool.ready()
+
+    def metadata(self) -> dict[str, Any]:
+        """Server metadata."""
+        return {"name": "modelyard", "version": __version__, "extensions": EXTENSIONS}
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        """Whether a model (or one version) is ready; `NotFound` when it is not served."""
+        self.pool.get(name, version)
+        return True
+
+    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """Name, served versions, platform (the flavor), inputs and outputs of a version."""
+        served = self.pool.get(name, version)
+        signature = served.runner.signature
+        tensors = {"inputs": [], "outputs": []} if signature is None else {
+            "inputs": [spec.model_dump() for spec in signature.inputs],
+            "outputs": [spec.model_dump() for spec in signature.outputs],
+        }  # fmt: skip
+        return {
+            "name": name,
+            "versions": [str(n) for n in sorted(self.pool.models[name].versions)],
+            "platform": served.runner.model.flavor.name,
+            **tensors,
+            "parameters": {"version": str(served.version.number), "ref": served.version.ref},
+        }
+
+    async def infer(self, name: str, version: str | None, request: Request) -> Inference:
+        """Run one request through the version's batcher."""
+        began = time.perf_counter()
+        label = version or "default"
+        try:
+            served = self.pool.get(name, version)
+            label = str(served.version.number)
+            outputs = await served.infer(request)
+        except ModelyardError as error:
+            self.metrics.observe(name, label, error.status_code, time.perf_counter() - began)
+            raise
+        if request.outputs:
+            outputs = {key: value for key, value in outputs.items() if key in request.outputs}
+        self.metrics.observe(name, label, 200, time.perf_counter() - began)
+        return Inference(name, label, outputs, request.id)

@@ -1,0 +1,67 @@
+"""Prometheus metrics of a serving process: requests, errors by code, latency, batch sizes,
+queue depth and loaded versions, per model and version."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+Gauges = Callable[[], Iterable[tuple[str, str, int]]]
+"""(model, version, queued requests) for every loaded version, read at scrape time."""
+
+
+class Metrics:
+    """The metrics of one serving process, in a registry of its own (tests run many)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "modelyard_requests", "Inference requests answered, by status code.",
+            ["model", "version", "code"], registry=self.registry,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "modelyard_request_seconds", "Time from request to response, in seconds.",
+            ["model", "version"], buckets=LATENCY_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.batch_rows = Histogram(
+            "modelyard_batch_rows", "Rows in each batched call of a model.",
+            ["model", "version"], buckets=BATCH_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+
+    def watch(self, gauges: Gauges) -> None:
+        """Report queue depth and loaded versions from `gauges` at each scrape."""
+        self.registry.register(_PoolCollector(gauges))
+
+    def observe(self, model: str, version: str, code: int, seconds: float) -> None:
+        """Count one answered request."""
+        self.requests.labels(model, version, str(code)).inc()
+        self.latency.labels(model, version).observe(seconds)
+
+    def exposition(self) -> bytes:
+        """The text format Prometheus scrapes."""
+        return generate_latest(self.registry)
+
+
+class _PoolCollector(Collector):
+    def __init__(self, gauges: Gauges) -> None:
+        self.gauges = gauges
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        depth = GaugeMetricFamily(
+            "modelyard_queue_depth", "Requests waiting for a batch.", labels=["model", "version"]
+        )
+        loaded = GaugeMetricFamily(
+            "modelyard_loaded_versions", "Model versions loaded and serving (1 each).",
+            labels=["model", "version"],
+        )  # fmt: skip
+        for model, version, waiting in self.gauges():
+            depth.add_metric([model, version], waiting)
+            loaded.add_metric([model, version], 1)
+        yield depth
+        yield loaded

@@ -1,0 +1,220 @@
+"""The versions a serving process holds: loaded from the registry, warmed, and swapped in when
+a served alias moves.
+
+`fraud@production` follows the alias: a watcher checks the registry every `poll_seconds`, and
+when the alias points elsewhere the new version is loaded and warmed in the background, then
+becomes the one that answers, all at once; the old one finishes what it has queued and is
+dropped. `iris:3` pins a version; `iris` serves the latest version at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from modelyard._yard import Yard
+from modelyard.errors import ModelNotReady, NotFound
+from modelyard.flavors._signatures import _columns
+from modelyard.registry import ModelVersion, Reference
+from modelyard.serving._batching import Batcher, Outputs
+from modelyard.serving._codecs import Request
+from modelyard.serving._metrics import Metrics
+from modelyard.serving._runner import Runner
+from modelyard.settings import Settings
+
+log = logging.getLogger("modelyard.serving")
+
+
+@dataclass(eq=False)
+class ServedVersion:
+    """One loaded version and the batcher in front of it."""
+
+    version: ModelVersion
+    runner: Runner
+    batcher: Batcher
+    executor: ThreadPoolExecutor
+
+    async def infer(self, request: Request) -> Outputs:
+        """Check `request` against the signature, then queue it for a batch."""
+        self.runner.check(request)
+        return await self.batcher.submit(request)
+
+    async def close(self) -> None:
+        """Answer what is queued, then free the thread (and, once unreferenced, the model)."""
+        await self.batcher.close()
+        self.executor.shutdown(wait=True)
+
+
+@dataclass(eq=False)
+class ServedModel:
+    """A model name as served: its loaded versions, and the one unversioned requests get."""
+
+    name: str
+    alias: str | None = None
+    pinned: set[int] = field(default_factory=set)
+    versions: dict[int, ServedVersion] = field(default_factory=dict)
+    default: int | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one load or swap at a time
+
+    def get(self, version: str | None) -> ServedVersion:
+        """The version asked for, or the default one."""
+        if version is None:
+            if self.default is None:
+                raise ModelNotReady(f"model {self.name!r} is still loading")
+            return self.versions[self.default]
+        try:
+            return self.versions[int(version)]
+        except (ValueError, KeyError):
+            served = ", ".join(str(n) for n in sorted(self.versions)) or "none yet"
+            raise NotFound(
+                f"version {version!r} of model {self.name!r} is not served; served: {served}"
+            ) from None
+
+
+class ModelPool:
+    """Load, serve and hot-swap model versions from a registry."""
+
+    def __init__(
+        self, yard: Yard, settings: Settings, *, metrics: Metrics, trust: bool = False
+    ) -> None:
+        self.yard = yard
+        self.settings = settings
+        self.metrics = metrics
+        self.trust = trust
+        self.models: dict[str, ServedModel] = {}
+        self._watcher: asyncio.Task[None] | None = None
+        metrics.watch(self._gauges)
+
+    def add(self, ref: str) -> None:
+        """Serve `ref` (`fraud@production`, `iris:3` or `iris`) once started."""
+        parsed = Reference.parse(ref)
+        model = self.models.setdefault(parsed.name, ServedModel(parsed.name))
+        if parsed.alias is not None:
+            model.alias = parsed.alias
+
+    async def start(self, refs: list[str]) -> None:
+        """Load every ref (in parallel threads), then watch served aliases."""
+        for ref in refs:
+            self.add(ref)
+        await asyncio.gather(*(self._load_ref(ref) for ref in refs))
+        _settle()
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    def get(self, name: str, version: str | None = None) -> ServedVersion:
+        """The served version for a request; `NotFound` (404) names what is served."""
+        try:
+            model = self.models[name]
+        except KeyError:
+            raise NotFound(
+                f"model {name!r} is not served here; served: {', '.join(sorted(self.models))}"
+            ) from None
+        return model.get(version)
+
+    def ready(self) -> bool:
+        """Whether every served model has a version answering."""
+        return bool(self.models) and all(m.default is not None for m in self.models.values())
+
+    def loaded(self) -> Iterator[ServedVersion]:
+        """Every loaded version."""
+        for model in self.models.values():
+            yield from model.versions.values()
+
+    async def stop(self) -> None:
+        """Stop watching and close every version (queued requests are answered first)."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            try:
+                await self._watcher
+            except asyncio.CancelledError:
+                pass
+        await asyncio.gather(*(served.close() for served in list(self.loaded())))
+        self.models.clear()
+
+    async def _load_ref(self, ref: str) -> None:
+        parsed = Reference.parse(ref)
+        version = await asyncio.to_thread(self.yard.get_version, ref)
+        model = self.models[version.name]
+        pinned = parsed.number is not None
+        if pinned:
+            model.pinned.add(version.number)
+        # The alias (or the latest version) answers unversioned requests; a pinned version
+        # does only when nothing else is served under the name.
+        default = not pinned or (model.alias is None and model.default is None)
+        await self._install(model, version, default=default)
+
+    async def _install(self, model: ServedModel, version: ModelVersion, *, default: bool) -> None:
+        async with model.lock:
+            await self._install_locked(model, version, default=default)
+
+    async def _install_locked(
+        self, model: ServedModel, version: ModelVersion, *, default: bool
+    ) -> None:
+        if version.number not in model.versions:
+            served = await asyncio.to_thread(self._load, version)
+            served.batcher.start()
+            model.versions[version.number] = served
+        if default and model.default != version.number:
+            previous, model.default = model.default, version.number  # the swap: one assignment
+            if previous is not None:
+                log.info("%s: now serving version %s (was %s)", model.name, version.number,
+                         previous)  # fmt: skip
+                await self._retire(model, previous)
+
+    def _load(self, version: ModelVersion) -> ServedVersion:
+        loaded = self.yard.load_model(version.ref, trust=self.trust)
+        runner = Runner(loaded, name=version.ref)
+        example = loaded.input_example()
+        if example is not None:  # warm: the first real request should not pay for lazy setup
+            runner([Request(inputs=dict(_columns(example)))])
+        executor = ThreadPoolExecutor(1, thread_name_prefix=f"predict-{version.ref}")
+        histogram = self.metrics.batch_rows.labels(version.name, str(version.number))
+        batcher = Batcher(
+            runner,
+            name=version.ref,
+            executor=executor,
+            max_batch_size=self.settings.serve_max_batch_size,
+            max_wait_ms=self.settings.serve_max_wait_ms,
+            max_queue=self.settings.serve_max_queue,
+            observe=histogram.observe,
+        )
+        return ServedVersion(version, runner, batcher, executor)
+
+    async def _retire(self, model: ServedModel, number: int) -> None:
+        if number in model.pinned or number == model.default:
+            return
+        served = model.versions.pop(number)
+        await served.close()
+        del served
+        _settle()
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.serve_poll_seconds)
+            for model in list(self.models.values()):
+                if model.alias is None:
+                    continue
+                try:
+                    target = await asyncio.to_thread(
+                        self.yard.get_version, f"{model.name}@{model.alias}"
+                    )
+                    if target.number != model.default:
+                        await self._install(model, target, default=True)
+                except Exception:  # a registry hiccup or a bad version must not stop serving
+                    log.exception("%s@%s: could not follow the alias", model.name, model.alias)
+
+    def _gauges(self) -> Iterator[tuple[str, str, int]]:
+        for served in list(self.loaded()):
+            yield served.version.name, str(served.version.number), served.batcher.waiting
+
+
+def _settle() -> None:
+    """Collect garbage now, then exempt everything alive (frameworks, models) from later full
+    collections: with millions of long-lived objects, each full collection stalls requests
+    for 100+ ms (measured: p99 170 ms at 64 concurrent clients before, see bench/serving.py)."""
+    gc.unfreeze()  # a retired model's objects must become collectable again
+    gc.collect()
+    gc.freeze()

@@ -1,0 +1,172 @@
+"""The inference server in-process: the ASGI app over real models from a real registry."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+from sklearn.dummy import DummyRegressor
+from sklearn.linear_model import LinearRegression
+
+from modelyard import Settings, Yard
+from modelyard.api._inference import InferenceApp, create_inference_app
+from modelyard.serving._oip import InferenceResponse, MetadataModelResponse
+from tests.flavors.pyfunc_models import Picky, Spend
+
+pytestmark = pytest.mark.anyio
+
+X = np.arange(12, dtype=np.float32).reshape(4, 3)
+
+
+@pytest.fixture
+def yard(tmp_path: Path) -> Yard:
+    settings = Settings(home=tmp_path / "home", serve_poll_seconds=0.05, serve_max_body_bytes=4096)
+    yard = Yard(settings)
+    yard.log_model(LinearRegression().fit(X, X.sum(axis=1)), name="sum", input_example=X[:2],
+                   alias="production")  # fmt: skip
+    frame = pd.DataFrame({"amount": [1.0, 2.0], "country": ["fr", "de"]})
+    yard.log_model(Spend(), name="frame", input_example=frame)
+    yard.log_model(Picky(), name="picky", input_example=X[:2])
+    return yard
+
+
+@asynccontextmanager
+async def serving(yard: Yard, *refs: str) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_inference_app(yard.settings, list(refs), yard=yard, trust=True)
+    assert app.on_startup is not None and app.on_shutdown is not None
+    await app.on_startup()
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
+            yield client
+    finally:
+        await app.on_shutdown()
+
+
+def infer_body(data: Any, *, name: str = "input-0", datatype: str = "FP32", **extra: Any) -> bytes:
+    array = np.asarray(data)
+    tensor = {"name": name, "shape": list(array.shape), "datatype": datatype,
+              "data": array.ravel().tolist()}  # fmt: skip
+    return orjson.dumps({"inputs": [tensor], **extra})
+
+
+async def test_health_metadata_and_inference(yard: Yard) -> None:
+    async with serving(yard, "sum@production") as client:
+        assert (await client.get("/v2/health/live")).status_code == 200
+        assert (await client.get("/v2/health/ready")).status_code == 200
+        assert (await client.get("/v2")).json()["extensions"] == ["metrics"]
+        metadata = MetadataModelResponse.model_validate((await client.get("/v2/models/sum")).json())
+        assert (metadata.platform, metadata.versions) == ("sklearn", ["1"])
+        assert metadata.inputs is not None and metadata.inputs[0].shape == [-1, 3]
+        assert (await client.get("/v2/models/sum/ready")).status_code == 200
+        assert (await client.get("/v2/models/sum/versions/1/ready")).status_code == 200
+        response = await client.post("/v2/models/sum/infer", content=infer_body(X, id="42"))
+        answer = InferenceResponse.model_validate_json(response.content)
+        assert (answer.model_name, answer.model_version, answer.id) == ("sum", "1", "42")
+        np.testing.assert_allclose(answer.outputs[0].data.root, X.sum(axis=1), rtol=1e-5)
+        pinned = await client.post("/v2/models/sum/versions/1/infer", content=infer_body(X[:1]))
+        assert pinned.json()["outputs"][0]["shape"] == [1]
+        assert "openapi" in (await client.get("/openapi.json")).json()
+
+
+async def test_dataframe_models_take_one_input_per_column(yard: Yard) -> None:
+    async with serving(yard, "frame") as client:
+        body = orjson.dumps({"inputs": [
+            {"name": "amount", "shape": [2], "datatype": "FP64", "data": [1.5, 2.5]},
+            {"name": "country", "shape": [2], "datatype": "BYTES", "data": ["fr", "de"]},
+        ]})  # fmt: skip
+        response = await client.post("/v2/models/frame/infer", content=body)
+        assert response.json()["outputs"][0]["data"] == [3.0, 5.0]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "message"),
+    [
+        ("/v2/models/sum/infer", infer_body(X, name="x"), 400, "unknown input 'x'; sum:1 takes"),
+        ("/v2/models/sum/infer", infer_body(X, datatype="BYTES"), 400, "must be FP32, got BYTES"),
+        ("/v2/models/sum/infer", infer_body(X[:, :2]), 400, r"shape \[-1, 3\], got \[4, 2\]"),
+        ("/v2/models/sum/infer", b"{", 400, "not valid JSON"),
+        ("/v2/models/nope/infer", infer_body(X), 404, "model 'nope' is not served here"),
+        ("/v2/models/sum/versions/9/infer", infer_body(X), 404, "version '9' of model 'sum'"),
+        ("/v2/models/sum/infer", infer_body(np.zeros((2000, 3))), 413, "over the limit of 4096"),
+        ("/v2/nowhere", b"", 405, "POST is not allowed"),
+        ("/v2/models/sum/ready", b"", 405, "POST is not allowed"),
+    ],
+)
+async def test_bad_requests_get_oip_errors(
+    yard: Yard, path: str, body: bytes, status: int, message: str
+) -> None:
+    async with serving(yard, "sum@production") as client:
+        response = await client.post(path, content=body)
+        assert response.status_code == status
+        assert list(response.json()) == ["error"]
+        assert __import__("re").search(message, response.json()["error"])
+
+
+async def test_unknown_routes_and_versions(yard: Yard) -> None:
+    async with serving(yard, "sum@production") as client:
+        assert (await client.get("/v1/models")).status_code == 404
+        assert (await client.get("/v2/models/sum/versions/x")).status_code == 404
+
+
+async def test_a_failing_model_answers_500_and_the_server_goes_on(yard: Yard) -> None:
+    async with serving(yard, "picky") as client:
+        bad = await client.post("/v2/models/picky/infer", content=infer_body(-X))
+        assert bad.status_code == 500
+        assert "picky:1 failed to predict: ValueError: negative values" in bad.json()["error"]
+        good = await client.post("/v2/models/picky/infer", content=infer_body(X))
+        assert good.status_code == 200
+
+
+async def test_requested_outputs_and_metrics(yard: Yard) -> None:
+    async with serving(yard, "sum@production", "picky") as client:
+        chosen = await client.post(
+            "/v2/models/sum/infer", content=infer_body(X, outputs=[{"name": "nothing"}])
+        )
+        assert chosen.json()["outputs"] == []
+        await asyncio.gather(
+            *(client.post("/v2/models/sum/infer", content=infer_body(X)) for _ in range(10))
+        )
+        await client.post("/v2/models/sum/infer", content=infer_body(X, name="x"))
+        text = (await client.get("/metrics")).text
+    assert 'modelyard_requests_total{code="200",model="sum",version="1"} 11.0' in text
+    assert 'modelyard_requests_total{code="400",model="sum",version="1"} 1.0' in text
+    assert 'modelyard_request_seconds_count{model="sum",version="1"}' in text
+    assert 'modelyard_batch_rows_count{model="sum",version="1"}' in text
+    assert 'modelyard_queue_depth{model="sum",version="1"} 0.0' in text
+    assert 'modelyard_loaded_versions{model="picky",version="1"} 1.0' in text
+
+
+async def test_a_moved_alias_is_swapped_in(yard: Yard) -> None:
+    yard.log_model(DummyRegressor(strategy="constant", constant=7.0).fit(X, X[:, 0]),
+                   name="sum", input_example=X[:1])  # fmt: skip
+    async with serving(yard, "sum@production", "sum:1") as client:
+        before = await client.post("/v2/models/sum/infer", content=infer_body(X[:1]))
+        assert before.json()["model_version"] == "1"
+        await asyncio.to_thread(yard.set_alias, "sum", "production", "sum:2")
+        for _ in range(100):
+            answer = (await client.post("/v2/models/sum/infer", content=infer_body(X[:1]))).json()
+            if answer["model_version"] == "2":
+                break
+            await asyncio.sleep(0.02)
+        assert answer["outputs"][0]["data"] == [7.0]
+        versions = (await client.get("/v2/models/sum")).json()["versions"]
+        assert versions == ["1", "2"]  # 1 stays: it is pinned by sum:1
+        assert (await client.get("/v2/models/sum/versions/1/ready")).status_code == 200
+
+
+async def test_not_ready_before_startup(yard: Yard) -> None:
+    app: InferenceApp = create_inference_app(yard.settings, ["sum@production"], yard=yard)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
+        assert (await client.get("/v2/health/ready")).status_code == 503
+        response = await client.post("/v2/models/sum/infer", content=infer_body(X))
+        assert response.status_code == 503 and "still loading" in response.json()["error"]
