@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -133,10 +133,17 @@ class InferenceApp:
 
 
 def create_inference_app(
-    settings: Settings, refs: list[str], *, yard: Yard | None = None, trust: bool = False
+    settings: Settings,
+    refs: list[str],
+    *,
+    yard: Yard | None = None,
+    trust: bool = False,
+    canaries: Mapping[str, float] | None = None,
+    shadows: Sequence[str] = (),
 ) -> InferenceApp:
     """The inference server for `refs` (`fraud@production`, `iris:3`, …), wired from
-    `settings`; the models load at startup and are closed at shutdown.
+    `settings`; the models load at startup and are closed at shutdown. `canaries` maps a
+    candidate version to its share of traffic (`{"fraud:4": 0.1}`); `shadows` get copies.
 
     >>> app = create_inference_app(Settings(), ["fraud@production"])  # uvicorn runs it
     """
@@ -145,6 +152,10 @@ def create_inference_app(
     pool = ModelPool(client, settings, metrics=metrics, trust=trust)
     for ref in refs:
         pool.add(ref)  # bad references fail here, before the server starts
+    for ref, share in (canaries or {}).items():
+        pool.add_canary(ref, share)
+    for ref in shadows:
+        pool.add_shadow(ref)
 
     async def shutdown() -> None:
         await pool.stop()

@@ -32,6 +32,14 @@ def serve(
     max_queue: Annotated[
         int | None, typer.Option(help="Requests waiting per model before 429.")
     ] = None,
+    canary: Annotated[
+        list[str] | None,
+        typer.Option(help="REF=SHARE: send a share of traffic to a candidate (fraud:4=10%)."),
+    ] = None,
+    shadow: Annotated[
+        list[str] | None,
+        typer.Option(help="REF: send a copy of traffic to a candidate; answers are compared."),
+    ] = None,
 ) -> None:
     """Serve versions over the Open Inference Protocol v2 (/v2/…, /metrics) until SIGTERM or
     Ctrl-C, then finish in-flight requests and exit 0. A served alias is followed: when it
@@ -47,4 +55,21 @@ def serve(
     settings = settings_of(ctx).model_copy(
         update={key: value for key, value in overrides.items() if value is not None}
     )
-    run(create_inference_app(settings, refs, trust=trust), host=host, port=port)
+    app = create_inference_app(
+        settings, refs, trust=trust, canaries=_canaries(canary or []), shadows=shadow or []
+    )
+    run(app, host=host, port=port)
+
+
+def _canaries(specs: list[str]) -> dict[str, float]:
+    canaries = {}
+    for spec in specs:
+        ref, _, share = spec.partition("=")
+        try:
+            value = float(share.rstrip("%")) / (100 if share.endswith("%") else 1)
+        except ValueError:
+            raise typer.BadParameter(
+                f"expected REF=SHARE such as fraud:4=10%, got {spec!r}"
+            ) from None
+        canaries[ref] = value
+    return canaries

@@ -3,16 +3,19 @@ each answer counted in the metrics. HTTP (`modelyard.api._inference`) only parse
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from modelyard.__about__ import __version__
 from modelyard.errors import ModelyardError
 from modelyard.serving._batching import Outputs
 from modelyard.serving._codecs import Request
 from modelyard.serving._metrics import Metrics
-from modelyard.serving._pool import ModelPool
+from modelyard.serving._pool import ModelPool, ServedVersion
 
 EXTENSIONS = ["metrics"]
 
@@ -33,6 +36,27 @@ class DataPlane:
     def __init__(self, pool: ModelPool, metrics: Metrics) -> None:
         self.pool = pool
         self.metrics = metrics
+        self._shadows: set[asyncio.Task[None]] = set()
+
+    def _start_shadow(
+        self, shadow: ServedVersion, request: Request, version: str, expected: Outputs
+    ) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._shadow(shadow, request, version, expected)
+        )
+        self._shadows.add(task)  # held until done, so it is not collected mid-flight
+        task.add_done_callback(self._shadows.discard)
+
+    async def _shadow(
+        self, shadow: ServedVersion, request: Request, version: str, expected: Outputs
+    ) -> None:
+        """Ask the shadow version too; count whether it agreed, never answer with it."""
+        try:
+            outputs = await shadow.infer(request)
+            outcome = "agree" if _agree(expected, outputs) else "disagree"
+        except Exception:  # the shadow's failures are counted, never the client's problem
+            outcome = "error"
+        self.metrics.shadow(shadow.version.name, version, str(shadow.version.number), outcome)
 
     def live(self) -> bool:
         """The server answers (always true once this object exists)."""
@@ -68,17 +92,38 @@ class DataPlane:
         }
 
     async def infer(self, name: str, version: str | None, request: Request) -> Inference:
-        """Run one request through the version's batcher."""
+        """Run one request through the version's batcher (the canary's, for its share), and a
+        copy through the shadow version's when there is one."""
         began = time.perf_counter()
         label = version or "default"
         try:
-            served = self.pool.get(name, version)
+            model = self.pool.model(name)
+            served = model.route(version)
             label = str(served.version.number)
             outputs = await served.infer(request)
         except ModelyardError as error:
             self.metrics.observe(name, label, error.status_code, time.perf_counter() - began)
             raise
+        if version is None:
+            for shadow in model.shadows:
+                if shadow != served.version.number:
+                    self._start_shadow(model.versions[shadow], request, label, outputs)
         if request.outputs:
             outputs = {key: value for key, value in outputs.items() if key in request.outputs}
         self.metrics.observe(name, label, 200, time.perf_counter() - began)
         return Inference(name, label, outputs, request.id)
+
+
+def _agree(a: Outputs, b: Outputs) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for name, left in a.items():
+        right = b[name]
+        if left.shape != right.shape:
+            return False
+        if left.dtype.kind == "f" or right.dtype.kind == "f":
+            if not np.allclose(left, right, rtol=1e-5, atol=1e-8, equal_nan=True):
+                return False
+        elif not np.array_equal(left, right):
+            return False
+    return True

@@ -34,6 +34,16 @@ class Metrics:
             ["model", "version"], buckets=BATCH_BUCKETS, registry=self.registry,
         )  # fmt: skip
 
+        self.shadows = Counter(
+            "modelyard_shadow_requests", "Requests copied to a shadow version, by outcome "
+            "(agree, disagree, error).",
+            ["model", "version", "shadow", "outcome"], registry=self.registry,
+        )  # fmt: skip
+
+    def shadow(self, model: str, version: str, shadow: str, outcome: str) -> None:
+        """Count one shadowed request and whether the shadow agreed."""
+        self.shadows.labels(model, version, shadow, outcome).inc()
+
     def watch(self, gauges: Gauges) -> None:
         """Report queue depth and loaded versions from `gauges` at each scrape."""
         self.registry.register(_PoolCollector(gauges))

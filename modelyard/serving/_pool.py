@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import random
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from modelyard._yard import Yard
-from modelyard.errors import ModelNotReady, NotFound
+from modelyard.errors import ConfigurationError, ModelNotReady, NotFound
 from modelyard.flavors._signatures import _columns
 from modelyard.registry import ModelVersion, Reference
 from modelyard.serving._batching import Batcher, Outputs
@@ -59,6 +60,15 @@ class ServedModel:
     versions: dict[int, ServedVersion] = field(default_factory=dict)
     default: int | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one load or swap at a time
+    canary: tuple[int, float] | None = None  # (version, share of unversioned requests)
+    shadows: list[int] = field(default_factory=list)  # see copies of unversioned requests
+
+    def route(self, version: str | None) -> ServedVersion:
+        """The version that answers: the one asked for, else the canary for its share of
+        requests, else the default."""
+        if version is None and self.canary is not None and random.random() < self.canary[1]:
+            return self.versions[self.canary[0]]
+        return self.get(version)
 
     def get(self, version: str | None) -> ServedVersion:
         """The version asked for, or the default one."""
@@ -86,6 +96,7 @@ class ModelPool:
         self.metrics = metrics
         self.trust = trust
         self.models: dict[str, ServedModel] = {}
+        self._candidates: list[tuple[str, str, float]] = []  # (ref, "canary"|"shadow", share)
         self._watcher: asyncio.Task[None] | None = None
         metrics.watch(self._gauges)
 
@@ -96,23 +107,51 @@ class ModelPool:
         if parsed.alias is not None:
             model.alias = parsed.alias
 
+    def add_canary(self, ref: str, share: float) -> None:
+        """Send `share` (0-1) of a model's unversioned requests to the version `ref` names."""
+        if not 0 < share < 1:
+            raise ConfigurationError(f"a canary share must be between 0 and 1, got {share}")
+        self._candidates.append((self._candidate(ref), "canary", share))
+
+    def add_shadow(self, ref: str) -> None:
+        """Send a copy of a model's unversioned requests to `ref`; its answers are only compared."""
+        self._candidates.append((self._candidate(ref), "shadow", 0.0))
+
+    def _candidate(self, ref: str) -> str:
+        name = Reference.parse(ref).name
+        if name not in self.models:
+            raise ConfigurationError(f"{ref} is a candidate for {name!r}, which is not served")
+        return ref
+
     async def start(self, refs: list[str]) -> None:
-        """Load every ref (in parallel threads), then watch served aliases."""
+        """Load every ref and candidate (in parallel threads), then watch served aliases."""
         for ref in refs:
             self.add(ref)
         await asyncio.gather(*(self._load_ref(ref) for ref in refs))
+        for ref, role, share in self._candidates:
+            version = await asyncio.to_thread(self.yard.get_version, ref)
+            model = self.models[version.name]
+            model.pinned.add(version.number)
+            await self._install(model, version, default=False)
+            if role == "canary":
+                model.canary = (version.number, share)
+            elif version.number not in model.shadows:
+                model.shadows.append(version.number)
         _settle()
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
-    def get(self, name: str, version: str | None = None) -> ServedVersion:
-        """The served version for a request; `NotFound` (404) names what is served."""
+    def model(self, name: str) -> ServedModel:
+        """A served model; `NotFound` (404) names what is served."""
         try:
-            model = self.models[name]
+            return self.models[name]
         except KeyError:
             raise NotFound(
                 f"model {name!r} is not served here; served: {', '.join(sorted(self.models))}"
             ) from None
-        return model.get(version)
+
+    def get(self, name: str, version: str | None = None) -> ServedVersion:
+        """The served version for a request."""
+        return self.model(name).get(version)
 
     def ready(self) -> bool:
         """Whether every served model has a version answering."""

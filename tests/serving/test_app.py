@@ -17,6 +17,7 @@ from sklearn.dummy import DummyRegressor
 from sklearn.linear_model import LinearRegression
 
 from modelyard import Settings, Yard
+from modelyard.errors import ConfigurationError
 from modelyard.api._inference import InferenceApp, create_inference_app
 from modelyard.serving._oip import InferenceResponse, MetadataModelResponse
 from tests.flavors.pyfunc_models import Picky, Spend
@@ -170,3 +171,64 @@ async def test_not_ready_before_startup(yard: Yard) -> None:
         assert (await client.get("/v2/health/ready")).status_code == 503
         response = await client.post("/v2/models/sum/infer", content=infer_body(X))
         assert response.status_code == 503 and "still loading" in response.json()["error"]
+
+
+@asynccontextmanager
+async def routed(yard: Yard, **routing: Any) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_inference_app(yard.settings, ["sum@production"], yard=yard, **routing)
+    assert app.on_startup is not None and app.on_shutdown is not None
+    await app.on_startup()
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
+            yield client
+    finally:
+        await app.on_shutdown()
+
+
+async def test_canary_takes_its_share_and_says_so(yard: Yard) -> None:
+    yard.log_model(DummyRegressor(strategy="constant", constant=7.0).fit(X, X[:, 0]),
+                   name="sum", input_example=X[:1])  # fmt: skip
+    async with routed(yard, canaries={"sum:2": 0.3}) as client:
+        answers = await asyncio.gather(
+            *(client.post("/v2/models/sum/infer", content=infer_body(X[:1])) for _ in range(300))
+        )
+        pinned = await client.post("/v2/models/sum/versions/1/infer", content=infer_body(X[:1]))
+    versions = [answer.json()["model_version"] for answer in answers]
+    assert 40 < versions.count("2") < 140  # 30% of 300, with room for chance
+    for answer in answers:
+        body = answer.json()
+        expected = 7.0 if body["model_version"] == "2" else float(X[0].sum())
+        assert body["outputs"][0]["data"] == pytest.approx([expected])
+    assert pinned.json()["model_version"] == "1"
+
+
+async def test_shadow_sees_copies_and_agreement_is_counted(yard: Yard) -> None:
+    yard.log_model(DummyRegressor(strategy="constant", constant=7.0).fit(X, X[:, 0]),
+                   name="sum", input_example=X[:1])  # fmt: skip
+    yard.log_model(LinearRegression().fit(X, X.sum(axis=1)), name="sum", input_example=X[:1])
+    async with routed(yard, shadows=["sum:2", "sum:3"]) as client:
+        for _ in range(5):
+            answer = await client.post("/v2/models/sum/infer", content=infer_body(X[:2]))
+            assert answer.json()["model_version"] == "1"  # never the shadow's answer
+        await asyncio.sleep(0.2)
+        text = (await client.get("/metrics")).text
+    assert 'outcome="agree",shadow="3",version="1"} 5.0' in text
+    assert 'outcome="disagree",shadow="2",version="1"} 5.0' in text
+
+
+def test_bad_routing_is_refused(yard: Yard) -> None:
+    with pytest.raises(ConfigurationError, match="between 0 and 1, got 1.5"):
+        create_inference_app(yard.settings, ["sum"], yard=yard, canaries={"sum:1": 1.5})
+    with pytest.raises(ConfigurationError, match="a candidate for 'other', which is not served"):
+        create_inference_app(yard.settings, ["sum"], yard=yard, shadows=["other:1"])
+
+
+async def test_a_failing_shadow_is_counted_not_felt(yard: Yard) -> None:
+    yard.log_model(Picky(), name="sum", input_example=X[:1])
+    async with routed(yard, shadows=["sum:2"], trust=True) as client:
+        answer = await client.post("/v2/models/sum/infer", content=infer_body(-X[:2]))
+        assert answer.status_code == 200
+        await asyncio.sleep(0.2)
+        text = (await client.get("/metrics")).text
+    assert 'outcome="error",shadow="2",version="1"} 1.0' in text
