@@ -54,3 +54,39 @@ def running_server(
         log.close()
         if exit_codes is not None:
             exit_codes.append(code)
+
+
+@contextmanager
+def serving_process(
+    home: Path, *args: str, env: dict[str, str] | None = None, exit_codes: list[int] | None = None
+) -> Iterator[str]:
+    """`modelyard serve ARGS` in its own process on a free loopback port; yields its URL once
+    ready, stops it with SIGTERM after and appends its exit code to `exit_codes` when given."""
+    port = free_port()
+    environment = {**os.environ, "MODELYARD_HOME": str(home), **(env or {})}
+    log = (home.parent / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modelyard", "serve", *args, "--port", str(port)],
+        env=environment, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"serve did not start: {(home.parent / 'serve.log').read_text()}"
+                )
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        code = process.wait(timeout=30)
+        log.close()
+        if exit_codes is not None:
+            exit_codes.append(code)

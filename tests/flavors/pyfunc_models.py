@@ -39,3 +39,13 @@ class Spend(PythonModel):
     def predict(self, inputs: Any) -> Any:
         lengths = inputs["country"].astype(str).str.len().to_numpy()
         return inputs["amount"].to_numpy() * lengths
+
+
+class Sleepy(PythonModel):
+    """Takes half a second per batch: a slow model, for tests of draining."""
+
+    def predict(self, inputs: Any) -> Any:
+        import time
+
+        time.sleep(0.5)
+        return np.asarray(inputs, dtype=np.float64).sum(axis=1)
