@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     serve_max_body_bytes: int = Field(default=64 << 20, ge=1024)
     """Serving: the largest request body accepted; larger ones get 413."""
 
+    serve_log_sample: float = Field(default=0.0, ge=0, le=1)
+    """Serving: the share of requests logged for monitoring (inputs, outputs, version, latency);
+    0 logs none."""
+
+    serve_log_buffer: int = Field(default=10_000, ge=1)
+    """Serving: records the prediction log holds before it drops (and counts) new ones."""
+
     serve_poll_seconds: float = Field(default=2.0, gt=0)
     """Serving: how often served aliases are checked for a move (then hot-swapped)."""
 

@@ -19,7 +19,15 @@ import orjson
 
 from modelyard._yard import Yard
 from modelyard.errors import ModelyardError, NotFound, PayloadTooLarge, ServerBusy
-from modelyard.serving import DataPlane, Metrics, ModelPool, decode_request, encode_response
+from modelyard.serving import (
+    DataPlane,
+    JsonLinesSink,
+    Metrics,
+    ModelPool,
+    PredictionLog,
+    decode_request,
+    encode_response,
+)
 from modelyard.settings import Settings
 
 log = logging.getLogger("modelyard.serving")
@@ -156,16 +164,31 @@ def create_inference_app(
         pool.add_canary(ref, share)
     for ref in shadows:
         pool.add_shadow(ref)
+    log = None
+    if settings.serve_log_sample > 0:
+        log = PredictionLog(
+            JsonLinesSink(settings.home / "predictions"),
+            sample=settings.serve_log_sample,
+            capacity=settings.serve_log_buffer,
+            dropped=metrics.log_dropped.inc,
+        )
+
+    async def startup() -> None:
+        await pool.start(refs)
+        if log is not None:
+            log.start()
 
     async def shutdown() -> None:
         await pool.stop()
+        if log is not None:
+            await log.stop()
         if yard is None:
             client.close()
 
     return InferenceApp(
-        DataPlane(pool, metrics),
+        DataPlane(pool, metrics, log=log),
         max_body_bytes=settings.serve_max_body_bytes,
-        on_startup=lambda: pool.start(refs),
+        on_startup=startup,
         on_shutdown=shutdown,
     )
 

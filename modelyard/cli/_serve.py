@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from modelyard.cli._context import settings_of
 from modelyard.cli._output import reports_errors
+from modelyard.errors import ConfigurationError
+from modelyard.settings import Settings
 
 
 @reports_errors
@@ -32,6 +35,12 @@ def serve(
     max_queue: Annotated[
         int | None, typer.Option(help="Requests waiting per model before 429.")
     ] = None,
+    log_sample: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of requests logged for monitoring (0-1), under <home>/predictions."
+        ),
+    ] = None,
     canary: Annotated[
         list[str] | None,
         typer.Option(help="REF=SHARE: send a share of traffic to a candidate (fraud:4=10%)."),
@@ -51,10 +60,16 @@ def serve(
         "serve_max_batch_size": max_batch_size,
         "serve_max_wait_ms": max_wait_ms,
         "serve_max_queue": max_queue,
+        "serve_log_sample": log_sample,
     }
-    settings = settings_of(ctx).model_copy(
-        update={key: value for key, value in overrides.items() if value is not None}
-    )
+    base = settings_of(ctx)
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        settings = Settings.model_validate({**base.model_dump(), **given})
+    except ValidationError as error:
+        first = error.errors()[0]
+        option = "--" + str(first["loc"][0]).removeprefix("serve_").replace("_", "-")
+        raise ConfigurationError(f"{option}: {first['msg']}") from None
     app = create_inference_app(
         settings, refs, trust=trust, canaries=_canaries(canary or []), shadows=shadow or []
     )

@@ -13,14 +13,24 @@ from modelyard.serving._codecs import Request, decode_request, encode_response
 from modelyard.serving._dataplane import DataPlane, Inference
 from modelyard.serving._metrics import Metrics
 from modelyard.serving._pool import ModelPool, ServedModel, ServedVersion
+from modelyard.serving._predictions import (
+    JsonLinesSink,
+    MemorySink,
+    PredictionLog,
+    PredictionSink,
+)
 from modelyard.serving._runner import Runner
 
 __all__ = [
     "Batcher",
     "DataPlane",
     "Inference",
+    "JsonLinesSink",
+    "MemorySink",
     "Metrics",
     "ModelPool",
+    "PredictionLog",
+    "PredictionSink",
     "Request",
     "Runner",
     "ServedModel",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from modelyard.serving._batching import Outputs
 from modelyard.serving._codecs import Request
 from modelyard.serving._metrics import Metrics
 from modelyard.serving._pool import ModelPool, ServedVersion
+from modelyard.serving._predictions import PredictionLog
 
 EXTENSIONS = ["metrics"]
 
@@ -33,9 +35,12 @@ class Inference:
 class DataPlane:
     """Answer OIP calls from the versions in `pool`."""
 
-    def __init__(self, pool: ModelPool, metrics: Metrics) -> None:
+    def __init__(
+        self, pool: ModelPool, metrics: Metrics, *, log: PredictionLog | None = None
+    ) -> None:
         self.pool = pool
         self.metrics = metrics
+        self.log = log
         self._shadows: set[asyncio.Task[None]] = set()
 
     def _start_shadow(
@@ -110,7 +115,12 @@ class DataPlane:
                     self._start_shadow(model.versions[shadow], request, label, outputs)
         if request.outputs:
             outputs = {key: value for key, value in outputs.items() if key in request.outputs}
-        self.metrics.observe(name, label, 200, time.perf_counter() - began)
+        seconds = time.perf_counter() - began
+        self.metrics.observe(name, label, 200, seconds)
+        if self.log is not None:
+            if request.id is None:  # the client needs an id to send feedback for this answer
+                request.id = uuid.uuid4().hex
+            self.log.record(name, label, request, outputs, seconds)
         return Inference(name, label, outputs, request.id)
 
 

@@ -40,6 +40,11 @@ class Metrics:
             ["model", "version", "shadow", "outcome"], registry=self.registry,
         )  # fmt: skip
 
+        self.log_dropped = Counter(
+            "modelyard_prediction_log_dropped", "Prediction records dropped: buffer full or "
+            "storage failing.", registry=self.registry,
+        )  # fmt: skip
+
     def shadow(self, model: str, version: str, shadow: str, outcome: str) -> None:
         """Count one shadowed request and whether the shadow agreed."""
         self.shadows.labels(model, version, shadow, outcome).inc()

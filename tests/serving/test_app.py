@@ -232,3 +232,15 @@ async def test_a_failing_shadow_is_counted_not_felt(yard: Yard) -> None:
         await asyncio.sleep(0.2)
         text = (await client.get("/metrics")).text
     assert 'outcome="error",shadow="2",version="1"} 1.0' in text
+
+
+async def test_answers_are_logged_with_an_id_for_feedback(yard: Yard) -> None:
+    settings = yard.settings.model_copy(update={"serve_log_sample": 1.0})
+    logged = Yard(settings)
+    async with serving(logged, "sum@production") as client:
+        answer = (await client.post("/v2/models/sum/infer", content=infer_body(X[:2]))).json()
+    assert len(answer["id"]) == 32
+    (day,) = (settings.home / "predictions" / "sum" / "1").iterdir()
+    record = orjson.loads(day.read_bytes().splitlines()[0])
+    assert record["id"] == answer["id"] and record["inputs"]["input-0"] == X[:2].tolist()
+    logged.close()
