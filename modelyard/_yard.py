@@ -374,6 +374,7 @@ class Yard:
         host: str = "127.0.0.1",
         port: int = 8080,
         trust: bool = False,
+        workers: int = 1,
     ) -> None:
         """Serve versions over the Open Inference Protocol until SIGTERM (then drain, return).
 
@@ -381,11 +382,10 @@ class Yard:
 
         >>> yard.serve(["fraud@production"], port=8080)
         """
-        from modelyard.api._inference import create_inference_app
-        from modelyard.api._running import run
+        from modelyard.api._inference import serve
 
-        run(create_inference_app(self.settings, list(refs), yard=self, trust=trust),
-            host=host, port=port)  # fmt: skip
+        serve(self.settings, list(refs), host=host, port=port, trust=trust, workers=workers,
+              yard=self if workers <= 1 else None)  # fmt: skip
 
     def lineage(self, ref: str) -> Lineage:
         """Ancestors and descendants of a version."""

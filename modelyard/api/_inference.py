@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import tempfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import cache
 from importlib import resources
@@ -18,7 +20,9 @@ from typing import Any
 import orjson
 
 from modelyard._yard import Yard
+from modelyard.api._running import run, run_workers
 from modelyard.errors import ModelyardError, NotFound, PayloadTooLarge, ServerBusy
+from modelyard.registry import Reference
 from modelyard.serving import (
     DataPlane,
     JsonLinesSink,
@@ -148,6 +152,7 @@ def create_inference_app(
     trust: bool = False,
     canaries: Mapping[str, float] | None = None,
     shadows: Sequence[str] = (),
+    multiprocess: bool = False,
 ) -> InferenceApp:
     """The inference server for `refs` (`fraud@production`, `iris:3`, …), wired from
     `settings`; the models load at startup and are closed at shutdown. `canaries` maps a
@@ -156,7 +161,7 @@ def create_inference_app(
     >>> app = create_inference_app(Settings(), ["fraud@production"])  # uvicorn runs it
     """
     client = yard or Yard(settings)
-    metrics = Metrics()
+    metrics = Metrics(multiprocess=multiprocess)
     pool = ModelPool(client, settings, metrics=metrics, trust=trust)
     for ref in refs:
         pool.add(ref)  # bad references fail here, before the server starts
@@ -190,6 +195,55 @@ def create_inference_app(
         max_body_bytes=settings.serve_max_body_bytes,
         on_startup=startup,
         on_shutdown=shutdown,
+    )
+
+
+SPEC = "MODELYARD_SERVE_SPEC"
+"""How `serve` hands its configuration to worker processes (uvicorn starts them afresh)."""
+
+
+def serve(
+    settings: Settings,
+    refs: list[str],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    workers: int = 1,
+    trust: bool = False,
+    canaries: Mapping[str, float] | None = None,
+    shadows: Sequence[str] = (),
+    yard: Yard | None = None,
+) -> None:
+    """Serve until SIGTERM: in this process, or in `workers` processes for CPU-bound models
+    (each loads the models; their metrics are added up in /metrics)."""
+    routing: dict[str, Any] = {
+        "trust": trust, "canaries": dict(canaries or {}), "shadows": list(shadows)
+    }  # fmt: skip
+    if workers <= 1:
+        run(create_inference_app(settings, refs, yard=yard, **routing), host=host, port=port)
+        return
+    for ref in refs:
+        Reference.parse(ref)  # a bad reference fails here, not in every worker
+    with tempfile.TemporaryDirectory(prefix="modelyard-metrics-") as metrics:
+        # Both are read by the workers, which uvicorn starts as new processes: prometheus_client
+        # picks its multiprocess mode from this variable when it is imported.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics
+        os.environ[SPEC] = json.dumps(
+            {"settings": settings.model_dump(mode="json"), "refs": refs, **routing}
+        )
+        run_workers(f"{__name__}:app_from_environment", host=host, port=port, workers=workers)
+
+
+def app_from_environment() -> InferenceApp:
+    """The app of one worker process, from the configuration `serve` left in its environment."""
+    spec = json.loads(os.environ[SPEC])
+    return create_inference_app(
+        Settings.model_validate(spec["settings"]),
+        spec["refs"],
+        trust=spec["trust"],
+        canaries=spec["canaries"],
+        shadows=spec["shadows"],
+        multiprocess=True,
     )
 
 

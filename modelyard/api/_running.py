@@ -7,6 +7,23 @@ import signal
 from collections.abc import Iterator
 from typing import Any
 
+OPTIONS: dict[str, Any] = {
+    "log_level": "warning",
+    "access_log": False,
+    "loop": "uvloop",
+    "http": "httptools",
+    "lifespan": "on",
+    "timeout_graceful_shutdown": 30,
+}
+
+
+def run_workers(factory: str, *, host: str, port: int, workers: int) -> None:
+    """Serve the app `factory` (an import string) from `workers` processes sharing one socket;
+    SIGTERM drains every worker."""
+    import uvicorn
+
+    uvicorn.run(factory, factory=True, host=host, port=port, workers=workers, **OPTIONS)
+
 
 def run(app: Any, *, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Serve `app` on `host:port` with uvloop and httptools; blocks until stopped."""
@@ -25,8 +42,4 @@ def run(app: Any, *, host: str = "127.0.0.1", port: int = 8080) -> None:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
 
-    config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", access_log=False,
-        loop="uvloop", http="httptools", lifespan="on", timeout_graceful_shutdown=30,
-    )  # fmt: skip
-    Server(config).run()
+    Server(uvicorn.Config(app, host=host, port=port, **OPTIONS)).run()

@@ -23,6 +23,9 @@ def serve(
         "127.0.0.1"
     ),
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    workers: Annotated[
+        int, typer.Option(help="Processes serving (each loads the models): for CPU-bound models.")
+    ] = 1,
     trust: Annotated[
         bool, typer.Option(help="Allow pickle-based files and stored code (scanned first).")
     ] = False,
@@ -53,8 +56,7 @@ def serve(
     """Serve versions over the Open Inference Protocol v2 (/v2/…, /metrics) until SIGTERM or
     Ctrl-C, then finish in-flight requests and exit 0. A served alias is followed: when it
     moves, the new version is loaded, warmed and swapped in."""
-    from modelyard.api._inference import create_inference_app
-    from modelyard.api._running import run
+    from modelyard.api._inference import serve as serve_refs
 
     overrides = {
         "serve_max_batch_size": max_batch_size,
@@ -70,10 +72,10 @@ def serve(
         first = error.errors()[0]
         option = "--" + str(first["loc"][0]).removeprefix("serve_").replace("_", "-")
         raise ConfigurationError(f"{option}: {first['msg']}") from None
-    app = create_inference_app(
-        settings, refs, trust=trust, canaries=_canaries(canary or []), shadows=shadow or []
-    )
-    run(app, host=host, port=port)
+    serve_refs(
+        settings, refs, host=host, port=port, workers=workers, trust=trust,
+        canaries=_canaries(canary or []), shadows=shadow or [],
+    )  # fmt: skip
 
 
 def _canaries(specs: list[str]) -> dict[str, float]:

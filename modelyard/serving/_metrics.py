@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -19,7 +20,8 @@ Gauges = Callable[[], Iterable[tuple[str, str, int]]]
 class Metrics:
     """The metrics of one serving process, in a registry of its own (tests run many)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, multiprocess: bool = False) -> None:
+        self.multiprocess = multiprocess  # one of several worker processes: add theirs up
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "modelyard_requests", "Inference requests answered, by status code.",
@@ -51,7 +53,8 @@ class Metrics:
 
     def watch(self, gauges: Gauges) -> None:
         """Report queue depth and loaded versions from `gauges` at each scrape."""
-        self.registry.register(_PoolCollector(gauges))
+        self._pool = _PoolCollector(gauges)
+        self.registry.register(self._pool)
 
     def observe(self, model: str, version: str, code: int, seconds: float) -> None:
         """Count one answered request."""
@@ -59,8 +62,14 @@ class Metrics:
         self.latency.labels(model, version).observe(seconds)
 
     def exposition(self) -> bytes:
-        """The text format Prometheus scrapes."""
-        return generate_latest(self.registry)
+        """The text format Prometheus scrapes (every worker's counts, with several)."""
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        combined = CollectorRegistry()
+        MultiProcessCollector(combined)  # type: ignore[no-untyped-call]  # workers summed
+        if hasattr(self, "_pool"):
+            combined.register(self._pool)  # this worker's queues and versions
+        return generate_latest(combined)
 
 
 class _PoolCollector(Collector):

@@ -109,3 +109,19 @@ def test_sigterm_finishes_in_flight_requests(tmp_path: Path) -> None:
         asker.join(timeout=30)
     assert exits == [0]
     assert answers == [200] * 6
+
+
+def test_worker_processes_share_the_port_and_add_up_their_metrics(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with Yard(Settings(home=home)) as yard:
+        yard.log_model(constant(1.0), name="fraud", input_example=X, alias="production")
+    exits: list[int] = []
+    with serving_process(home, "fraud@production", "--workers", "2", exit_codes=exits) as url:
+        with httpx.Client() as client:  # a new connection each time: the kernel spreads them
+            for _ in range(20):
+                response = client.post(f"{url}/v2/models/fraud/infer", content=BODY,
+                                       headers={"connection": "close"})  # fmt: skip
+                assert response.json()["outputs"][0]["data"] == [1.0]
+        metrics = httpx.get(f"{url}/metrics").text
+    assert 'modelyard_requests_total{code="200",model="fraud",version="1"} 20.0' in metrics
+    assert exits == [0]
