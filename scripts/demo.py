@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors.numpy import save_file
@@ -124,6 +127,61 @@ def log_framework_model() -> None:
     show("versions", "diff", "cancer:1", "cancer:2")
 
 
+def serve_production(work: Path) -> None:
+    import httpx
+    from sklearn.datasets import load_breast_cancer
+
+    for state in ("validated", "staging"):
+        modelyard("promote", "cancer:2", state)
+    show("promote", "cancer:2", "production", "--comment", "ready to serve")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    print(f"$ modelyard serve cancer@production --port {port} --log-sample 1.0 &")
+    log = (work / "serve.log").open("wb")
+    env = {**os.environ, "MODELYARD_SERVE_POLL_SECONDS": "0.5"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "modelyard", "serve", "cancer@production", "--port", str(port),
+         "--log-sample", "1.0"], stdout=log, stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not _ready(httpx, url):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the server did not start: {(work / 'serve.log').read_text()}")
+            time.sleep(0.2)
+        X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+        rows, labels = X.iloc[::71][:8], y.iloc[::71][:8]
+        inputs = [
+            {"name": str(c), "shape": [len(rows)], "datatype": "FP64", "data": rows[c].tolist()}
+            for c in rows.columns
+        ]
+        answer = httpx.post(f"{url}/v2/models/cancer/infer", json={"inputs": inputs}).json()
+        print(f"POST {url}/v2/models/cancer/infer  (8 rows, {len(inputs)} named inputs)")
+        print(f"answered by version {answer['model_version']}: {answer['outputs'][0]['data']}")
+        print(f"true labels:          {labels.tolist()}\n")
+        show("alias", "set", "cancer@production", "cancer:1", "--reason", "hot swap demo")
+        while answer["model_version"] != "1":
+            time.sleep(0.2)
+            answer = httpx.post(f"{url}/v2/models/cancer/infer", json={"inputs": inputs}).json()
+        print(f"the server swapped in version {answer['model_version']} with no restart")
+        metrics = httpx.get(f"{url}/metrics").text.splitlines()
+        print("\n".join(line for line in metrics if line.startswith("modelyard_requests_total")))
+        print()
+    finally:
+        server.terminate()
+        print(f"SIGTERM: the server drained and exited with {server.wait(timeout=30)}\n")
+        log.close()
+
+
+def _ready(httpx: Any, url: str) -> bool:
+    try:
+        return bool(httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200)
+    except httpx.TransportError:
+        return False
+
+
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="modelyard-demo-"))
     os.environ.setdefault("MODELYARD_HOME", str(work / "home"))
@@ -154,7 +212,10 @@ def main() -> None:
     show("models", "show", "mlp")
     show("alias", "history", "mlp@production")
 
-    print("== 4. The production version comes back byte for byte")
+    print("== 4. The production version, served over the Open Inference Protocol")
+    serve_production(work)
+
+    print("== 5. The production version comes back byte for byte")
     restored = work / "production"
     show("versions", "download", "mlp@production", str(restored))
     same = subprocess.run(["diff", "-r", str(work / "variant-9"), str(restored)]).returncode == 0
