@@ -76,6 +76,7 @@ class TorchFlavor(Flavor):
             rebuild = {"format": "export", "program": PROGRAM_FILE}
         else:
             rebuild = {"format": "class", "class": _importable(model), "init": _json_init(init)}
+            _check_rebuild(model, rebuild["class"], rebuild["init"])
         # Weights last, so that a model refused above leaves no file behind.
         tied = _save_weights(model, path / WEIGHTS_FILE)
         return {**rebuild, "weights": WEIGHTS_FILE, "tied": tied}
@@ -299,6 +300,30 @@ def _instantiate(location: str, init: Mapping[str, Any]) -> Any:
     if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
         raise UnsupportedModel(f"{location} is not a torch.nn.Module class")
     return cls(**init)
+
+
+def _check_rebuild(model: Any, location: str, init: Mapping[str, Any]) -> None:
+    """Refuse now a class that `init` does not rebuild with the same tensors, rather than fail
+    at load; the probe is built on the meta device, so it allocates no memory."""
+    torch = require("torch", extra="torch")
+    try:
+        with torch.device("meta"):
+            probe = _instantiate(location, init)
+    except Exception as error:  # any constructor error: the class cannot be rebuilt this way
+        raise ConfigurationError(
+            f"cannot rebuild {location} with init={dict(init)}: {error}; pass the right init= "
+            "or an input example (to save a torch.export program)"
+        ) from None
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    rebuilt = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+    if expected != rebuilt:
+        differ = sorted(expected.keys() ^ rebuilt.keys()) or sorted(
+            k for k in expected if expected[k] != rebuilt[k]
+        )
+        raise ConfigurationError(
+            f"{location}(**{dict(init)}) does not rebuild this model: tensor {differ[0]!r} "
+            "differs; pass the right init= or an input example (to save a torch.export program)"
+        )
 
 
 def _json_init(init: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from modelyard.errors import ServerBusy
+from modelyard.errors import ModelNotReady, ServerBusy
 from modelyard.serving._codecs import Request
 
 Outputs = dict[str, np.ndarray[Any, Any]]
@@ -59,6 +59,7 @@ class Batcher:
         self._queue: deque[_Waiting] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self._last_batch = 1
 
     @property
@@ -73,6 +74,8 @@ class Batcher:
 
     async def submit(self, request: Request) -> Outputs:
         """Queue `request` and wait for its outputs; `ServerBusy` when the queue is full."""
+        if self._closing:
+            raise ModelNotReady(f"{self.name} is being unloaded; retry to reach its successor")
         if len(self._queue) >= self.max_queue:
             raise ServerBusy(self.name, waiting=len(self._queue))
         future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
@@ -81,42 +84,40 @@ class Batcher:
         return await future
 
     async def close(self) -> None:
-        """Answer everything queued, then stop."""
-        while self._queue:
-            await asyncio.sleep(0.001)
+        """Answer everything queued and the batch running, then stop."""
+        self._closing = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await self._task  # the collector returns once nothing is left
             self._task = None
 
     async def _collect(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             if not self._queue:
+                if self._closing:
+                    return
                 self._wake.clear()
                 await self._wake.wait()
+                if not self._queue:
+                    continue
             if self.max_wait and self._last_batch > 1 and self._rows() < self.max_batch_size:
                 await asyncio.sleep(self.max_wait)  # under load: let the batch fill
             batch = self._take()
             self._last_batch = len(batch)
-            rows = sum(item.request.rows for item in batch)
-            if self.observe is not None:
-                self.observe(rows)
             try:
+                if self.observe is not None:
+                    self.observe(sum(item.request.rows for item in batch))
                 results = await loop.run_in_executor(
                     self.executor, self.run, [item.request for item in batch]
                 )
+                for item, outputs in zip(batch, results, strict=True):
+                    if not item.future.done():  # the client may have gone
+                        item.future.set_result(outputs)
             except Exception as error:  # the model's error goes to every request of the batch
                 for item in batch:
                     if not item.future.done():
                         item.future.set_exception(error)
-                continue
-            for item, outputs in zip(batch, results, strict=True):
-                if not item.future.done():  # the client may have gone
-                    item.future.set_result(outputs)
 
     def _rows(self) -> int:
         return sum(item.request.rows for item in self._queue)

@@ -180,3 +180,11 @@ def test_bfloat16_model_keeps_its_dtype(tmp_path: Path) -> None:
     assert output.dtype == np.float32
     assert json.loads((tmp_path / "model" / "modelyard.json").read_text())["flavor"] == "torch"
     assert read_info(tmp_path / "model").summary["tensors"] == 9
+
+
+def test_a_class_that_init_does_not_rebuild_is_refused_at_save(tmp_path: Path) -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    with pytest.raises(ConfigurationError, match="tensor '0.bias' differs; pass the right init="):
+        save_model(model, tmp_path / "a", export=False)
+    with pytest.raises(ConfigurationError, match="cannot rebuild .*Linear with init=.*unexpected"):
+        save_model(torch.nn.Linear(3, 2), tmp_path / "b", export=False, init={"wrong": 1})

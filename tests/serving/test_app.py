@@ -244,3 +244,32 @@ async def test_answers_are_logged_with_an_id_for_feedback(yard: Yard) -> None:
     record = orjson.loads(day.read_bytes().splitlines()[0])
     assert record["id"] == answer["id"] and record["inputs"]["input-0"] == X[:2].tolist()
     logged.close()
+
+
+async def test_swapping_back_and_forth_frees_memory(tmp_path: Path) -> None:
+    import psutil
+    import torch
+
+    yard = Yard(Settings(home=tmp_path / "home", serve_poll_seconds=0.02))
+    example = np.zeros((1, 2048), np.float32)
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        big = torch.nn.Sequential(torch.nn.Linear(2048, 4096), torch.nn.Linear(4096, 1))  # 32 MiB
+        yard.log_model(big, name="big", input_example=example,
+                       alias="production" if seed == 1 else None)  # fmt: skip
+    process = psutil.Process()
+    sizes = []
+    async with serving(yard, "big@production") as client:
+        for i in range(8):
+            target = "big:2" if i % 2 == 0 else "big:1"
+            await asyncio.to_thread(yard.set_alias, "big", "production", target)
+            for _ in range(200):
+                answer = await client.post("/v2/models/big/infer", content=infer_body(example))
+                if answer.json()["model_version"] == target[-1]:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)  # the old version is retired just after the swap
+            sizes.append(process.memory_info().rss)
+    yard.close()
+    growth = (sizes[-1] - sizes[1]) / 2**20
+    assert growth < 32, f"RSS grew {growth:.0f} MiB over 6 swaps of a 32 MiB model: {sizes}"

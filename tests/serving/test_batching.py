@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from modelyard.errors import ServerBusy
+from modelyard.errors import ModelNotReady, ServerBusy
 from modelyard.serving import Batcher, Request
 from modelyard.serving._batching import Outputs
 
@@ -92,4 +92,36 @@ async def test_a_full_queue_answers_busy_at_once() -> None:
     assert queue.waiting == 2
     release.set()
     await asyncio.gather(first, *waiting)
+    await queue.close()
+
+
+async def test_close_finishes_the_running_batch_and_refuses_new_requests() -> None:
+    def slow(requests: list[Request]) -> list[Outputs]:
+        import time
+
+        time.sleep(0.2)
+        return [{"y": r.inputs["x"]} for r in requests]
+
+    queue = batcher(slow)
+    queue.start()
+    running = asyncio.ensure_future(queue.submit(request(2)))
+    await asyncio.sleep(0.05)  # the batch is in the model's thread now
+    await queue.close()
+    assert (await running)["y"].shape == (2, 2)
+    with pytest.raises(ModelNotReady, match="being unloaded"):
+        await queue.submit(request(1))
+
+
+async def test_a_broken_run_fails_its_batch_and_the_next_still_runs() -> None:
+    calls = []
+
+    def short(requests: list[Request]) -> list[Outputs]:
+        calls.append(len(requests))
+        return [] if len(calls) == 1 else [{"y": r.inputs["x"]} for r in requests]
+
+    queue = batcher(short)
+    queue.start()
+    with pytest.raises(ValueError):  # zip(strict=True): fewer answers than requests
+        await queue.submit(request(1))
+    assert (await queue.submit(request(1)))["y"].shape == (1, 2)
     await queue.close()
