@@ -49,3 +49,22 @@ class Sleepy(PythonModel):
 
         time.sleep(0.5)
         return np.asarray(inputs, dtype=np.float64).sum(axis=1)
+
+
+class Shapes(PythonModel):
+    """Answers in the shape `kind` names: dict, frame, tuple, or a scalar for the whole batch."""
+
+    def __init__(self, kind: str = "dict") -> None:
+        self.kind = kind
+
+    def predict(self, inputs: Any) -> Any:
+        x = np.asarray(inputs, dtype=np.float64)
+        if self.kind == "dict":
+            return {"total": x.sum(axis=1), "top": x.max(axis=1)}
+        if self.kind == "frame":
+            import pandas as pd
+
+            return pd.DataFrame({"total": x.sum(axis=1)})
+        if self.kind == "tuple":
+            return x.sum(axis=1), x.max(axis=1)
+        return float(x.sum())
