@@ -26,6 +26,7 @@ from modelyard.registry._tables import (
     version_tags,
     versions,
 )
+from modelyard.registry._versions import PARENT_REFS
 
 COLUMNS: dict[str, Any] = {
     "name": models.c.name,
@@ -179,6 +180,13 @@ def search_query(
     if not 1 <= limit <= 10_000:
         raise InvalidFilter(f"limit must be between 1 and 10000, not {limit}")
     offset = _offset(page_token, filter, order_by)
+    return _page_query(filter, order_by, offset, limit)
+
+
+@functools.lru_cache(maxsize=256)
+def _page_query(filter: str | None, order_by: str | None, offset: int, limit: int) -> Select[Any]:
+    # The same statement object each time, so SQLAlchemy reuses its cache key too (computing
+    # it walks the whole statement: a tenth of a search on SQLite).
     return _ordered_query(filter, order_by).offset(offset).limit(limit + 1)
 
 
@@ -190,7 +198,7 @@ def _ordered_query(filter: str | None, order_by: str | None) -> Select[Any]:
     source: Any = versions.join(models, models.c.id == versions.c.model_id)
     for table, condition in joins:
         source = source.outerjoin(table, condition)
-    query = select(versions, models.c.name).select_from(source)
+    query = select(versions, models.c.name, PARENT_REFS).select_from(source)
     if filter and filter.strip():
         query = query.where(compile_filter(parse_filter(filter)))
     return query.order_by(*clauses)
