@@ -4,7 +4,7 @@ alias and search.
 Through FastAPI every request pays for a chain of routers and middleware, dependency solving
 and a validation pass: on SQLite, about as long as the registry takes to answer. These four
 routes are taken by one plain ASGI middleware instead. It parses the body with orjson, checks it
-with the same pydantic models, runs the same registry call in the thread pool and writes the
+with the same pydantic models, runs the same registry call in a thread and writes the
 record's JSON. FastAPI still declares the routes (`_registry.py`), so the OpenAPI document keeps
 describing them, and a request the shortcut cannot take as written (a body that does not parse
 or validate, another content type, a query it does not expect) goes on to FastAPI untouched: its
@@ -17,7 +17,6 @@ import asyncio
 import functools
 import re
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
@@ -32,9 +31,6 @@ from modelyard.api._registry import register
 from modelyard.api._responses import encode, error_response
 from modelyard.errors import ModelyardError
 from modelyard.registry import Registry
-
-THREADS = 16
-"""Registry calls in flight at once on the hot routes (as many as the PostgreSQL pool holds)."""
 
 Call = Callable[..., BaseModel]
 """(registry, body or None, **path and query parameters) -> the record to send back."""
@@ -91,11 +87,6 @@ class HotRoutes:
         self.app = app
         self.yard = yard
         self.routes = hot_routes(yard, prefix=prefix)
-        # Registry calls block (SQLite, PostgreSQL), so they run in threads. AnyIO's
-        # `to_thread`, which FastAPI uses, spends longer finding its backend, limiter and
-        # cancel scope than a read of one version takes; a plain executor hands off directly.
-        # Its threads start on first use and end with the process.
-        self.threads = ThreadPoolExecutor(THREADS, thread_name_prefix="modelyard-hot")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         found = self._match(scope)
@@ -109,11 +100,14 @@ class HotRoutes:
         if arguments is None:  # FastAPI answers it, with its own error if it is one
             await self.app(scope, _replay(messages, receive), send)
             return
-        registry = acting_registry(self.yard, _user(scope))
         record_body, values = arguments
-        call = functools.partial(route.call, registry, record_body, **values)
+        call = functools.partial(self._call, route, _user(scope), record_body, values)
         try:
-            record = await asyncio.get_running_loop().run_in_executor(self.threads, call)
+            # Registry calls block (SQLite, PostgreSQL), so they run in threads: the event
+            # loop's own executor, which hands off directly. AnyIO's `to_thread`, which FastAPI
+            # uses, spends longer finding its backend, limiter and cancel scope than reading one
+            # version takes.
+            record = await asyncio.get_running_loop().run_in_executor(None, call)
         except ModelyardError as error:
             await error_response(None, error)(scope, receive, send)
             return
@@ -122,6 +116,15 @@ class HotRoutes:
                    (b"content-length", str(len(content)).encode())]  # fmt: skip
         await send({"type": "http.response.start", "status": route.status_code, "headers": headers})
         await send({"type": "http.response.body", "body": content})
+
+    def _call(
+        self,
+        route: HotRoute,
+        user: str | None,
+        record_body: BaseModel | None,
+        values: dict[str, str],
+    ) -> BaseModel:
+        return route.call(acting_registry(self.yard, user), record_body, **values)
 
     def _match(self, scope: Scope) -> tuple[HotRoute, dict[str, str]] | None:
         if scope["type"] != "http" or scope.get("root_path"):
