@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Float, Select, and_, bindparam, cast, exists, not_, or_, select
+from sqlalchemy import Float, Integer, Select, and_, bindparam, cast, exists, not_, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from modelyard.registry._filters import Compare, InvalidFilter, Logical, Node, parse_filter
@@ -199,8 +199,14 @@ def search_query(
 @functools.lru_cache(maxsize=256)
 def _page_query(filter: str | None, order_by: str | None, offset: int, limit: int) -> Select[Any]:
     # The same statement object each time, so SQLAlchemy reuses its cache key too (computing
-    # it walks the whole statement: a tenth of a search on SQLite).
-    return _ordered_query(filter, order_by).offset(offset).limit(limit + 1)
+    # it walks the whole statement: a tenth of a search on SQLite). The page's bounds are
+    # written out like thresholds (`_written_out`): bound, they leave PostgreSQL guessing how
+    # much of the result a page takes, and it re-plans every search.
+    return (
+        _ordered_query(filter, order_by)
+        .offset(bindparam(None, offset, type_=Integer, literal_execute=True))
+        .limit(bindparam(None, limit + 1, type_=Integer, literal_execute=True))
+    )
 
 
 @functools.lru_cache(maxsize=256)

@@ -185,4 +185,4 @@ def test_metric_thresholds_are_written_into_the_sql_and_strings_are_not() -> Non
     rendered = compiled.construct_params()
     assert "drop table" not in sql and "x'; drop table versions; --" in rendered.values()
     binds = query.compile().binds.values()
-    assert {p.value for p in binds if p.literal_execute} == {0.25}  # only the threshold
+    assert {p.value for p in binds if p.literal_execute} == {0.25, 11, 0}  # threshold, page
