@@ -1,4 +1,4 @@
-"""`Registry`: the registry's operations over one database, each in its own transaction."""
+"""`Registry`: the registry's operations over one database, each change in its own transaction."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ from modelyard.store import Manifest
 class Registry:
     """Models, versions, aliases, lifecycle and audit over an open `Database`.
 
-    Every method is one transaction; `actor` is recorded as who did it.
+    Every change is one transaction (a read too on SQLite; on PostgreSQL reads run in
+    autocommit, see `Database.read`); `actor` is recorded as who did it.
 
         >>> registry = Registry(database, actor="ana")
         >>> version = registry.create_version("fraud", params={"lr": "0.1"})
