@@ -10,6 +10,7 @@ import base64
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
@@ -115,7 +116,9 @@ class HttpRegistry:
         return self._one(ModelVersion, "POST", f"/models/{name}/versions", json=_plain(fields))
 
     def get_version(self, ref: str) -> ModelVersion:
-        return self._one(ModelVersion, "GET", "/version", params={"ref": ref})
+        # The query written out: httpx parses the URL again for each `params` merge, and this
+        # is the call a deploy makes most (resolving an alias).
+        return self._one(ModelVersion, "GET", f"/version?ref={quote(ref, safe='')}")
 
     def list_versions(self, name: str) -> list[ModelVersion]:
         return self._many(ModelVersion, "GET", f"/models/{name}/versions")

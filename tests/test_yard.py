@@ -97,6 +97,9 @@ def test_every_registry_operation_is_reachable(
     assert [v.number for v in yard.list_versions("fraud")] == [2, 1]
     assert [v.ref for v in yard.search_versions("tags.team = 'risk'").versions] == ["fraud:1"]
     yard.set_alias("fraud", "production", "fraud:1")
+    assert yard.set_alias("fraud", "exp/lr-sweep", "fraud@champion").number == 2
+    assert yard.get_version("fraud@exp/lr-sweep").number == 2
+    yard.delete_alias("fraud", "exp/lr-sweep")
     assert yard.rollback("fraud", "champion").number == 1
     assert [e.version for e in yard.alias_history("fraud", "champion")] == [1, 2, 1]
     yard.delete_alias("fraud", "production")

@@ -12,10 +12,14 @@ from fastapi.responses import JSONResponse
 from modelyard.__about__ import __version__
 from modelyard._yard import Yard
 from modelyard.api._blobs import blob_routes
+from modelyard.api._hot_routes import HotRoutes
 from modelyard.api._registry import registry_routes
+from modelyard.api._responses import error_response
 from modelyard.api._runs import run_routes
 from modelyard.errors import ModelyardError
 from modelyard.settings import Settings
+
+API = "/api/v1"
 
 
 def create_app(settings: Settings, *, yard: Yard | None = None) -> FastAPI:
@@ -34,10 +38,11 @@ def create_app(settings: Settings, *, yard: Yard | None = None) -> FastAPI:
 
     app = FastAPI(title="modelyard", version=__version__, lifespan=lifespan)
     app.state.yard = client
-    app.add_exception_handler(ModelyardError, _modelyard_error)  # type: ignore[arg-type]
+    app.add_exception_handler(ModelyardError, error_response)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     for router in (registry_routes(client), run_routes(client), blob_routes(client)):
-        app.include_router(router, prefix="/api/v1")
+        app.include_router(router, prefix=API)
+    app.add_middleware(HotRoutes, yard=client, prefix=API)
 
     @app.get("/health", tags=["server"])
     def health() -> dict[str, str]:
@@ -45,16 +50,6 @@ def create_app(settings: Settings, *, yard: Yard | None = None) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     return app
-
-
-def _modelyard_error(_request: Request, error: ModelyardError) -> JSONResponse:
-    details = {
-        key: value
-        for key, value in vars(error).items()
-        if key != "message" and isinstance(value, str | int | float | list)
-    }
-    body = {"error": error.message, "type": type(error).__name__, "details": details}
-    return JSONResponse(body, status_code=error.status_code)
 
 
 def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:

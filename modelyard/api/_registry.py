@@ -60,14 +60,7 @@ def registry_routes(yard: Yard) -> APIRouter:
     @router.post("/models/{name}/versions", status_code=201)
     @fast_json(201)
     def create_version(name: str, new: body.VersionCreate, user: User = None) -> ModelVersion:
-        for digest, encoded in (new.blobs or {}).items():
-            store_verified(yard.store, digest, _decode(digest, encoded))
-        if new.manifest_digest is not None and not yard.store.exists(new.manifest_digest):
-            raise InvalidManifest(
-                f"manifest {new.manifest_digest} is not stored on this server; upload the "
-                "model's blobs (and its manifest, last) before registering it"
-            )
-        return registry(user).create_version(name, **new.model_dump(exclude={"blobs"}))
+        return register(yard, registry(user), name, new)
 
     @router.get("/models/{name}/versions")
     @fast_json()
@@ -179,6 +172,18 @@ def registry_routes(yard: Yard) -> APIRouter:
                 "reason": check.reason}  # fmt: skip
 
     return router
+
+
+def register(yard: Yard, registry: Registry, name: str, new: body.VersionCreate) -> ModelVersion:
+    """Store the blobs sent along, check the manifest is here, then register the version."""
+    for digest, encoded in (new.blobs or {}).items():
+        store_verified(yard.store, digest, _decode(digest, encoded))
+    if new.manifest_digest is not None and not yard.store.exists(new.manifest_digest):
+        raise InvalidManifest(
+            f"manifest {new.manifest_digest} is not stored on this server; upload the "
+            "model's blobs (and its manifest, last) before registering it"
+        )
+    return registry.create_version(name, **new.model_dump(exclude={"blobs"}))
 
 
 def _decode(digest: str, encoded: str) -> bytes:

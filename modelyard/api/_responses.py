@@ -12,8 +12,11 @@ import functools
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
-from fastapi import Response
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+
+from modelyard.errors import ModelyardError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -39,3 +42,14 @@ def fast_json(status_code: int = 200) -> Callable[[Callable[P, R]], Callable[P, 
         return run
 
     return decorate
+
+
+def error_response(_request: Request | None, error: ModelyardError) -> JSONResponse:
+    """The `{"error", "type", "details"}` body of a failed request, with the error's status."""
+    details = {
+        key: value
+        for key, value in vars(error).items()
+        if key != "message" and isinstance(value, str | int | float | list)
+    }
+    body = {"error": error.message, "type": type(error).__name__, "details": details}
+    return JSONResponse(body, status_code=error.status_code)

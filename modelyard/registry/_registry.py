@@ -1,4 +1,4 @@
-"""`Registry`: the registry's operations over one database, each in its own transaction."""
+"""`Registry`: the registry's operations over one database, each change in its own transaction."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ from modelyard.store import Manifest
 class Registry:
     """Models, versions, aliases, lifecycle and audit over an open `Database`.
 
-    Every method is one transaction; `actor` is recorded as who did it.
+    Every change is one transaction (a read too on SQLite; on PostgreSQL reads run in
+    autocommit, see `Database.read`); `actor` is recorded as who did it.
 
         >>> registry = Registry(database, actor="ana")
         >>> version = registry.create_version("fraud", params={"lr": "0.1"})
@@ -96,11 +97,12 @@ class Registry:
         clean_metrics = _metrics(metrics or {})
         clean_tags = {str(k): str(v) for k, v in (tags or {}).items()}
         with self.database.write() as connection:
-            model = _versions.ensure_model(connection, name, actor=self.actor)
+            model = _versions.take_number(connection, name, actor=self.actor)
             parent_rows = self._parents(connection, model, parents, alias)
             values = _versions.insert_version(
                 connection,
                 model=model,
+                number=model.last_version,
                 parents=[row.id for row in parent_rows],
                 manifest_digest=manifest_digest,
                 flavor=flavor,
@@ -136,15 +138,15 @@ class Registry:
             target = _aliases.current_target(connection, model.id, alias)
             if target is not None:
                 return [_versions.resolve_id(connection, target)]
-        if model.last_version == 0:
+        if model.last_version == 1:  # the number just taken is the first
             return []
-        latest = connection.execute(_versions.LATEST, {"model_id": model.id}).first()
+        latest = connection.execute(_versions.LATEST_REF, {"model_id": model.id}).first()
         return [latest] if latest is not None else []
 
     def get_version(self, ref: str) -> ModelVersion:
         """The version a reference names: `fraud`, `fraud:3`, `fraud@prod`, `fraud@prod~1`."""
         with self.database.read() as connection:
-            return _versions.to_version(connection, _versions.resolve(connection, ref))
+            return _versions.to_version(_versions.resolve(connection, ref))
 
     def list_versions(self, name: str) -> list[ModelVersion]:
         """Every version of a model, newest first."""
@@ -155,7 +157,7 @@ class Registry:
                 .where(versions.c.model_id == model.id)
                 .order_by(versions.c.number.desc())
             ).all()
-            return _versions.to_versions(connection, rows)
+            return _versions.to_versions(rows)
 
     def search_versions(
         self,
@@ -175,7 +177,7 @@ class Registry:
         offset = _search.page_offset(page_token, filter, order_by)
         with self.database.read() as connection:
             rows = connection.execute(query).all()
-            found = _versions.to_versions(connection, rows[:limit])
+            found = _versions.to_versions(rows[:limit])
         token = None
         if len(rows) > limit:
             token = _search.next_page_token(filter, order_by, offset=offset + limit)
@@ -200,7 +202,7 @@ class Registry:
         with self.database.write() as connection:
             row = _versions.resolve(connection, ref)
             _versions.set_version_tag(connection, row, key, value, actor=self.actor)
-            return _versions.to_version(connection, _versions.resolve_id(connection, row.id))
+            return _versions.to_version(_versions.resolve_id(connection, row.id))
 
     # aliases ----------------------------------------------------------------------------------
 
@@ -214,7 +216,7 @@ class Registry:
             _aliases.move(
                 connection, model=model, alias=alias, version=row, actor=self.actor, reason=reason
             )
-            return _versions.to_version(connection, row)
+            return _versions.to_version(row)
 
     def delete_alias(self, name: str, alias: str) -> None:
         """Remove `name@alias`."""
@@ -245,7 +247,7 @@ class Registry:
                 reason=reason or "rollback",
                 kind="rollback",
             )
-            return _versions.to_version(connection, row)
+            return _versions.to_version(row)
 
     # lifecycle --------------------------------------------------------------------------------
 
@@ -275,7 +277,7 @@ class Registry:
                     actor=self.actor,
                     reason=comment or "promoted",
                 )
-            return _versions.to_version(connection, _versions.resolve_id(connection, row.id))
+            return _versions.to_version(_versions.resolve_id(connection, row.id))
 
     def transitions(self, ref: str) -> list[Transition]:
         """The version's state changes, oldest first."""

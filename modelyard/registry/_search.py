@@ -1,4 +1,4 @@
-"""Search: filters and orderings compiled to SQLAlchemy (values always bound, never pasted in).
+"""Search: filters and orderings compiled to SQLAlchemy (strings always bound, never pasted in).
 
 `tags.team != 'x'` matches versions that have the tag with another value, as in MLflow; use
 `not tags.team = 'x'` to include versions without the tag.
@@ -11,11 +11,12 @@ import binascii
 import functools
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Float, Select, and_, cast, exists, not_, or_, select
+from sqlalchemy import Float, Integer, Select, and_, bindparam, cast, exists, not_, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from modelyard.registry._filters import Compare, InvalidFilter, Logical, Node, parse_filter
@@ -26,6 +27,7 @@ from modelyard.registry._tables import (
     version_tags,
     versions,
 )
+from modelyard.registry._versions import PARENT_REFS
 
 COLUMNS: dict[str, Any] = {
     "name": models.c.name,
@@ -81,7 +83,7 @@ def _keyed(node: Compare, *, drive: bool) -> ColumnElement[bool]:
     key = key.strip("`")
     value_column: Any = table.c.value
     if kind == "metrics":
-        value = _numbers(node)
+        value = _written_out(_numbers(node))
     elif kind == "params" and node.op in ("<", "<=", ">", ">=") and isinstance(node.value, float):
         value_column, value = cast(table.c.value, Float), node.value
     else:
@@ -92,6 +94,16 @@ def _keyed(node: Compare, *, drive: bool) -> ColumnElement[bool]:
         return versions.c.id.in_(matching)
     probe = exists().where(table.c.version_id == versions.c.id, table.c.key == key)
     return probe.where(condition)
+
+
+def _written_out(value: Any) -> Any:
+    """A metric's threshold as part of the SQL text rather than a parameter: PostgreSQL then
+    keeps one plan per threshold (psycopg prepares repeated statements), where a bound one, its
+    selectivity unknown, is planned anew on every search: 0.5 ms of a 1.3 ms search. A parsed,
+    finite float cannot carry anything but a number; strings stay bound."""
+    if isinstance(value, float) and math.isfinite(value):
+        return bindparam(None, value, type_=Float, literal_execute=True)
+    return value
 
 
 def _apply(column: Any, op: str, value: Any) -> ColumnElement[bool]:
@@ -137,14 +149,15 @@ def _dates(node: Compare) -> Any:
     return tuple(values) if isinstance(node.value, tuple) else values[0]
 
 
-def compile_order(text: str | None) -> tuple[list[Any], list[tuple[Any, Any]]]:
-    """Order-by clauses and the outer joins they need, for e.g. `metrics.auc desc, created`.
+def compile_order(text: str | None) -> list[Any]:
+    """Order-by clauses for e.g. `metrics.auc desc, created`.
 
     Missing metric values sort last either way; `versions.id` breaks ties so pages are stable.
+    A metric is read by a correlated subquery rather than an outer join: the same work for the
+    database, and one join fewer for PostgreSQL's planner to order (a third of its planning).
     """
     clauses: list[Any] = []
-    joins: list[tuple[Any, Any]] = []
-    for number, part in enumerate((text or "created desc").split(",")):
+    for part in (text or "created desc").split(","):
         words = part.split()
         if (
             not words
@@ -154,19 +167,20 @@ def compile_order(text: str | None) -> tuple[list[Any], list[tuple[Any, Any]]]:
             raise InvalidFilter(f"cannot order by {part.strip()!r}; use FIELD [asc|desc], …")
         field, descending = words[0], len(words) == 2 and words[1].lower() == "desc"
         if field.startswith("metrics."):
-            alias = version_metrics.alias(f"order_{number}")
-            joins.append(
-                (alias, and_(alias.c.version_id == versions.c.id, alias.c.key == field[8:]))
+            column: Any = (
+                select(version_metrics.c.value)
+                .where(version_metrics.c.version_id == versions.c.id)
+                .where(version_metrics.c.key == field[8:])
+                .scalar_subquery()
             )
-            column: Any = alias.c.value
-            clauses.append(column.is_(None))  # False (has a value) sorts first
         elif field in COLUMNS:
             column = COLUMNS[field]
         else:
             raise InvalidFilter(f"cannot order by {field!r}; use one of {KNOWN} (params/tags: no)")
-        clauses.append(column.desc() if descending else column.asc())
+        ordered = column.desc() if descending else column.asc()
+        clauses.append(ordered.nulls_last() if field.startswith("metrics.") else ordered)
     clauses.append(versions.c.id.asc())
-    return clauses, joins
+    return clauses
 
 
 def search_query(
@@ -179,21 +193,31 @@ def search_query(
     if not 1 <= limit <= 10_000:
         raise InvalidFilter(f"limit must be between 1 and 10000, not {limit}")
     offset = _offset(page_token, filter, order_by)
-    return _ordered_query(filter, order_by).offset(offset).limit(limit + 1)
+    return _page_query(filter, order_by, offset, limit)
+
+
+@functools.lru_cache(maxsize=256)
+def _page_query(filter: str | None, order_by: str | None, offset: int, limit: int) -> Select[Any]:
+    # The same statement object each time, so SQLAlchemy reuses its cache key too (computing
+    # it walks the whole statement: a tenth of a search on SQLite). The page's bounds are
+    # written out like thresholds (`_written_out`): bound, they leave PostgreSQL guessing how
+    # much of the result a page takes, and it re-plans every search.
+    return (
+        _ordered_query(filter, order_by)
+        .offset(bindparam(None, offset, type_=Integer, literal_execute=True))
+        .limit(bindparam(None, limit + 1, type_=Integer, literal_execute=True))
+    )
 
 
 @functools.lru_cache(maxsize=256)
 def _ordered_query(filter: str | None, order_by: str | None) -> Select[Any]:
     # Parsing and building take longer than SQLite takes to answer; statements are immutable,
     # so the same search reuses its statement (and SQLAlchemy its compiled form).
-    clauses, joins = compile_order(order_by)
-    source: Any = versions.join(models, models.c.id == versions.c.model_id)
-    for table, condition in joins:
-        source = source.outerjoin(table, condition)
-    query = select(versions, models.c.name).select_from(source)
+    source = versions.join(models, models.c.id == versions.c.model_id)
+    query = select(versions, models.c.name, PARENT_REFS).select_from(source)
     if filter and filter.strip():
         query = query.where(compile_filter(parse_filter(filter)))
-    return query.order_by(*clauses)
+    return query.order_by(*compile_order(order_by))
 
 
 def next_page_token(filter: str | None, order_by: str | None, *, offset: int) -> str:

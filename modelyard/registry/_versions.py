@@ -7,7 +7,20 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    Select,
+    String,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
 from modelyard.errors import InvalidReference, ModelyardError, NotFound
@@ -19,11 +32,10 @@ from modelyard.registry._tables import (
     aliases,
     lineage,
     models,
-    version_metrics,
-    version_params,
     version_tags,
     versions,
 )
+from modelyard.registry._version_rows import insert_version_rows
 
 
 class ModelNotFound(NotFound):
@@ -100,24 +112,30 @@ def ensure_model(connection: Connection, name: str, *, actor: str) -> Row[Any]:
 # per-call construction and cache-key work, which dominated the cost of registering.
 _TAKE_NUMBER = (
     update(models)
-    .where(models.c.id == bindparam("model_id"))
+    .where(models.c.name == bindparam("model_name"))
     .values(last_version=models.c.last_version + 1, updated_at=bindparam("moment"))
-    .returning(models.c.last_version)
+    .returning(*models.c)
 )
-_INSERT_VERSION = insert(versions)
-_INSERT_LINEAGE = insert(lineage)
 
 
-def next_number(connection: Connection, model_id: str) -> int:
-    """Take the model's next version number; the row lock makes numbers unique and gap-free."""
-    row = connection.execute(_TAKE_NUMBER, {"model_id": model_id, "moment": now()}).one()
-    return int(row.last_version)
+def take_number(connection: Connection, name: str, *, actor: str) -> Row[Any]:
+    """Take the next version number of the model (creating the model on first use); return
+    the model's row, whose `last_version` is the number taken. The row stays locked until the
+    transaction ends, so numbers are unique and gap-free. Reading the model and taking its
+    number is one statement: on PostgreSQL, one round trip fewer per registration."""
+    values = {"model_name": check_name(name), "moment": now()}
+    row = connection.execute(_TAKE_NUMBER, values).first()
+    if row is None:
+        ensure_model(connection, name, actor=actor)
+        row = connection.execute(_TAKE_NUMBER, values).one()
+    return row
 
 
 def insert_version(
     connection: Connection,
     *,
     model: Row[Any],
+    number: int,
     parents: Sequence[str],
     manifest_digest: str | None,
     flavor: str | None,
@@ -129,12 +147,13 @@ def insert_version(
     run_id: str | None,
     actor: str,
 ) -> dict[str, Any]:
-    """Insert a version (with its search rows and lineage edges); return the row's values."""
+    """Insert version `number` (taken with `take_number`), with its search rows and lineage
+    edges; return the row's values."""
     moment = now()
     values = {
         "id": new_id(),
         "model_id": model.id,
-        "number": next_number(connection, model.id),
+        "number": number,
         "manifest_digest": manifest_digest,
         "flavor": flavor,
         "signature": dict(signature) if signature else None,
@@ -148,37 +167,42 @@ def insert_version(
         "created_at": moment,
         "updated_at": moment,
     }
-    connection.execute(_INSERT_VERSION, values)
-    _insert_pairs(connection, version_params, values["id"], params)
-    _insert_pairs(connection, version_metrics, values["id"], metrics)
-    _insert_pairs(connection, version_tags, values["id"], tags)
-    if parents:
-        relation = "merge" if len(parents) > 1 else "parent"
-        edges = [
-            {"child_id": values["id"], "parent_id": parent, "position": i, "relation": relation,
-             "details": {}}
-            for i, parent in enumerate(parents)
-        ]  # fmt: skip
-        connection.execute(_INSERT_LINEAGE, edges)
+    pairs = {"params": params, "metrics": metrics, "tags": tags}
+    insert_version_rows(connection, values, pairs=pairs, parents=parents)
     return values
 
 
-_INSERT_PAIRS = {
-    table.name: insert(table) for table in (version_params, version_metrics, version_tags)
-}
-
-
-def _insert_pairs(
-    connection: Connection, table: Any, version_id: str, pairs: Mapping[str, Any]
-) -> None:
-    if pairs:
-        rows = [{"version_id": version_id, "key": k, "value": v} for k, v in pairs.items()]
-        connection.execute(_INSERT_PAIRS[table.name], rows)
+_PARENT = versions.alias("parent")
+_PARENT_MODEL = models.alias("parent_model")
+PARENT_REFS = (
+    select(
+        func.aggregate_strings(
+            cast(lineage.c.position, String)
+            + ":"
+            + _PARENT_MODEL.c.name
+            + ":"
+            + cast(_PARENT.c.number, String),
+            ",",
+        )
+    )
+    .select_from(lineage)
+    .join(_PARENT, _PARENT.c.id == lineage.c.parent_id)
+    .join(_PARENT_MODEL, _PARENT_MODEL.c.id == _PARENT.c.model_id)
+    .where(lineage.c.child_id == versions.c.id)
+    .scalar_subquery()
+    .label("parent_refs")
+)
+"""A version's parents as `position:name:number,…` (in no set order), read with the version
+itself: a second query for them cost more than the search it followed. Names hold neither `:`
+nor `,`."""
 
 
 def version_select() -> Select[Any]:
-    """Version rows joined with their model's name (as `name`)."""
-    return select(versions, models.c.name).join(models, models.c.id == versions.c.model_id)
+    """Version rows joined with their model's name (as `name`) and their parents (as
+    `parent_refs`, see `PARENT_REFS`)."""
+    return select(versions, models.c.name, PARENT_REFS).join(
+        models, models.c.id == versions.c.model_id
+    )
 
 
 _BY_ID = version_select().where(versions.c.id == bindparam("version_id"))
@@ -191,6 +215,15 @@ LATEST = (
     .order_by(versions.c.number.desc())
     .limit(1)
 )
+LATEST_REF = (
+    select(versions.c.id, versions.c.number, models.c.name)
+    .join(models, models.c.id == versions.c.model_id)
+    .where(versions.c.model_id == bindparam("model_id"))
+    .order_by(versions.c.number.desc())
+    .limit(1)
+)
+"""The id, number and model name of the model's latest version: all a new version's parent
+needs, without the rest of the row."""
 
 
 def resolve_id(connection: Connection, version_id: str) -> Row[Any]:
@@ -201,6 +234,22 @@ def resolve_id(connection: Connection, version_id: str) -> Row[Any]:
     return row
 
 
+_BY_NAME_AND_NUMBER = version_select().where(
+    models.c.name == bindparam("model_name"), versions.c.number == bindparam("number")
+)
+_BY_NAME_AND_ALIAS = (
+    version_select()
+    .join(aliases, and_(aliases.c.model_id == models.c.id, aliases.c.version_id == versions.c.id))
+    .where(models.c.name == bindparam("model_name"), aliases.c.name == bindparam("alias"))
+)
+_LATEST_BY_NAME = (
+    version_select()
+    .where(models.c.name == bindparam("model_name"))
+    .order_by(versions.c.number.desc())
+    .limit(1)
+)
+
+
 def resolve(
     connection: Connection, reference: str | Reference, *, model: Row[Any] | None = None
 ) -> Row[Any]:
@@ -208,7 +257,10 @@ def resolve(
     row when the caller has it already, to save a query."""
     ref = Reference.parse(reference) if isinstance(reference, str) else reference
     if model is None or model.name != ref.name:
-        model = model_row(connection, ref.name)
+        row = _resolve_directly(connection, ref)
+        if row is not None:
+            return row
+        model = model_row(connection, ref.name)  # not found: the steps below say what is missing
     if ref.number is not None:
         row = connection.execute(_BY_NUMBER, {"model_id": model.id, "number": ref.number}).first()
     elif ref.alias is not None:
@@ -219,6 +271,19 @@ def resolve(
     if row is None:
         raise VersionNotFound(str(ref))
     return row
+
+
+def _resolve_directly(connection: Connection, ref: Reference) -> Row[Any] | None:
+    # One query instead of one per step (model, alias, version): each step is a round trip
+    # on PostgreSQL. None also when the reference names nothing; the caller then finds out why.
+    name = {"model_name": ref.name}
+    if ref.number is not None:
+        return connection.execute(_BY_NAME_AND_NUMBER, {**name, "number": ref.number}).first()
+    if ref.alias is None:
+        return connection.execute(_LATEST_BY_NAME, name).first()
+    if ref.back == 0:
+        return connection.execute(_BY_NAME_AND_ALIAS, {**name, "alias": ref.alias}).first()
+    return None
 
 
 def alias_target(connection: Connection, model_id: str, alias: str, *, back: int, ref: str) -> str:
@@ -244,37 +309,32 @@ def alias_target(connection: Connection, model_id: str, alias: str, *, back: int
     return str(moves.version_id)
 
 
-_PARENT = versions.alias("parent")
-_PARENT_MODEL = models.alias("parent_model")
-_PARENTS_OF = (
-    select(lineage.c.child_id, _PARENT.c.number, _PARENT_MODEL.c.name)
-    .join(_PARENT, _PARENT.c.id == lineage.c.parent_id)
-    .join(_PARENT_MODEL, _PARENT_MODEL.c.id == _PARENT.c.model_id)
-    .where(lineage.c.child_id.in_(bindparam("ids", expanding=True)))
-    .order_by(lineage.c.child_id, lineage.c.position)
-)
+def to_version(row: Row[Any]) -> ModelVersion:
+    """A `ModelVersion` record from a row of `version_select()`."""
+    return to_versions([row])[0]
 
 
-def to_version(connection: Connection, row: Row[Any]) -> ModelVersion:
-    """A `ModelVersion` record from a version row joined with its model's name."""
-    return to_versions(connection, [row])[0]
-
-
-def to_versions(connection: Connection, rows: Sequence[Row[Any]]) -> list[ModelVersion]:
-    """Records for many rows, with every parent fetched in one query (not one per row)."""
-    parents: dict[str, list[str]] = {}
-    for start in range(0, len(rows), 500):  # keep the IN list within every database's limits
-        ids = [row.id for row in rows[start : start + 500]]
-        for edge in connection.execute(_PARENTS_OF, {"ids": ids}):
-            parents.setdefault(edge.child_id, []).append(f"{edge.name}:{edge.number}")
+def to_versions(rows: Sequence[Row[Any]]) -> list[ModelVersion]:
+    """Records for rows of `version_select()` (or any select of the same columns)."""
+    if not rows:
+        return []
+    fields = rows[0]._fields  # the same for every row; Row._asdict() would look them up each time
+    validate = ModelVersion.model_validate
     records = []
     for row in rows:
-        values = row._asdict()
-        values["parents"] = parents.get(values["id"], [])
-        values["created_at"] = utc(values["created_at"])
-        values["updated_at"] = utc(values["updated_at"])
-        records.append(ModelVersion.model_validate(values))
+        values = dict(zip(fields, row, strict=True))
+        values["parents"] = _parents(values.pop("parent_refs"))
+        values["created_at"] = utc(row.created_at)
+        values["updated_at"] = utc(row.updated_at)
+        records.append(validate(values))
     return records
+
+
+def _parents(refs: str | None) -> list[str]:
+    if not refs:
+        return []
+    pairs = (ref.split(":", 1) for ref in refs.split(","))
+    return [ref for _, ref in sorted((int(position), ref) for position, ref in pairs)]
 
 
 def to_model(connection: Connection, row: Row[Any]) -> Model:

@@ -42,6 +42,11 @@ def refs(registry: Registry, text: str | None, order: str | None = "name, number
         ("metrics.auc > 0.91 and metrics.auc < 0.99", ["fraud:2"]),
         ("metrics.f1 = 0.7", ["iris:1"]),
         ("metrics.auc in (0.8, 0.99)", ["iris:1", "iris-v2:1"]),
+        (
+            "metrics.auc < 1e999 and metrics.auc > -1e999",
+            ["fraud:1", "fraud:2", "iris:1", "iris-v2:1"],
+        ),  # infinities stay bound
+        ("metrics.auc >= 9.1e-1 and metrics.auc < 9.5e-1", ["fraud:1"]),
         ("params.lr = '0.1'", ["fraud:1"]),
         ("params.lr = 1", ["fraud:3"]),
         ("params.lr >= 0.5", ["fraud:3", "iris:1"]),
@@ -164,3 +169,20 @@ def test_garbage_only_ever_raises_invalid_filter(text: str) -> None:
         parse_filter(text)
     except InvalidFilter:
         pass
+
+
+def test_metric_thresholds_are_written_into_the_sql_and_strings_are_not() -> None:
+    from sqlalchemy.dialects import postgresql
+
+    from modelyard.registry._search import search_query
+
+    query = search_query(
+        "metrics.auc >= 0.25 and tags.team = 'x''; drop table versions; --'",
+        order_by=None, limit=10, page_token=None,
+    )  # fmt: skip
+    compiled = query.compile(dialect=postgresql.dialect())
+    sql = str(compiled)
+    rendered = compiled.construct_params()
+    assert "drop table" not in sql and "x'; drop table versions; --" in rendered.values()
+    binds = query.compile().binds.values()
+    assert {p.value for p in binds if p.literal_execute} == {0.25, 11, 0}  # threshold, page

@@ -115,3 +115,36 @@ def test_delete_model(registry: Registry) -> None:
     with pytest.raises(ModelNotFound):
         registry.get_model("fraud")
     assert registry.audit_log(target="fraud")[-1].action == "model.delete"
+
+
+def test_parents_keep_their_order_in_every_read(registry: Registry) -> None:
+    for name in ("b", "a"):
+        registry.create_version(name)
+    # Twelve parents, so a position compared as text ("10" < "2") would show.
+    refs = ["b:1", "a:1", *(f"fraud:{n}" for n in range(10, 0, -1))]
+    for _ in range(10):
+        registry.create_version("fraud", parents=[])
+    merged = registry.create_version("fraud", parents=refs)
+    assert merged.parents == refs
+    assert registry.get_version(merged.ref).parents == refs
+    assert registry.list_versions("fraud")[0].parents == refs
+    found = registry.search_versions("name = 'fraud'", order_by="version desc", limit=1)
+    assert found.versions[0].parents == refs
+    assert registry.set_alias("fraud", "merged", merged.ref).parents == refs
+
+
+def test_latest_of_a_model_without_versions_is_not_found(registry: Registry) -> None:
+    registry.create_version("fraud")
+    registry.delete_version("fraud:1")
+    with pytest.raises(VersionNotFound, match="version fraud does not exist"):
+        registry.get_version("fraud")
+    assert registry.create_version("fraud").parents == []  # numbers are never reused
+    assert registry.get_version("fraud").ref == "fraud:2"
+
+
+def test_an_alias_can_be_set_from_another(registry: Registry) -> None:
+    registry.create_version("fraud")
+    registry.create_version("fraud")
+    registry.set_alias("fraud", "production", "fraud:1")
+    assert registry.set_alias("fraud", "champion", "fraud@production").ref == "fraud:1"
+    assert registry.set_alias("fraud", "latest", "fraud").ref == "fraud:2"

@@ -1,0 +1,190 @@
+"""The registry's hot routes, answered ahead of FastAPI: register a version, read one, move an
+alias and search.
+
+Through FastAPI every request pays for a chain of routers and middleware, dependency solving
+and a validation pass: on SQLite, about as long as the registry takes to answer. These four
+routes are taken by one plain ASGI middleware instead. It parses the body with orjson, checks it
+with the same pydantic models, runs the same registry call in a thread and writes the
+record's JSON. FastAPI still declares the routes (`_registry.py`), so the OpenAPI document keeps
+describing them, and a request the shortcut cannot take as written (a body that does not parse
+or validate, another content type, a query it does not expect) goes on to FastAPI untouched: its
+error responses stay FastAPI's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from modelyard._yard import Yard
+from modelyard.api import _schemas as body
+from modelyard.api._acting import acting_registry
+from modelyard.api._registry import register
+from modelyard.api._responses import encode, error_response
+from modelyard.errors import ModelyardError
+from modelyard.registry import Registry
+
+Call = Callable[..., BaseModel]
+"""(registry, body or None, **path and query parameters) -> the record to send back."""
+
+
+@dataclass(frozen=True, slots=True)
+class HotRoute:
+    """One route the shortcut answers: `path` is matched whole against the request's path."""
+
+    method: str
+    path: re.Pattern[str]
+    call: Call
+    body: type[BaseModel] | None = None
+    query: frozenset[str] = frozenset()
+    status_code: int = 200
+
+
+def hot_routes(yard: Yard, *, prefix: str) -> list[HotRoute]:
+    """The routes worth a shortcut: those a registry client calls for every model it logs,
+    deploys or looks up."""
+
+    def create_version(registry: Registry, new: body.VersionCreate, *, name: str) -> BaseModel:
+        return register(yard, registry, name, new)
+
+    def get_version(registry: Registry, _body: None, *, ref: str) -> BaseModel:
+        return registry.get_version(ref)
+
+    def set_alias(
+        registry: Registry, target: body.AliasTarget, *, name: str, alias: str
+    ) -> BaseModel:
+        return registry.set_alias(name, alias, target.version, reason=target.reason)
+
+    def search_versions(registry: Registry, search: body.Search) -> BaseModel:
+        return registry.search_versions(**search.model_dump())
+
+    def path(pattern: str) -> re.Pattern[str]:
+        # The same segments FastAPI matches: {name} is one segment, {alias:path} the rest.
+        return re.compile(re.escape(prefix) + pattern)
+
+    return [
+        HotRoute("POST", path(r"/models/(?P<name>[^/]+)/versions"), create_version,
+                 body=body.VersionCreate, status_code=201),
+        HotRoute("GET", path(r"/version"), get_version, query=frozenset({"ref"})),
+        HotRoute("PUT", path(r"/models/(?P<name>[^/]+)/aliases/(?P<alias>.+)"), set_alias,
+                 body=body.AliasTarget),
+        HotRoute("POST", path(r"/versions/search"), search_versions, body=body.Search),
+    ]  # fmt: skip
+
+
+class HotRoutes:
+    """ASGI middleware: answers the hot routes itself and passes everything else to `app`."""
+
+    def __init__(self, app: ASGIApp, *, yard: Yard, prefix: str) -> None:
+        self.app = app
+        self.yard = yard
+        self.routes = hot_routes(yard, prefix=prefix)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        found = self._match(scope)
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        route, parameters = found
+        messages: list[Message] = []
+        content = await _read_body(receive, messages) if route.body is not None else b""
+        arguments = _arguments(route, scope, content, parameters)
+        if arguments is None:  # FastAPI answers it, with its own error if it is one
+            await self.app(scope, _replay(messages, receive), send)
+            return
+        record_body, values = arguments
+        call = functools.partial(self._call, route, _user(scope), record_body, values)
+        try:
+            # Registry calls block (SQLite, PostgreSQL), so they run in threads: the event
+            # loop's own executor, which hands off directly. AnyIO's `to_thread`, which FastAPI
+            # uses, spends longer finding its backend, limiter and cancel scope than reading one
+            # version takes.
+            record = await asyncio.get_running_loop().run_in_executor(None, call)
+        except ModelyardError as error:
+            await error_response(None, error)(scope, receive, send)
+            return
+        content = encode(record)
+        headers = [(b"content-type", b"application/json"),
+                   (b"content-length", str(len(content)).encode())]  # fmt: skip
+        await send({"type": "http.response.start", "status": route.status_code, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+    def _call(
+        self,
+        route: HotRoute,
+        user: str | None,
+        record_body: BaseModel | None,
+        values: dict[str, str],
+    ) -> BaseModel:
+        return route.call(acting_registry(self.yard, user), record_body, **values)
+
+    def _match(self, scope: Scope) -> tuple[HotRoute, dict[str, str]] | None:
+        if scope["type"] != "http" or scope.get("root_path"):
+            return None
+        for route in self.routes:
+            if route.method == scope["method"]:
+                matched = route.path.fullmatch(scope["path"])
+                if matched is not None:
+                    return route, matched.groupdict()
+        return None
+
+
+def _arguments(
+    route: HotRoute, scope: Scope, content: bytes, parameters: dict[str, str]
+) -> tuple[BaseModel | None, dict[str, str]] | None:
+    """The call's body and keyword arguments, or None where FastAPI should decide."""
+    query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    values = dict(query)
+    if len(values) != len(query) or values.keys() != route.query:
+        return None
+    values.update(parameters)
+    if route.body is None:
+        return None, values
+    if _header(scope, b"content-type") != b"application/json":
+        return None
+    try:
+        return route.body.model_validate(orjson.loads(content)), values
+    except (orjson.JSONDecodeError, ValidationError):
+        return None
+
+
+async def _read_body(receive: Receive, messages: list[Message]) -> bytes:
+    """The whole request body; the messages are kept in `messages` to be replayed."""
+    parts: list[bytes] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return b""  # a disconnect: FastAPI gets it replayed
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value  # type: ignore[no-any-return]
+    return None
+
+
+def _user(scope: Scope) -> str | None:
+    value = _header(scope, b"x-modelyard-user")
+    return value.decode("latin-1") if value is not None else None
