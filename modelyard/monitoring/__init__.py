@@ -1,0 +1,32 @@
+"""Monitoring: profile tables into mergeable summaries and detect drift between two profiles.
+
+from modelyard.monitoring import detect_drift, profile
+
+reference = profile(training_frame)
+window = profile(todays_inputs, reference=reference)
+report = detect_drift(reference, window)
+print(report.drifted, [c.column for c in report.columns if c.drifted])
+"""
+
+from __future__ import annotations
+
+from modelyard.monitoring._columns import CategoricalColumn, Histogram, NumericColumn
+from modelyard.monitoring._drift import ColumnDrift, DriftReport, detect_drift
+from modelyard.monitoring._profile import Profile, profile
+from modelyard.monitoring._reservoir import Reservoir
+from modelyard.monitoring._sketch import QuantileSketch
+from modelyard.monitoring._statistics import DriftTest
+
+__all__ = [
+    "CategoricalColumn",
+    "ColumnDrift",
+    "DriftReport",
+    "DriftTest",
+    "Histogram",
+    "NumericColumn",
+    "Profile",
+    "QuantileSketch",
+    "Reservoir",
+    "detect_drift",
+    "profile",
+]

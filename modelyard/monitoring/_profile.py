@@ -1,0 +1,153 @@
+"""`Profile`: a mergeable per-column summary of a table, and `profile` to build one."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from modelyard.errors import InvalidInput
+from modelyard.monitoring import _serialization
+from modelyard.monitoring._columns import (
+    DEFAULT_CATEGORY_CAP,
+    CategoricalColumn,
+    Column,
+    Histogram,
+    NumericColumn,
+    summarise_categorical,
+    summarise_numeric,
+)
+from modelyard.monitoring._reservoir import DEFAULT_CAPACITY
+from modelyard.monitoring._tables import TableColumn, table_columns
+
+#: Rows summarised at a time: big enough for NumPy to amortise calls, small enough for the cache.
+CHUNK_ROWS = 65_536
+#: Equal-width bins of the histogram of each numeric column.
+HISTOGRAM_BINS = 32
+
+
+class Profile:
+    """A summary of each column of a table that can be merged, compared and stored.
+
+    Build one with `profile(data)`; `a.merge(b)` summarises both tables as if they were one.
+
+        reference = profile(training_frame)
+        window = profile(todays_inputs, reference=reference)  # histograms share edges
+        detect_drift(reference, window).drifted
+    """
+
+    __slots__ = ("_columns",)
+
+    def __init__(self, columns: Mapping[str, Column]) -> None:
+        self._columns: Mapping[str, Column] = MappingProxyType(dict(columns))
+
+    @property
+    def columns(self) -> Mapping[str, Column]:
+        """Each column's summary, by name, in the table's order."""
+        return self._columns
+
+    @property
+    def rows(self) -> int:
+        """Rows summarised."""
+        return next(iter(self._columns.values())).count
+
+    def merge(self, other: Profile, *, seed: int | None = None) -> Profile:
+        """The profile of both tables, which must have the same columns of the same kinds."""
+        if list(self._columns) != list(other.columns):
+            raise InvalidInput(
+                f"cannot merge profiles of different columns: {list(self._columns)} and "
+                f"{list(other.columns)}"
+            )
+        rng = np.random.default_rng(seed)
+        return Profile(
+            {
+                name: _merge(name, mine, other.columns[name], rng)
+                for name, mine in self._columns.items()
+            }
+        )
+
+    def to_bytes(self) -> bytes:
+        """A compact JSON encoding (arrays as base64), read back by `Profile.from_bytes`."""
+        return _serialization.dump(self._columns)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Profile:
+        """The profile that `to_bytes` wrote."""
+        return cls(_serialization.load(data))
+
+    def __repr__(self) -> str:
+        return f"<Profile {self.rows:,} rows: {', '.join(self._columns)}>"
+
+
+def profile(
+    data: object,
+    *,
+    reference: Profile | None = None,
+    sample_size: int = DEFAULT_CAPACITY,
+    category_cap: int = DEFAULT_CATEGORY_CAP,
+    seed: int | None = None,
+) -> Profile:
+    """Summarise `data`: a pandas DataFrame, a dict of 1-D arrays, or a 2-D array (`input-0`, …).
+
+    Pass the `reference` profile when profiling a window, so that histograms share its edges.
+
+        window = profile(frame, reference=reference)
+    """
+    rng = np.random.default_rng(seed)
+    columns: dict[str, Column] = {}
+    for column in table_columns(data):
+        if column.kind == "numeric":
+            columns[column.name] = _numeric(column, _edges(column, reference), sample_size, rng)
+        else:
+            columns[column.name] = _categorical(column, sample_size, category_cap, rng)
+    return Profile(columns)
+
+
+def _numeric(
+    column: TableColumn, histogram: Histogram, sample_size: int, rng: np.random.Generator
+) -> NumericColumn:
+    def summarise(chunk: Any) -> NumericColumn:
+        values = chunk.astype(np.float64, copy=False)
+        return summarise_numeric(values, histogram=histogram, capacity=sample_size, rng=rng)
+
+    chunks = column.chunks(CHUNK_ROWS)
+    summary = summarise(next(chunks))  # table_columns refuses tables without rows
+    for chunk in chunks:
+        summary = summary.merge(summarise(chunk), column=column.name, rng=rng)
+    return summary
+
+
+def _categorical(
+    column: TableColumn, sample_size: int, cap: int, rng: np.random.Generator
+) -> CategoricalColumn:
+    chunks = column.chunks(CHUNK_ROWS)
+    summary = summarise_categorical(next(chunks), capacity=sample_size, cap=cap, rng=rng)
+    for chunk in chunks:
+        part = summarise_categorical(chunk, capacity=sample_size, cap=cap, rng=rng)
+        summary = summary.merge(part, column=column.name, rng=rng)
+    return summary
+
+
+def _edges(column: TableColumn, reference: Profile | None) -> Histogram:
+    empty = np.zeros(HISTOGRAM_BINS + 2, dtype=np.int64)
+    if reference is not None and column.name in reference.columns:
+        known = reference.columns[column.name]
+        if isinstance(known, NumericColumn):
+            return Histogram(known.histogram.low, known.histogram.high, empty)
+    # fmin/fmax skip NaN without nanmin's warning on an all-null column
+    low, high = float(np.fmin.reduce(column.values)), float(np.fmax.reduce(column.values))
+    if not (np.isfinite(low) and np.isfinite(high)):
+        low, high = 0.0, 1.0
+    return Histogram(low, high if high > low else low + 1.0, empty)
+
+
+def _merge(name: str, mine: Column, theirs: Column, rng: np.random.Generator) -> Column:
+    if isinstance(mine, NumericColumn) and isinstance(theirs, NumericColumn):
+        return mine.merge(theirs, column=name, rng=rng)
+    if isinstance(mine, CategoricalColumn) and isinstance(theirs, CategoricalColumn):
+        return mine.merge(theirs, column=name, rng=rng)
+    raise InvalidInput(
+        f"column {name!r} is {mine.kind} in one profile and {theirs.kind} in the other"
+    )

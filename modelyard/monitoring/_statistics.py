@@ -1,0 +1,130 @@
+"""The drift tests: each compares one column's reference summary with its current summary.
+
+A test with a p-value fires when p < threshold (the threshold is its alpha); a distance fires when
+the score >= threshold. Defaults follow common practice: alpha 0.05, PSI 0.2, normed Wasserstein
+0.1, Jensen-Shannon distance 0.1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from modelyard._imports import require
+from modelyard.monitoring._columns import CategoricalColumn, NumericColumn
+
+FloatArray = npt.NDArray[np.float64]
+Outcome = tuple[float, float | None]  # score, p-value
+
+# Proportions are floored here so that an empty bin gives a large, finite PSI.
+_FLOOR = 1e-4
+_PSI_BINS = 10
+_WASSERSTEIN_POINTS = 256
+
+
+@dataclass(frozen=True)
+class DriftTest:
+    """A named comparison of two column summaries of one kind, with its default threshold."""
+
+    name: str
+    kind: str  # "numeric" or "categorical"
+    threshold: float
+    has_p_value: bool
+    compare: Callable[[Any, Any], Outcome]
+
+    def fires(self, score: float, p_value: float | None, threshold: float) -> bool:
+        """Whether an outcome counts as drift at `threshold`."""
+        if p_value is not None:
+            return p_value < threshold
+        return score >= threshold
+
+
+def kolmogorov_smirnov(reference: NumericColumn, current: NumericColumn) -> Outcome:
+    """Two-sample KS on the two reservoirs: the samples are real data, so p is calibrated."""
+    stats = require("scipy.stats", extra="monitor")
+    result = stats.ks_2samp(reference.reservoir.values, current.reservoir.values, method="asymp")
+    return float(result.statistic), float(result.pvalue)
+
+
+def numeric_psi(reference: NumericColumn, current: NumericColumn) -> Outcome:
+    """Population stability index on deciles of the reference, read from both sketches."""
+    inner = np.arange(1, _PSI_BINS) / _PSI_BINS
+    edges = np.unique(reference.sketch.quantiles(inner))
+    expected = np.diff(np.concatenate([[0.0], reference.sketch.cdf(edges), [1.0]]))
+    actual = np.diff(np.concatenate([[0.0], current.sketch.cdf(edges), [1.0]]))
+    return _psi(expected, actual), None
+
+
+def wasserstein(reference: NumericColumn, current: NumericColumn) -> Outcome:
+    """Wasserstein-1 distance from the two sketches' quantiles, over the reference's std."""
+    ranks = (np.arange(_WASSERSTEIN_POINTS) + 0.5) / _WASSERSTEIN_POINTS
+    gap = np.abs(reference.sketch.quantiles(ranks) - current.sketch.quantiles(ranks))
+    scale = float(np.sqrt(reference.variance))
+    # A constant reference has no spread to scale by; the raw distance is then the honest score.
+    return float(gap.mean()) / (scale if scale > 0 else 1.0), None
+
+
+def chi_square(reference: CategoricalColumn, current: CategoricalColumn) -> Outcome:
+    """Chi-square test of homogeneity on the two windows' category counts."""
+    table = _counts(reference, current)
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2:
+        return 0.0, 1.0
+    stats = require("scipy.stats", extra="monitor")
+    result = stats.chi2_contingency(table, correction=False)
+    return float(result.statistic), float(result.pvalue)
+
+
+def categorical_psi(reference: CategoricalColumn, current: CategoricalColumn) -> Outcome:
+    """Population stability index over the categories of both windows."""
+    table = _counts(reference, current)
+    return _psi(*_shares(table)), None
+
+
+def jensen_shannon(reference: CategoricalColumn, current: CategoricalColumn) -> Outcome:
+    """Jensen-Shannon distance (base 2, so within 0..1) between the category shares."""
+    distance = require("scipy.spatial.distance", extra="monitor")
+    expected, actual = _shares(_counts(reference, current))
+    return float(distance.jensenshannon(expected, actual, base=2)), None
+
+
+def _psi(expected: FloatArray, actual: FloatArray) -> float:
+    expected = np.maximum(expected, _FLOOR)
+    actual = np.maximum(actual, _FLOOR)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def _counts(reference: CategoricalColumn, current: CategoricalColumn) -> FloatArray:
+    keys = list(dict.fromkeys([*reference.frequencies, *current.frequencies]))
+    rows = [
+        [*(column.frequencies.get(key, 0) for key in keys), column.other]
+        for column in (reference, current)
+    ]
+    return np.array(rows, dtype=np.float64)
+
+
+def _shares(table: FloatArray) -> tuple[FloatArray, FloatArray]:
+    totals = np.maximum(table.sum(axis=1, keepdims=True), 1.0)
+    shares = table / totals
+    return shares[0], shares[1]
+
+
+#: The built-in tests by (column kind, name); PSI exists for both kinds.
+BUILTIN_TESTS: Mapping[tuple[str, str], DriftTest] = MappingProxyType(
+    {
+        (test.kind, test.name): test
+        for test in (
+            DriftTest("ks", "numeric", 0.05, True, kolmogorov_smirnov),
+            DriftTest("psi", "numeric", 0.2, False, numeric_psi),
+            DriftTest("wasserstein", "numeric", 0.1, False, wasserstein),
+            DriftTest("chisquare", "categorical", 0.05, True, chi_square),
+            DriftTest("psi", "categorical", 0.2, False, categorical_psi),
+            DriftTest("jensenshannon", "categorical", 0.1, False, jensen_shannon),
+        )
+    }
+)
