@@ -8,8 +8,9 @@ import tempfile
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -21,6 +22,7 @@ from modelyard.flavors import (
     adopt_pickle,
     is_pickle,
     load_model,
+    named_arrays,
     read_info,
     save_model,
     version_diff,
@@ -43,6 +45,9 @@ from modelyard.registry import (
     VersionDiff,
 )
 from modelyard.settings import Settings
+
+if TYPE_CHECKING:
+    from modelyard.monitoring import MonitorReport
 from modelyard.store import BlobStore, open_store, restore_directory, store_directory
 
 
@@ -140,6 +145,7 @@ class Yard:
         name: str,
         flavor: str | None = None,
         input_example: Any = None,
+        reference_data: Any = None,
         options: Mapping[str, Any] | None = None,
         signature: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
@@ -157,6 +163,8 @@ class Yard:
         (`flavor` says what it holds, or its `modelyard.json` does), or a single file (a pickle
         or joblib file needs `flavor="sklearn"` and is scanned now and refused if unsafe). The
         signature is inferred from `input_example`, which is stored with the version.
+        `reference_data` (a training or validation sample) is profiled, with the model's
+        predictions for it, into the reference that monitoring compares traffic with.
 
         The parent is `parents` if given, else the version `alias` points at (the alias then
         moves to the new version), else the latest version.
@@ -165,6 +173,11 @@ class Yard:
             folder = self._model_folder(
                 model, Path(scratch), flavor=flavor, example=input_example, options=options
             )
+            if reference_data is not None:
+                folder = self._with_reference(
+                    folder, Path(scratch), reference_data, name=name,
+                    trust=not isinstance(model, str | os.PathLike),
+                )  # fmt: skip
             if (folder / MODEL_FILE).is_file():
                 info = read_info(folder)
                 flavor = info.flavor
@@ -221,6 +234,20 @@ class Yard:
                 shutil.copy2(path, link)
             return link.parent
         raise ConfigurationError(f"cannot log {model!r}: pass a folder or a file that exists")
+
+    def _with_reference(
+        self, folder: Path, scratch: Path, data: Any, *, name: str, trust: bool
+    ) -> Path:
+        from modelyard.monitoring import write_reference
+        from modelyard.serving import Request, Runner
+
+        if not folder.is_relative_to(scratch):  # the caller's folder stays as it is
+            shutil.copytree(folder, scratch / "with-reference", symlinks=True)
+            folder = scratch / "with-reference"
+        inputs = named_arrays(data)
+        runner = Runner(load_model(folder, trust=trust), name=name)
+        write_reference(folder, inputs, runner([Request(inputs=dict(inputs))])[0])
+        return folder
 
     def _store_path(self, path: str | Path) -> str:
         with tempfile.TemporaryDirectory(prefix="modelyard-") as scratch:
@@ -329,6 +356,23 @@ class Yard:
             except OSError:  # another loader finished first: use its copy
                 shutil.rmtree(scratch)
         return folder
+
+    def monitor(
+        self, ref: str, *, window: timedelta = timedelta(hours=1), until: datetime | None = None
+    ) -> MonitorReport:
+        """Drift of a version's served inputs and predictions over the last `window`, against
+        the reference logged with it (the server must log predictions: `--log-sample`).
+
+        >>> report = yard.monitor("fraud@production", window=timedelta(minutes=15))
+        >>> report.drifted, [c.column for c in report.inputs.columns if c.drifted]
+        """
+        from modelyard.monitoring import monitor_report
+
+        version = self.get_version(ref)
+        return monitor_report(
+            model=version.name, version=version.number, folder=self._cached(version),
+            predictions=self.settings.home / "predictions", window=window, until=until,
+        )  # fmt: skip
 
     def merge(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from modelyard.__about__ import __version__
-from modelyard.cli import _lifecycle, _registry, _serve, _server
+from modelyard.cli import _lifecycle, _monitor, _registry, _serve, _server
 from modelyard.cli._store import store_app
 from modelyard.settings import Settings
 
@@ -30,6 +30,7 @@ app.add_typer(_lifecycle.db_app, name="db")
 app.add_typer(store_app, name="store")
 app.command("server")(_server.server)
 app.command("serve")(_serve.serve)
+app.add_typer(_monitor.monitor_app, name="monitor")
 
 
 @app.callback()

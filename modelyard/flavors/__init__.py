@@ -31,7 +31,7 @@ from modelyard.flavors._models import (
 from modelyard.flavors._pickles import check_trusted, is_pickle, load_pickle, scan
 from modelyard.flavors._protocol import Flavor
 from modelyard.flavors._pyfunc import ModelContext, PythonModel
-from modelyard.flavors._signatures import Signature, TensorSpec, infer_signature
+from modelyard.flavors._signatures import Signature, TensorSpec, infer_signature, named_arrays
 from modelyard.flavors._tensors import tensor_changes
 
 __all__ = [
@@ -57,6 +57,7 @@ __all__ = [
     "load_model",
     "load_pickle",
     "merge_folders",
+    "named_arrays",
     "read_info",
     "save_model",
     "scan",

@@ -127,6 +127,12 @@ def content_type_of(value: Any) -> ContentType:
     return "np"
 
 
+def named_arrays(value: Any) -> dict[str, np.ndarray[Any, Any]]:
+    """The arrays a model is given, by input name, as a server sees them: a DataFrame's
+    columns, a dict's values, or one array as `input-0`."""
+    return _columns(value)
+
+
 def _specs(value: Any, *, prefix: str) -> list[TensorSpec]:
     columns = _columns(value, prefix)
     return [

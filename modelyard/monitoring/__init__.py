@@ -13,9 +13,11 @@ from __future__ import annotations
 from modelyard.monitoring._columns import CategoricalColumn, Histogram, NumericColumn
 from modelyard.monitoring._drift import ColumnDrift, DriftReport, detect_drift
 from modelyard.monitoring._profile import Profile, profile
+from modelyard.monitoring._reports import MonitorReport, monitor_report
 from modelyard.monitoring._reservoir import Reservoir
 from modelyard.monitoring._sketch import QuantileSketch
 from modelyard.monitoring._statistics import DriftTest
+from modelyard.monitoring._windows import flat_columns, read_reference, read_window, write_reference
 
 __all__ = [
     "CategoricalColumn",
@@ -23,10 +25,16 @@ __all__ = [
     "DriftReport",
     "DriftTest",
     "Histogram",
+    "MonitorReport",
     "NumericColumn",
     "Profile",
     "QuantileSketch",
     "Reservoir",
     "detect_drift",
+    "flat_columns",
+    "monitor_report",
     "profile",
+    "read_reference",
+    "read_window",
+    "write_reference",
 ]

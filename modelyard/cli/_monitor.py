@@ -1,0 +1,64 @@
+"""`modelyard monitor report`: drift of a served version's traffic against its reference."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+
+from modelyard.cli._context import JsonFlag, yard_of
+from modelyard.cli._output import emit_table, reports_errors
+from modelyard.monitoring import DriftReport
+
+monitor_app = typer.Typer(
+    help="Monitoring: drift reports over served traffic.", no_args_is_help=True
+)
+
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+@monitor_app.command("report")
+@reports_errors
+def report(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="The served version, e.g. fraud@production.")],
+    window: Annotated[str, typer.Option(help="How far back: 30s, 15m, 1h, 2d.")] = "1h",
+    as_json: JsonFlag = False,
+) -> None:
+    """Compare the last WINDOW of logged requests with the version's reference profile."""
+    result = yard_of(ctx).monitor(ref, window=parse_window(window))
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+        return
+    typer.echo(
+        f"{result.model}:{result.version}: {result.requests} requests, {result.rows} rows "
+        f"from {result.since:%Y-%m-%d %H:%M:%S} to {result.until:%H:%M:%S} UTC"
+    )
+    for title, drift in (("inputs", result.inputs), ("predictions", result.predictions)):
+        if drift is not None:
+            _table(title, drift)
+    if result.inputs is None:
+        typer.echo("no requests logged in the window (serve with --log-sample)")
+
+
+def _table(title: str, drift: DriftReport) -> None:
+    verdict = "DRIFTED" if drift.drifted else "no drift"
+    typer.echo(f"\n{title}: {verdict} ({drift.share:.0%} of columns drifted)")
+    emit_table(
+        ["column", "test", "score", "p-value", "threshold", "drift"],
+        [
+            (c.column, c.test, f"{c.score:.4g}", "-" if c.p_value is None else f"{c.p_value:.3g}",
+             c.threshold, "yes" if c.drifted else "")
+            for c in drift.columns
+        ],
+    )  # fmt: skip
+
+
+def parse_window(text: str) -> timedelta:
+    """`30s`, `15m`, `1h`, `2d` as a timedelta."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
+    if match is None:
+        raise typer.BadParameter(f"expected a duration such as 30s, 15m, 1h or 2d, got {text!r}")
+    return timedelta(**{_UNITS[match[2]]: float(match[1])})

@@ -1,0 +1,71 @@
+"""A monitoring report for a served version over a time window: drift of its inputs and of its
+predictions against the reference stored at registration."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from modelyard.errors import NotFound
+from modelyard.monitoring._drift import DriftReport, detect_drift
+from modelyard.monitoring._profile import profile
+from modelyard.monitoring._windows import read_reference, read_window
+
+
+class MonitorReport(BaseModel):
+    """What a window of traffic looked like next to the version's reference."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    version: int
+    since: datetime
+    until: datetime
+    requests: int
+    rows: int
+    inputs: DriftReport | None
+    predictions: DriftReport | None
+
+    @property
+    def drifted(self) -> bool:
+        """Whether the inputs (or the predictions) drifted."""
+        return any(r is not None and r.drifted for r in (self.inputs, self.predictions))
+
+
+def monitor_report(
+    *,
+    model: str,
+    version: int,
+    folder: Path,
+    predictions: Path,
+    window: timedelta,
+    until: datetime | None = None,
+) -> MonitorReport:
+    """Compare the requests logged for `model` `version` (under `predictions`) in the `window`
+    before `until` (now) with the reference stored in the version's `folder`."""
+    reference = read_reference(folder)
+    if reference is None:
+        raise NotFound(
+            f"{model}:{version} has no reference profile: log it with reference_data= "
+            "(a training or validation sample)"
+        )
+    end = until or datetime.now(UTC)
+    start = end - window
+    inputs, outputs, requests = read_window(
+        predictions, model, str(version), since=start, until=end
+    )
+    rows = len(next(iter(inputs.values()))) if inputs else 0
+    input_drift = output_drift = None
+    if rows:
+        reference_inputs, reference_outputs = reference
+        input_drift = detect_drift(reference_inputs, profile(inputs, reference=reference_inputs))
+        if outputs:
+            output_drift = detect_drift(
+                reference_outputs, profile(outputs, reference=reference_outputs)
+            )
+    return MonitorReport(
+        model=model, version=version, since=start, until=end, requests=requests, rows=rows,
+        inputs=input_drift, predictions=output_drift,
+    )  # fmt: skip

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import orjson
+from sklearn.linear_model import LogisticRegression
+
+from modelyard import Yard
+from tests.cli.test_registry import home, ok, run
+
+_ = home  # the autouse fixture: a fresh MODELYARD_HOME per test
+
+RNG = np.random.default_rng(5)
+X = RNG.normal(size=(500, 3))
+
+
+def log_traffic(home: Path, rows: np.ndarray) -> None:  # type: ignore[type-arg]
+    folder = home / "predictions" / "churn" / "1"
+    folder.mkdir(parents=True)
+    now = datetime.now(UTC)
+    record = {"id": "r", "model": "churn", "version": "1", "time": now.isoformat(),
+              "latency_ms": 1.0, "inputs": {"input-0": rows.tolist()},
+              "outputs": {"output-0": (rows[:, 0] > 0).tolist()}}  # fmt: skip
+    (folder / f"{now.date().isoformat()}.jsonl").write_bytes(orjson.dumps(record) + b"\n")
+
+
+def test_report_prints_tables_and_json(home: Path) -> None:
+    with Yard() as yard:
+        model = LogisticRegression().fit(X, X[:, 0] > 0)
+        yard.log_model(model, name="churn", input_example=X[:2], reference_data=X)
+    shifted = RNG.normal(size=(500, 3)) + [2.0, 0.0, 0.0]
+    log_traffic(home, shifted)
+    table = ok("monitor", "report", "churn", "--window", "10m")
+    assert "churn:1: 1 requests, 500 rows" in table
+    assert "inputs: no drift (33% of columns drifted)" in table
+    assert "predictions: DRIFTED" in table
+    row = next(line for line in table.splitlines() if line.startswith("input-0[0]"))
+    assert row.split()[1] == "ks" and row.split()[-1] == "yes"
+    report = json.loads(ok("monitor", "report", "churn", "--window", "1h", "--json"))
+    assert report["rows"] == 500 and report["inputs"]["share"] > 0.3
+
+
+def test_report_errors(home: Path) -> None:
+    code, _, err = run("monitor", "report", "churn", "--window", "soon")
+    assert code == 2 and "expected a duration such as 30s" in err
+    with Yard() as yard:
+        yard.log_model(LogisticRegression().fit(X, X[:, 0] > 0), name="churn")
+    code, _, err = run("monitor", "report", "churn")
+    assert code == 1 and "has no reference profile" in err
+    with Yard() as yard:
+        yard.log_model(LogisticRegression().fit(X, X[:, 0] > 0), name="churn", reference_data=X)
+    assert "no requests logged in the window" in ok("monitor", "report", "churn", "--window", "2d")
