@@ -114,7 +114,8 @@ def log_framework_model() -> None:
         model.fit(train_x, train_y)
         auc = roc_auc_score(test_y, model.predict_proba(test_x)[:, 1])
         version = yard.log_model(model, name="cancer", input_example=train_x[:5],
-                                 metrics={"auc": round(auc, 4)}, alias="champion")  # fmt: skip
+                                 reference_data=train_x, metrics={"auc": round(auc, 4)},
+                                 alias="champion")  # fmt: skip
         print(f">>> yard.log_model(HistGradientBoostingClassifier(max_depth={depth}), ...)")
         print(f"{version.ref}: flavor {version.flavor}, auc {auc:.4f}, "
               f"{len(version.signature['inputs'])} typed inputs")  # type: ignore[index]  # fmt: skip
@@ -166,6 +167,18 @@ def serve_production(work: Path) -> None:
             time.sleep(0.2)
             answer = httpx.post(f"{url}/v2/models/cancer/infer", json={"inputs": inputs}).json()
         print(f"the server swapped in version {answer['model_version']} with no restart")
+        drifted = X.copy()
+        drifted[drifted.columns[:10]] *= 1.6  # the first ten measurements read 60% high
+        for start in range(0, len(drifted), 100):
+            rows = drifted.iloc[start : start + 100]
+            batch = [
+                {"name": str(c), "shape": [len(rows)], "datatype": "FP64", "data": rows[c].tolist()}
+                for c in rows.columns
+            ]
+            httpx.post(f"{url}/v2/models/cancer/infer", json={"inputs": batch})
+        print(f"sent {len(drifted)} rows whose first ten features read 60% high\n")
+        time.sleep(1.5)  # the prediction log flushes every half second
+        show("monitor", "report", "cancer@production", "--window", "10m")
         metrics = httpx.get(f"{url}/metrics").text.splitlines()
         print("\n".join(line for line in metrics if line.startswith("modelyard_requests_total")))
         print()
