@@ -372,7 +372,15 @@ class Yard:
         return monitor_report(
             model=version.name, version=version.number, folder=self._cached(version),
             predictions=self.settings.home / "predictions", window=window, until=until,
+            feedback=self.settings.home / "feedback",
         )  # fmt: skip
+
+    def log_feedback(self, model: str, request_id: str, label: Any) -> None:
+        """Record the true label of an answered request (a list, for a request of several
+        rows), as `POST /v2/models/{model}/feedback` does on the server."""
+        from modelyard.monitoring import write_feedback
+
+        write_feedback(self.settings.home / "feedback", model, [{"id": request_id, "label": label}])
 
     def merge(
         self,

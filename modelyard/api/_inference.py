@@ -22,6 +22,7 @@ import orjson
 from modelyard._yard import Yard
 from modelyard.api._running import run, run_workers
 from modelyard.errors import ModelyardError, NotFound, PayloadTooLarge, ServerBusy
+from modelyard.monitoring import parse_feedback, write_feedback
 from modelyard.registry import Reference
 from modelyard.serving import (
     DataPlane,
@@ -39,7 +40,7 @@ log = logging.getLogger("modelyard.serving")
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-_MODEL = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer)?$")
+_MODEL = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer|/feedback)?$")
 _JSON = [(b"content-type", b"application/json")]
 
 
@@ -79,6 +80,10 @@ class InferenceApp:
             name, version, action = match.groups()
             if action == "/infer" and method == "POST":
                 await self._infer(name, version, receive, send)
+            elif action == "/feedback" and method == "POST":
+                records = parse_feedback(await self._body(receive))
+                stored = await self.plane.feedback(name, records)
+                await _send(send, 200, orjson.dumps({"stored": stored}))
             elif action == "/ready" and method == "GET":
                 self.plane.model_ready(name, version)
                 await _send(send, 200, b"")
@@ -190,8 +195,14 @@ def create_inference_app(
         if yard is None:
             client.close()
 
+    feedback = settings.home / "feedback"
     return InferenceApp(
-        DataPlane(pool, metrics, log=log),
+        DataPlane(
+            pool,
+            metrics,
+            log=log,
+            feedback=lambda model, records: write_feedback(feedback, model, records),
+        ),
         max_body_bytes=settings.serve_max_body_bytes,
         on_startup=startup,
         on_shutdown=shutdown,

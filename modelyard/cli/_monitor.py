@@ -41,6 +41,9 @@ def report(
             _table(title, drift)
     if result.inputs is None:
         typer.echo("no requests logged in the window (serve with --log-sample)")
+    if result.performance is not None:
+        metrics = ", ".join(f"{k} {v:.4g}" for k, v in result.performance.metrics.items())
+        typer.echo(f"\nperformance on {result.performance.rows} labelled rows: {metrics}")
 
 
 def _table(title: str, drift: DriftReport) -> None:

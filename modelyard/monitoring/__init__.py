@@ -12,12 +12,20 @@ from __future__ import annotations
 
 from modelyard.monitoring._columns import CategoricalColumn, Histogram, NumericColumn
 from modelyard.monitoring._drift import ColumnDrift, DriftReport, detect_drift
+from modelyard.monitoring._feedback import parse_feedback, read_feedback, write_feedback
+from modelyard.monitoring._performance import Performance, performance
 from modelyard.monitoring._profile import Profile, profile
 from modelyard.monitoring._reports import MonitorReport, monitor_report
 from modelyard.monitoring._reservoir import Reservoir
 from modelyard.monitoring._sketch import QuantileSketch
 from modelyard.monitoring._statistics import DriftTest
-from modelyard.monitoring._windows import flat_columns, read_reference, read_window, write_reference
+from modelyard.monitoring._windows import (
+    flat_columns,
+    read_records,
+    read_reference,
+    read_window,
+    write_reference,
+)
 
 __all__ = [
     "CategoricalColumn",
@@ -27,14 +35,20 @@ __all__ = [
     "Histogram",
     "MonitorReport",
     "NumericColumn",
+    "Performance",
     "Profile",
     "QuantileSketch",
     "Reservoir",
     "detect_drift",
     "flat_columns",
     "monitor_report",
+    "parse_feedback",
+    "performance",
     "profile",
+    "read_feedback",
+    "read_records",
     "read_reference",
     "read_window",
+    "write_feedback",
     "write_reference",
 ]

@@ -3,6 +3,7 @@ predictions against the reference stored at registration."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,8 +11,10 @@ from pydantic import BaseModel, ConfigDict
 
 from modelyard.errors import NotFound
 from modelyard.monitoring._drift import DriftReport, detect_drift
+from modelyard.monitoring._feedback import labelled_rows, read_feedback
+from modelyard.monitoring._performance import Performance, performance
 from modelyard.monitoring._profile import profile
-from modelyard.monitoring._windows import read_reference, read_window
+from modelyard.monitoring._windows import read_records, read_reference, read_window
 
 
 class MonitorReport(BaseModel):
@@ -27,6 +30,7 @@ class MonitorReport(BaseModel):
     rows: int
     inputs: DriftReport | None
     predictions: DriftReport | None
+    performance: Performance | None = None
 
     @property
     def drifted(self) -> bool:
@@ -42,6 +46,7 @@ def monitor_report(
     predictions: Path,
     window: timedelta,
     until: datetime | None = None,
+    feedback: Path | None = None,
 ) -> MonitorReport:
     """Compare the requests logged for `model` `version` (under `predictions`) in the `window`
     before `until` (now) with the reference stored in the version's `folder`."""
@@ -68,4 +73,25 @@ def monitor_report(
     return MonitorReport(
         model=model, version=version, since=start, until=end, requests=requests, rows=rows,
         inputs=input_drift, predictions=output_drift,
+        performance=_performance(predictions, feedback, model, version, start, end, outputs),
     )  # fmt: skip
+
+
+def _performance(
+    predictions: Path,
+    feedback: Path | None,
+    model: str,
+    version: int,
+    start: datetime,
+    end: datetime,
+    outputs: Mapping[str, object],
+) -> Performance | None:
+    if feedback is None or not outputs:
+        return None
+    labels = read_feedback(feedback, model, since=start)
+    if not labels:
+        return None
+    records = read_records(predictions, model, str(version), since=start, until=end)
+    first_output = next(iter(outputs)).split("[")[0]
+    predicted, truth = labelled_rows(records, labels, first_output)
+    return performance(predicted, truth) if len(truth) else None

@@ -65,7 +65,7 @@ def read_window(
     inputs: dict[str, list[Any]] = {}
     outputs: dict[str, list[Any]] = {}
     requests = 0
-    for record in _records(root / model / version, since, until):
+    for record in read_records(root, model, version, since=since, until=until):
         requests += 1
         for name, values in record["inputs"].items():
             inputs.setdefault(name, []).append(np.asarray(values))
@@ -74,7 +74,11 @@ def read_window(
     return _stack(inputs), _stack(outputs), requests
 
 
-def _records(folder: Path, since: datetime, until: datetime) -> Iterator[dict[str, Any]]:
+def read_records(
+    root: Path, model: str, version: str, *, since: datetime, until: datetime
+) -> Iterator[dict[str, Any]]:
+    """The prediction log's records for a version between `since` and `until`."""
+    folder = root / model / version
     day = since.date()
     while day <= until.date():
         file = folder / f"{day.isoformat()}.jsonl"

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from modelyard.__about__ import __version__
-from modelyard.errors import ModelyardError
+from modelyard.errors import ConfigurationError, ModelyardError
 from modelyard.serving._batching import Outputs
 from modelyard.serving._codecs import Request
 from modelyard.serving._metrics import Metrics
@@ -36,12 +37,27 @@ class DataPlane:
     """Answer OIP calls from the versions in `pool`."""
 
     def __init__(
-        self, pool: ModelPool, metrics: Metrics, *, log: PredictionLog | None = None
+        self,
+        pool: ModelPool,
+        metrics: Metrics,
+        *,
+        log: PredictionLog | None = None,
+        feedback: Callable[[str, list[dict[str, Any]]], None] | None = None,
     ) -> None:
         self.pool = pool
         self.metrics = metrics
         self.log = log
+        self.store_feedback = feedback  # (model, records) -> None; runs in a worker thread
         self._shadows: set[asyncio.Task[None]] = set()
+
+    async def feedback(self, name: str, records: list[dict[str, Any]]) -> int:
+        """Store labels for answered requests of a served model; how many were stored."""
+        self.pool.model(name)  # 404 for a model not served here
+        if self.store_feedback is None:
+            raise ConfigurationError("this server does not take feedback")
+        await asyncio.to_thread(self.store_feedback, name, records)
+        self.metrics.feedback.labels(name).inc(len(records))
+        return len(records)
 
     def _start_shadow(
         self, shadow: ServedVersion, request: Request, version: str, expected: Outputs

@@ -42,6 +42,10 @@ class Metrics:
             ["model", "version", "shadow", "outcome"], registry=self.registry,
         )  # fmt: skip
 
+        self.feedback = Counter(
+            "modelyard_feedback", "Labels received for answered requests.", ["model"],
+            registry=self.registry,
+        )  # fmt: skip
         self.log_dropped = Counter(
             "modelyard_prediction_log_dropped", "Prediction records dropped: buffer full or "
             "storage failing.", registry=self.registry,

@@ -4,9 +4,9 @@ modelyard/serving/openapi/oip.yaml. Do not edit by hand; CI regenerates it and f
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 
 class Datatype(StrEnum):
@@ -91,6 +91,25 @@ class InferenceResponse(BaseModel):
     id: str | None = None
     parameters: Parameters | None = None
     outputs: list[ResponseOutput]
+
+
+class Feedback(BaseModel):
+    id: Annotated[str, Field(description="The id an inference response carried.")]
+    label: Annotated[
+        Any, Field(description="The true label, or one per row for a request of several rows.")
+    ]
+
+
+class FeedbackBatch(BaseModel):
+    feedback: list[Feedback]
+
+
+class FeedbackRequest(RootModel[Feedback | FeedbackBatch]):
+    root: Feedback | FeedbackBatch
+
+
+class FeedbackResponse(BaseModel):
+    stored: int
 
 
 class ErrorResponse(BaseModel):

@@ -41,6 +41,10 @@ def test_report_prints_tables_and_json(home: Path) -> None:
     assert row.split()[1] == "ks" and row.split()[-1] == "yes"
     report = json.loads(ok("monitor", "report", "churn", "--window", "1h", "--json"))
     assert report["rows"] == 500 and report["inputs"]["share"] > 0.3
+    with Yard() as yard:
+        yard.log_feedback("churn", "r", (shifted[:, 0] > 0).tolist())
+    labelled = ok("monitor", "report", "churn", "--window", "10m")
+    assert "performance on 500 labelled rows: accuracy 1, f1_macro 1" in labelled
 
 
 def test_report_errors(home: Path) -> None:

@@ -115,3 +115,32 @@ def test_windows_select_by_time(tmp_path: Path) -> None:
                                             since=now - timedelta(hours=3), until=now)  # fmt: skip
     assert requests == 2
     assert sorted(inputs["x[0]"].tolist()) == [0.1, 2.0] and sorted(outputs["y"]) == [0.1, 2.0]
+
+
+async def test_feedback_through_the_server_gives_real_performance(yard: Yard) -> None:
+    app = create_inference_app(yard.settings, ["fraud@production"], yard=yard)
+    assert app.on_startup is not None and app.on_shutdown is not None
+    await app.on_startup()
+    batch = RNG.normal(size=(50, 4)).astype(np.float32)
+    body = {"inputs": [{"name": "input-0", "shape": [50, 4], "datatype": "FP32",
+                        "data": batch.ravel().tolist()}]}  # fmt: skip
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
+        answer = (await client.post("/v2/models/fraud/infer", content=orjson.dumps(body))).json()
+        truth = (batch[:, 0] > 0).astype(int).tolist()
+        stored = await client.post("/v2/models/fraud/feedback",
+                                   json={"id": answer["id"], "label": truth})  # fmt: skip
+        assert stored.json() == {"stored": 1}
+        unknown = await client.post("/v2/models/nope/feedback", json={"id": "x", "label": 1})
+        assert unknown.status_code == 404
+        bad = await client.post("/v2/models/fraud/feedback", json={"label": 1})
+        assert bad.status_code == 400 and "needs a string id" in bad.json()["error"]
+        metrics = (await client.get("/metrics")).text
+    await app.on_shutdown()
+    assert 'modelyard_feedback_total{model="fraud"} 1.0' in metrics
+    yard.log_feedback("fraud", "not-a-request", 1)  # joins nothing, harms nothing
+    report = yard.monitor("fraud", window=timedelta(minutes=5))
+    assert report.performance is not None and report.performance.rows == 50
+    predicted = np.asarray(answer["outputs"][0]["data"])
+    expected = np.mean(predicted == np.asarray(truth))
+    assert report.performance.metrics["accuracy"] == pytest.approx(expected)

@@ -1,0 +1,84 @@
+"""Labels that arrive after the prediction (feedback), and the real performance they give.
+
+Feedback names the request it is about by the `id` the server returned; a request of several
+rows gets a list of labels, one per row. It is stored as JSON lines under
+`<home>/feedback/<model>/<day>.jsonl` and joined with the prediction log by id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from modelyard.errors import InvalidInput
+
+
+def parse_feedback(body: bytes) -> list[dict[str, Any]]:
+    """`{"id": ..., "label": ...}` or `{"feedback": [...]}` as records; `InvalidInput` names
+    what is wrong."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise InvalidInput(f"the feedback body is not valid JSON: {error}") from None
+    items = document.get("feedback", [document]) if isinstance(document, dict) else None
+    if not isinstance(items, list) or not items:
+        raise InvalidInput('feedback must be {"id": ..., "label": ...} or {"feedback": [...]}')
+    records = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str) or "label" not in item:
+            raise InvalidInput(f"feedback item {index} needs a string id and a label")
+        records.append({"id": item["id"], "label": item["label"]})
+    return records
+
+
+def write_feedback(root: Path, model: str, records: Sequence[dict[str, Any]]) -> None:
+    """Append feedback records for `model`, stamped with the time they arrived."""
+    now = datetime.now(UTC)
+    folder = root / model
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = b"".join(
+        orjson.dumps({**record, "time": now.isoformat(timespec="milliseconds")}) + b"\n"
+        for record in records
+    )
+    with open(folder / f"{now.date().isoformat()}.jsonl", "ab") as handle:
+        handle.write(lines)  # one write: concurrent writers never interleave a line
+
+
+def read_feedback(root: Path, model: str, *, since: datetime) -> dict[str, Any]:
+    """Labels by request id, from feedback that arrived since `since` (the latest wins)."""
+    labels: dict[str, Any] = {}
+    day = since.date()
+    while day <= datetime.now(UTC).date():
+        file = root / model / f"{day.isoformat()}.jsonl"
+        if file.is_file():
+            for line in file.read_bytes().splitlines():
+                record = orjson.loads(line)
+                labels[record["id"]] = record["label"]
+        day += timedelta(days=1)
+    return labels
+
+
+def labelled_rows(
+    records: Iterator[dict[str, Any]], labels: dict[str, Any], output: str
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """(predictions, labels) for every logged row whose request got feedback."""
+    predicted: list[Any] = []
+    truth: list[Any] = []
+    for record in records:
+        label = labels.get(record.get("id") or "")
+        if label is None or output not in record["outputs"]:
+            continue
+        values = np.asarray(record["outputs"][output])
+        given = np.asarray(label).reshape(-1)
+        if len(given) != len(values):
+            continue  # a label count that does not match the rows cannot be joined
+        predicted.append(values)
+        truth.append(given)
+    if not predicted:
+        return np.array([]), np.array([])
+    return np.concatenate(predicted), np.concatenate(truth)
