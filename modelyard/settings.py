@@ -71,6 +71,15 @@ class Settings(BaseSettings):
     serve_log_buffer: int = Field(default=10_000, ge=1)
     """Serving: records the prediction log holds before it drops (and counts) new ones."""
 
+    serve_alerts: Path | None = None
+    """Serving: a rules file (YAML or JSON) of alerts the server evaluates on a schedule."""
+
+    serve_alert_seconds: float = Field(default=30.0, gt=0)
+    """Serving: how often alert rules are evaluated."""
+
+    alert_webhooks: list[str] = Field(default_factory=list)
+    """URL prefixes alert webhooks may post to (a JSON list); any other webhook is refused."""
+
     serve_poll_seconds: float = Field(default=2.0, gt=0)
     """Serving: how often served aliases are checked for a move (then hot-swapped)."""
 

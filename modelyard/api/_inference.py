@@ -23,6 +23,7 @@ from modelyard._yard import Yard
 from modelyard.api._running import run, run_workers
 from modelyard.errors import ModelyardError, NotFound, PayloadTooLarge, ServerBusy
 from modelyard.monitoring import parse_feedback, write_feedback
+from modelyard.monitoring._alerts import load_rules
 from modelyard.registry import Reference
 from modelyard.serving import (
     DataPlane,
@@ -33,6 +34,7 @@ from modelyard.serving import (
     decode_request,
     encode_response,
 )
+from modelyard.serving._alerting import AlertLoop
 from modelyard.settings import Settings
 
 log = logging.getLogger("modelyard.serving")
@@ -183,12 +185,22 @@ def create_inference_app(
             dropped=metrics.log_dropped.inc,
         )
 
+    alerts = None
+    if settings.serve_alerts is not None:
+        rules = load_rules(settings.serve_alerts, allowed_webhooks=settings.alert_webhooks)
+        alerts = AlertLoop(rules, yard=client, metrics=metrics,
+                           interval=settings.serve_alert_seconds)  # fmt: skip
+
     async def startup() -> None:
         await pool.start(refs)
         if log is not None:
             log.start()
+        if alerts is not None:
+            alerts.start()
 
     async def shutdown() -> None:
+        if alerts is not None:
+            await alerts.stop()
         await pool.stop()
         if log is not None:
             await log.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -44,6 +45,9 @@ def serve(
             help="Share of requests logged for monitoring (0-1), under <home>/predictions."
         ),
     ] = None,
+    alerts: Annotated[
+        Path | None, typer.Option(help="Alert rules file (YAML or JSON) to evaluate.")
+    ] = None,
     canary: Annotated[
         list[str] | None,
         typer.Option(help="REF=SHARE: send a share of traffic to a candidate (fraud:4=10%)."),
@@ -63,6 +67,7 @@ def serve(
         "serve_max_wait_ms": max_wait_ms,
         "serve_max_queue": max_queue,
         "serve_log_sample": log_sample,
+        "serve_alerts": alerts,
     }
     base = settings_of(ctx)
     given = {key: value for key, value in overrides.items() if value is not None}

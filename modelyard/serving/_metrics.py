@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -45,6 +45,23 @@ class Metrics:
         self.feedback = Counter(
             "modelyard_feedback", "Labels received for answered requests.", ["model"],
             registry=self.registry,
+        )  # fmt: skip
+        self.alert_state = Gauge(
+            "modelyard_alert_state", "Alert rules: 0 inactive, 1 pending, 2 firing.", ["rule"],
+            registry=self.registry, multiprocess_mode="liveall",
+        )  # fmt: skip
+        self.drift_share = Gauge(
+            "modelyard_drift_share", "Share of drifted columns in the last evaluated window "
+            "(kind: inputs or predictions).", ["model", "version", "kind"],
+            registry=self.registry, multiprocess_mode="liveall",
+        )  # fmt: skip
+        self.drift_score = Gauge(
+            "modelyard_drift_score", "Drift score of an input column in the last evaluated window.",
+            ["model", "version", "column"], registry=self.registry, multiprocess_mode="liveall",
+        )  # fmt: skip
+        self.accuracy = Gauge(
+            "modelyard_accuracy", "Accuracy from feedback in the last evaluated window.",
+            ["model", "version"], registry=self.registry, multiprocess_mode="liveall",
         )  # fmt: skip
         self.log_dropped = Counter(
             "modelyard_prediction_log_dropped", "Prediction records dropped: buffer full or "

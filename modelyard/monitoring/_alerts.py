@@ -1,0 +1,189 @@
+"""Alert rules over monitored signals, evaluated on a schedule, with a for-duration.
+
+A rules file (YAML or JSON) lists rules such as
+
+    - name: fraud-input-drift
+      model: fraud@production          # the served alias the rule watches
+      signal: drift_share              # drift_share, prediction_drift, accuracy, column:<name>
+      op: ">="
+      threshold: 0.3
+      window: 15m                      # traffic the signal is computed over
+      for: 0s                          # how long it must hold before the rule fires
+      actions: [{type: webhook, url: "http://hooks.local/alerts"}, {type: rollback}, {type: log}]
+
+A rule is inactive, pending (the condition holds, not yet for long enough) or firing; actions
+run once when it starts firing, and again only after it resolved.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from modelyard.errors import ConfigurationError
+from modelyard.monitoring._reports import MonitorReport
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
+}  # fmt: skip
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def duration(text: str | float) -> timedelta:
+    """`30s`, `15m`, `1h`, `2d` (or seconds as a number) as a timedelta."""
+    if isinstance(text, int | float):
+        return timedelta(seconds=float(text))
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"expected a duration such as 30s, 15m, 1h or 2d, got {text!r}")
+    return timedelta(**{_UNITS[match[2]]: float(match[1])})
+
+
+class Action(BaseModel):
+    """What a firing rule does: POST a JSON body to a webhook, log, or roll the alias back."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["webhook", "log", "rollback"]
+    url: str | None = None
+
+    @model_validator(mode="after")
+    def _url(self) -> Action:
+        if self.type == "webhook" and not self.url:
+            raise ValueError("a webhook action needs a url")
+        return self
+
+
+class AlertRule(BaseModel):
+    """A condition on a signal of a served model, held for `for_` before it fires."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    name: str
+    model: str
+    signal: str
+    op: Literal[">", ">=", "<", "<="] = ">="
+    threshold: float
+    window: timedelta = timedelta(minutes=15)
+    for_: timedelta = Field(default=timedelta(0), alias="for")
+    actions: list[Action] = Field(default_factory=lambda: [Action(type="log")])
+
+    @field_validator("window", "for_", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return duration(value) if isinstance(value, str | int | float) else value
+
+    @field_validator("signal")
+    @classmethod
+    def _signal(cls, value: str) -> str:
+        if value not in ("drift_share", "prediction_drift", "accuracy") and not (
+            value.startswith("column:") and len(value) > len("column:")
+        ):
+            raise ValueError(
+                f"unknown signal {value!r}; signals: drift_share, prediction_drift, accuracy, "
+                "column:<name>"
+            )
+        return value
+
+    def holds(self, value: float) -> bool:
+        """Whether `value` meets the rule's condition."""
+        return _OPS[self.op](value, self.threshold)
+
+
+def load_rules(path: Path, *, allowed_webhooks: list[str]) -> list[AlertRule]:
+    """Read a rules file; webhooks must start with one of `allowed_webhooks` (so a rules file
+    cannot make the server post data anywhere)."""
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigurationError(f"cannot read alert rules from {path}: {error}") from None
+    if not isinstance(document, list | None):
+        raise ConfigurationError(f"{path} must hold a list of rules")
+    rules = []
+    for index, item in enumerate(document or []):
+        try:
+            rules.append(AlertRule.model_validate(item))
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "rule"
+            raise ConfigurationError(f"{path}: rule {index}: {where}: {first['msg']}") from None
+    for rule in rules:
+        for action in rule.actions:
+            if action.type == "webhook" and not _allowed(action.url, allowed_webhooks):
+                raise ConfigurationError(
+                    f"rule {rule.name!r}: webhook {action.url!r} is not allowed; add its "
+                    "prefix to MODELYARD_ALERT_WEBHOOKS"
+                )
+    return rules
+
+
+def _allowed(url: str | None, prefixes: list[str]) -> bool:
+    return url is not None and any(url.startswith(prefix) for prefix in prefixes)
+
+
+def signal_value(rule: AlertRule, report: MonitorReport) -> float | None:
+    """The rule's signal in a monitoring report, or None when the window has no data for it."""
+    if rule.signal == "drift_share":
+        return None if report.inputs is None else report.inputs.share
+    if rule.signal == "prediction_drift":
+        return None if report.predictions is None else report.predictions.share
+    if rule.signal == "accuracy":
+        performance = report.performance
+        return None if performance is None else performance.metrics.get("accuracy")
+    column = rule.signal.removeprefix("column:")
+    for drift in report.inputs.columns if report.inputs is not None else ():
+        if drift.column == column:
+            return drift.score
+    return None
+
+
+class State(IntEnum):
+    """Where a rule stands; the value is what /metrics exports."""
+
+    INACTIVE = 0
+    PENDING = 1
+    FIRING = 2
+
+
+class RuleState:
+    """One rule's state over evaluations: when its condition started holding, and whether it
+    fired."""
+
+    def __init__(self, rule: AlertRule) -> None:
+        self.rule = rule
+        self.state = State.INACTIVE
+        self.since: datetime | None = None
+        self.value: float | None = None
+
+    def update(self, value: float | None, now: datetime | None = None) -> bool:
+        """Take a new value of the signal; True when the rule starts firing now."""
+        now = now or datetime.now(UTC)
+        self.value = value
+        if value is None or not self.rule.holds(value):
+            self.state, self.since = State.INACTIVE, None
+            return False
+        if self.since is None:
+            self.since = now
+        if self.state is State.FIRING:
+            return False
+        if now - self.since >= self.rule.for_:
+            self.state = State.FIRING
+            return True
+        self.state = State.PENDING
+        return False
