@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -128,23 +129,44 @@ def log_framework_model() -> None:
     show("versions", "diff", "cancer:1", "cancer:2")
 
 
+RULES = """
+- name: cancer-input-drift
+  model: cancer@production
+  signal: drift_share
+  op: ">="
+  threshold: 0.3
+  window: 10m
+  actions: [{type: webhook, url: "%s"}, {type: rollback}, {type: log}]
+"""
+
+
 def serve_production(work: Path) -> None:
     import httpx
     from sklearn.datasets import load_breast_cancer
 
-    for state in ("validated", "staging"):
-        modelyard("promote", "cancer:2", state)
-    show("promote", "cancer:2", "production", "--comment", "ready to serve")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    for version in ("cancer:1", "cancer:2"):
+        for state in ("validated", "staging"):
+            modelyard("promote", version, state)
+        modelyard("promote", version, "production", "--comment", "ready to serve")
+    show("alias", "history", "cancer@production")
+    received: list[dict[str, Any]] = []
+    hook = _webhook_receiver(received)
+    (work / "rules.yaml").write_text(RULES % hook)
+    print(f"$ cat rules.yaml{RULES % hook}")
+    port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    print(f"$ modelyard serve cancer@production --port {port} --log-sample 1.0 &")
+    print(f"$ modelyard serve cancer@production --port {port} --log-sample 1 --alerts rules.yaml &")
     log = (work / "serve.log").open("wb")
-    env = {**os.environ, "MODELYARD_SERVE_POLL_SECONDS": "0.5"}
+    env = {
+        **os.environ,
+        "MODELYARD_SERVE_POLL_SECONDS": "0.5",
+        "MODELYARD_SERVE_ALERT_SECONDS": "1",
+        "MODELYARD_ALERT_WEBHOOKS": '["http://127.0.0.1:"]',
+    }
     server = subprocess.Popen(
         [sys.executable, "-m", "modelyard", "serve", "cancer@production", "--port", str(port),
-         "--log-sample", "1.0"], stdout=log, stderr=subprocess.STDOUT, env=env,
+         "--log-sample", "1", "--alerts", str(work / "rules.yaml")],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
@@ -154,38 +176,66 @@ def serve_production(work: Path) -> None:
             time.sleep(0.2)
         X, y = load_breast_cancer(return_X_y=True, as_frame=True)
         rows, labels = X.iloc[::71][:8], y.iloc[::71][:8]
-        inputs = [
-            {"name": str(c), "shape": [len(rows)], "datatype": "FP64", "data": rows[c].tolist()}
-            for c in rows.columns
-        ]
-        answer = httpx.post(f"{url}/v2/models/cancer/infer", json={"inputs": inputs}).json()
-        print(f"POST {url}/v2/models/cancer/infer  (8 rows, {len(inputs)} named inputs)")
+        answer = _infer(httpx, url, rows)
+        print(f"POST {url}/v2/models/cancer/infer  (8 rows, {len(rows.columns)} named inputs)")
         print(f"answered by version {answer['model_version']}: {answer['outputs'][0]['data']}")
         print(f"true labels:          {labels.tolist()}\n")
-        show("alias", "set", "cancer@production", "cancer:1", "--reason", "hot swap demo")
-        while answer["model_version"] != "1":
-            time.sleep(0.2)
-            answer = httpx.post(f"{url}/v2/models/cancer/infer", json={"inputs": inputs}).json()
-        print(f"the server swapped in version {answer['model_version']} with no restart")
         drifted = X.copy()
         drifted[drifted.columns[:10]] *= 1.6  # the first ten measurements read 60% high
         for start in range(0, len(drifted), 100):
-            rows = drifted.iloc[start : start + 100]
-            batch = [
-                {"name": str(c), "shape": [len(rows)], "datatype": "FP64", "data": rows[c].tolist()}
-                for c in rows.columns
-            ]
-            httpx.post(f"{url}/v2/models/cancer/infer", json={"inputs": batch})
-        print(f"sent {len(drifted)} rows whose first ten features read 60% high\n")
-        time.sleep(1.5)  # the prediction log flushes every half second
-        show("monitor", "report", "cancer@production", "--window", "10m")
+            _infer(httpx, url, drifted.iloc[start : start + 100])
+        print(f"sent {len(drifted)} rows whose first ten features read 60% high")
+        while not received and time.monotonic() < deadline + 60:
+            time.sleep(0.2)
+        print(f"the webhook received: {json.dumps(received[0]) if received else 'nothing'}")
+        while answer["model_version"] != "1" and time.monotonic() < deadline + 90:
+            time.sleep(0.2)
+            answer = _infer(httpx, url, rows)
+        print(
+            f"the alert rolled production back: now answered by version {answer['model_version']}\n"
+        )
+        show("monitor", "report", "cancer:2", "--window", "10m")
+        show("alias", "history", "cancer@production")
         metrics = httpx.get(f"{url}/metrics").text.splitlines()
-        print("\n".join(line for line in metrics if line.startswith("modelyard_requests_total")))
+        wanted = ("modelyard_requests_total", "modelyard_alert_state", "modelyard_drift_share")
+        print("\n".join(line for line in metrics if line.startswith(wanted)))
         print()
     finally:
         server.terminate()
         print(f"SIGTERM: the server drained and exited with {server.wait(timeout=30)}\n")
         log.close()
+
+
+def _infer(httpx: Any, url: str, rows: Any) -> Any:
+    inputs = [
+        {"name": str(c), "shape": [len(rows)], "datatype": "FP64", "data": rows[c].tolist()}
+        for c in rows.columns
+    ]
+    return httpx.post(f"{url}/v2/models/cancer/infer", json={"inputs": inputs}).json()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _webhook_receiver(received: list[dict[str, Any]]) -> str:
+    """A local HTTP server that keeps the JSON bodies posted to it; returns its URL."""
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_port}/alerts"
 
 
 def _ready(httpx: Any, url: str) -> bool:
@@ -225,14 +275,13 @@ def main() -> None:
     show("models", "show", "mlp")
     show("alias", "history", "mlp@production")
 
-    print("== 4. The production version, served over the Open Inference Protocol")
-    serve_production(work)
-
-    print("== 5. The production version comes back byte for byte")
+    print("== 4. The production version comes back byte for byte")
     restored = work / "production"
     show("versions", "download", "mlp@production", str(restored))
     same = subprocess.run(["diff", "-r", str(work / "variant-9"), str(restored)]).returncode == 0
     print(f"identical to what was logged: {same}\n")
+    print("== 5. Served, watched, and rolled back when its inputs drift")
+    serve_production(work)
     show("audit", "verify")
     show("store", "verify")
     if not same:

@@ -9,6 +9,7 @@ A rules file (YAML or JSON) lists rules such as
       threshold: 0.3
       window: 15m                      # traffic the signal is computed over
       for: 0s                          # how long it must hold before the rule fires
+      min_rows: 100                    # fewer rows in the window give no verdict
       actions: [{type: webhook, url: "http://hooks.local/alerts"}, {type: rollback}, {type: log}]
 
 A rule is inactive, pending (the condition holds, not yet for long enough) or firing; actions
@@ -82,6 +83,7 @@ class AlertRule(BaseModel):
     threshold: float
     window: timedelta = timedelta(minutes=15)
     for_: timedelta = Field(default=timedelta(0), alias="for")
+    min_rows: int = Field(default=100, ge=1)  # fewer rows in the window: no verdict yet
     actions: list[Action] = Field(default_factory=lambda: [Action(type="log")])
 
     @field_validator("window", "for_", mode="before")
@@ -138,7 +140,9 @@ def _allowed(url: str | None, prefixes: list[str]) -> bool:
 
 
 def signal_value(rule: AlertRule, report: MonitorReport) -> float | None:
-    """The rule's signal in a monitoring report, or None when the window has no data for it."""
+    """The rule's signal in a monitoring report, or None when the window has too few rows."""
+    if report.rows < rule.min_rows:
+        return None
     if rule.signal == "drift_share":
         return None if report.inputs is None else report.inputs.share
     if rule.signal == "prediction_drift":

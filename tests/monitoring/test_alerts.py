@@ -32,7 +32,7 @@ def report(share: float | None = 0.6, accuracy: float | None = None) -> MonitorR
     performance = None
     if accuracy is not None:
         performance = Performance(task="classification", rows=10, metrics={"accuracy": accuracy})
-    return MonitorReport(model="fraud", version=2, since=NOW, until=NOW, requests=3, rows=30,
+    return MonitorReport(model="fraud", version=2, since=NOW, until=NOW, requests=3, rows=300,
                          inputs=drift, predictions=drift, performance=performance)  # fmt: skip
 
 
@@ -71,6 +71,7 @@ def test_signals() -> None:
     assert signal_value(rule(signal="column:other"), report()) is None
     assert signal_value(rule(signal="accuracy"), report(accuracy=0.7)) == 0.7
     assert signal_value(rule(signal="accuracy"), report()) is None
+    assert signal_value(rule(min_rows=301), report(0.6)) is None  # 300 rows: too few to judge
     empty = report(share=None)
     for signal in ("drift_share", "prediction_drift", "column:amount"):
         assert signal_value(rule(signal=signal), empty) is None
