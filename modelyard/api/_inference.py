@@ -187,10 +187,16 @@ def create_inference_app(
             dropped=metrics.log_dropped.inc,
         )
 
+    feedback = settings.home / "feedback"
+
+    def store_feedback(model: str, records: list[dict[str, Any]]) -> None:
+        write_feedback(feedback, model, records)
+
+    plane = DataPlane(pool, metrics, log=log, feedback=store_feedback)
     alerts = None
     if settings.serve_alerts is not None:
         rules = load_rules(settings.serve_alerts, allowed_webhooks=settings.alert_webhooks)
-        alerts = AlertLoop(rules, yard=client, metrics=metrics,
+        alerts = AlertLoop(rules, yard=client, metrics=metrics, traffic=plane.traffic,
                            interval=settings.serve_alert_seconds)  # fmt: skip
 
     async def startup() -> None:
@@ -211,12 +217,7 @@ def create_inference_app(
 
     feedback = settings.home / "feedback"
     return InferenceApp(
-        DataPlane(
-            pool,
-            metrics,
-            log=log,
-            feedback=lambda model, records: write_feedback(feedback, model, records),
-        ),
+        plane,
         max_body_bytes=settings.serve_max_body_bytes,
         on_startup=startup,
         on_shutdown=shutdown,

@@ -44,6 +44,12 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 }  # fmt: skip
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+SIGNALS = (
+    "drift_share", "prediction_drift", "accuracy", "estimated_accuracy", "error_rate",
+    "latency_p99",
+)  # fmt: skip
+TRAFFIC_SIGNALS = ("error_rate", "latency_p99")
+"""Signals the serving process measures itself (from its recent requests, not the log)."""
 
 
 def duration(text: str | float) -> timedelta:
@@ -94,12 +100,11 @@ class AlertRule(BaseModel):
     @field_validator("signal")
     @classmethod
     def _signal(cls, value: str) -> str:
-        if value not in ("drift_share", "prediction_drift", "accuracy") and not (
+        if value not in SIGNALS and not (
             value.startswith("column:") and len(value) > len("column:")
         ):
             raise ValueError(
-                f"unknown signal {value!r}; signals: drift_share, prediction_drift, accuracy, "
-                "column:<name>"
+                f"unknown signal {value!r}; signals: {', '.join(SIGNALS)}, column:<name>"
             )
         return value
 
@@ -150,6 +155,8 @@ def signal_value(rule: AlertRule, report: MonitorReport) -> float | None:
     if rule.signal == "accuracy":
         performance = report.performance
         return None if performance is None else performance.metrics.get("accuracy")
+    if rule.signal == "estimated_accuracy":
+        return report.estimated_accuracy
     column = rule.signal.removeprefix("column:")
     for drift in report.inputs.columns if report.inputs is not None else ():
         if drift.column == column:

@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from modelyard.errors import NotFound
@@ -31,6 +33,7 @@ class MonitorReport(BaseModel):
     inputs: DriftReport | None
     predictions: DriftReport | None
     performance: Performance | None = None
+    estimated_accuracy: float | None = None
 
     @property
     def drifted(self) -> bool:
@@ -74,7 +77,27 @@ def monitor_report(
         model=model, version=version, since=start, until=end, requests=requests, rows=rows,
         inputs=input_drift, predictions=output_drift,
         performance=_performance(predictions, feedback, model, version, start, end, outputs),
+        estimated_accuracy=estimated_accuracy(outputs),
     )  # fmt: skip
+
+
+def estimated_accuracy(outputs: Mapping[str, np.ndarray[Any, Any]]) -> float | None:
+    """Accuracy expected from the model's own confidence before any label arrives (as NannyML's
+    CBPE estimates it): the mean, over rows, of the largest class probability. Needs an output
+    of class probabilities (a model served with `method="predict_proba"`), assumed calibrated."""
+    groups: dict[str, list[np.ndarray[Any, Any]]] = {}
+    for name, column in outputs.items():
+        base, bracket, _ = name.partition("[")
+        if bracket and column.dtype.kind == "f":
+            groups.setdefault(base, []).append(column)
+    for columns in groups.values():
+        if len(columns) < 2:
+            continue
+        probabilities = np.column_stack(columns)
+        sums = probabilities.sum(axis=1)
+        if probabilities.min() >= 0 and np.allclose(sums, 1, atol=1e-3):
+            return float(probabilities.max(axis=1).mean())
+    return None
 
 
 def _performance(

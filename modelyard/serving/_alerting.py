@@ -11,8 +11,9 @@ from datetime import datetime
 from modelyard._yard import Yard
 from modelyard.monitoring import MonitorReport
 from modelyard.monitoring._actions import alert_body, run_actions
-from modelyard.monitoring._alerts import AlertRule, RuleState, signal_value
+from modelyard.monitoring._alerts import TRAFFIC_SIGNALS, AlertRule, RuleState, signal_value
 from modelyard.serving._metrics import Metrics
+from modelyard.serving._traffic import Traffic
 
 log = logging.getLogger("modelyard.alerts")
 
@@ -21,12 +22,19 @@ class AlertLoop:
     """Evaluate `rules` every `interval` seconds against what the server logged."""
 
     def __init__(
-        self, rules: list[AlertRule], *, yard: Yard, metrics: Metrics, interval: float
+        self,
+        rules: list[AlertRule],
+        *,
+        yard: Yard,
+        metrics: Metrics,
+        interval: float,
+        traffic: Traffic | None = None,
     ) -> None:
         self.states = [RuleState(rule) for rule in rules]
         self.yard = yard
         self.metrics = metrics
         self.interval = interval
+        self.traffic = traffic  # this process's recent requests, for error rate and latency
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -50,16 +58,28 @@ class AlertLoop:
         for state in self.states:
             rule = state.rule
             try:
-                report = await asyncio.to_thread(self.yard.monitor, rule.model, window=rule.window)
+                value, version = await self._signal(rule)
             except Exception:  # no reference, registry down: this rule waits for next time
                 log.exception("alert %s: cannot evaluate", rule.name)
                 continue
-            self._export(report)
-            if state.update(signal_value(rule, report), now):
+            if state.update(value, now):
                 fired.append(rule.name)
-                await self._fire(rule, state.value or 0.0, str(report.version))
+                await self._fire(rule, state.value or 0.0, version)
             self.metrics.alert_state.labels(rule.name).set(int(state.state))
         return fired
+
+    async def _signal(self, rule: AlertRule) -> tuple[float | None, str]:
+        if rule.signal in TRAFFIC_SIGNALS:
+            version = await asyncio.to_thread(self.yard.get_version, rule.model)
+            name = rule.model.partition("@")[0]
+            seconds = rule.window.total_seconds()
+            summary = self.traffic.summary(name, seconds) if self.traffic is not None else None
+            if summary is None or summary.requests < rule.min_rows:
+                return None, str(version.number)
+            return float(getattr(summary, rule.signal)), str(version.number)
+        report = await asyncio.to_thread(self.yard.monitor, rule.model, window=rule.window)
+        self._export(report)
+        return signal_value(rule, report), str(report.version)
 
     async def _fire(self, rule: AlertRule, value: float, version: str) -> None:
         def rollback(name: str, alias: str, reason: str) -> object:

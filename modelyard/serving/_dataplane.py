@@ -19,6 +19,7 @@ from modelyard.serving._codecs import Request
 from modelyard.serving._metrics import Metrics
 from modelyard.serving._pool import ModelPool, ServedVersion
 from modelyard.serving._predictions import PredictionLog
+from modelyard.serving._traffic import Traffic
 
 EXTENSIONS = ["metrics"]
 
@@ -48,6 +49,7 @@ class DataPlane:
         self.metrics = metrics
         self.log = log
         self.store_feedback = feedback  # (model, records) -> None; runs in a worker thread
+        self.traffic = Traffic()
         self._shadows: set[asyncio.Task[None]] = set()
 
     async def feedback(self, name: str, records: list[dict[str, Any]]) -> int:
@@ -123,7 +125,9 @@ class DataPlane:
             label = str(served.version.number)
             outputs = await served.infer(request)
         except ModelyardError as error:
-            self.metrics.observe(name, label, error.status_code, time.perf_counter() - began)
+            elapsed = time.perf_counter() - began
+            self.metrics.observe(name, label, error.status_code, elapsed)
+            self.traffic.record(name, error.status_code, elapsed)
             raise
         if version is None:
             for shadow in model.shadows:
@@ -133,6 +137,7 @@ class DataPlane:
             outputs = {key: value for key, value in outputs.items() if key in request.outputs}
         seconds = time.perf_counter() - began
         self.metrics.observe(name, label, 200, seconds)
+        self.traffic.record(name, 200, seconds)
         if self.log is not None:
             if request.id is None:  # the client needs an id to send feedback for this answer
                 request.id = uuid.uuid4().hex

@@ -144,3 +144,27 @@ async def test_feedback_through_the_server_gives_real_performance(yard: Yard) ->
     predicted = np.asarray(answer["outputs"][0]["data"])
     expected = np.mean(predicted == np.asarray(truth))
     assert report.performance.metrics["accuracy"] == pytest.approx(expected)
+
+
+def test_confidence_gives_an_accuracy_estimate_before_labels() -> None:
+    from modelyard.monitoring._reports import estimated_accuracy
+
+    probabilities = np.array([[0.9, 0.1], [0.3, 0.7], [0.5, 0.5]])
+    outputs = {"output-0[0]": probabilities[:, 0], "output-0[1]": probabilities[:, 1]}
+    assert estimated_accuracy(outputs) == pytest.approx((0.9 + 0.7 + 0.5) / 3)
+    assert estimated_accuracy({"output-0": np.array([0, 1, 1])}) is None
+    assert estimated_accuracy({"x[0]": np.array([2.0]), "x[1]": np.array([3.0])}) is None
+    assert estimated_accuracy({"x[0]": np.array([0.5])}) is None
+
+
+async def test_a_probability_model_reports_its_estimated_accuracy(tmp_path: Path) -> None:
+    yard = Yard(Settings(home=tmp_path / "home", serve_log_sample=1.0))
+    model = LogisticRegression().fit(REFERENCE, LABELS)
+    yard.log_model(model, name="fraud", input_example=REFERENCE[:2], reference_data=REFERENCE,
+                   options={"method": "predict_proba"}, alias="production")  # fmt: skip
+    batch = RNG.normal(size=(300, 4)).astype(np.float32)
+    await send(yard, [batch])
+    report = yard.monitor("fraud", window=timedelta(minutes=5))
+    expected = model.predict_proba(batch).max(axis=1).mean()
+    assert report.estimated_accuracy == pytest.approx(expected, rel=1e-5)
+    yard.close()
