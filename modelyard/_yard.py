@@ -358,22 +358,33 @@ class Yard:
         return folder
 
     def monitor(
-        self, ref: str, *, window: timedelta = timedelta(hours=1), until: datetime | None = None
+        self,
+        ref: str,
+        *,
+        window: timedelta = timedelta(hours=1),
+        until: datetime | None = None,
+        page: str | Path | None = None,
     ) -> MonitorReport:
         """Drift of a version's served inputs and predictions over the last `window`, against
         the reference logged with it (the server must log predictions: `--log-sample`).
 
+        `page` writes the report as a self-contained HTML page with a plot per column.
+
         >>> report = yard.monitor("fraud@production", window=timedelta(minutes=15))
         >>> report.drifted, [c.column for c in report.inputs.columns if c.drifted]
         """
-        from modelyard.monitoring import monitor_report
+        from modelyard.monitoring._html import render_html
+        from modelyard.monitoring._reports import monitor_window
 
         version = self.get_version(ref)
-        return monitor_report(
+        report, reference, current = monitor_window(
             model=version.name, version=version.number, folder=self._cached(version),
             predictions=self.settings.home / "predictions", window=window, until=until,
             feedback=self.settings.home / "feedback",
         )  # fmt: skip
+        if page is not None:
+            Path(page).write_text(render_html(report, reference, current))
+        return report
 
     def log_feedback(self, model: str, request_id: str, label: Any) -> None:
         """Record the true label of an answered request (a list, for a request of several

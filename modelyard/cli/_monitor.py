@@ -26,10 +26,19 @@ def report(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help="The served version, e.g. fraud@production.")],
     window: Annotated[str, typer.Option(help="How far back: 30s, 15m, 1h, 2d.")] = "1h",
+    out: Annotated[
+        Path | None, typer.Option(help="Also write report.json and report.html (plots) here.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Compare the last WINDOW of logged requests with the version's reference profile."""
-    result = yard_of(ctx).monitor(ref, window=parse_window(window))
+    page = None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        page = out / "report.html"
+    result = yard_of(ctx).monitor(ref, window=parse_window(window), page=page)
+    if out is not None:
+        (out / "report.json").write_text(result.model_dump_json(indent=2) + "\n")
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
         return

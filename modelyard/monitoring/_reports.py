@@ -15,7 +15,7 @@ from modelyard.errors import NotFound
 from modelyard.monitoring._drift import DriftReport, detect_drift
 from modelyard.monitoring._feedback import labelled_rows, read_feedback
 from modelyard.monitoring._performance import Performance, performance
-from modelyard.monitoring._profile import profile
+from modelyard.monitoring._profile import Profile, profile
 from modelyard.monitoring._windows import read_records, read_reference, read_window
 
 
@@ -51,8 +51,26 @@ def monitor_report(
     until: datetime | None = None,
     feedback: Path | None = None,
 ) -> MonitorReport:
-    """Compare the requests logged for `model` `version` (under `predictions`) in the `window`
-    before `until` (now) with the reference stored in the version's `folder`."""
+    """Compare the requests logged for a version in a window with its stored reference."""
+    return monitor_window(
+        model=model, version=version, folder=folder, predictions=predictions, window=window,
+        until=until, feedback=feedback,
+    )[0]  # fmt: skip
+
+
+def monitor_window(
+    *,
+    model: str,
+    version: int,
+    folder: Path,
+    predictions: Path,
+    window: timedelta,
+    until: datetime | None = None,
+    feedback: Path | None = None,
+) -> tuple[MonitorReport, Profile | None, Profile | None]:
+    """The report on the requests logged for `model` `version` (under `predictions`) in the
+    `window` before `until` (now) against the reference in the version's `folder`, with the
+    reference's and the window's input profiles (for plots)."""
     reference = read_reference(folder)
     if reference is None:
         raise NotFound(
@@ -65,20 +83,22 @@ def monitor_report(
         predictions, model, str(version), since=start, until=end
     )
     rows = len(next(iter(inputs.values()))) if inputs else 0
-    input_drift = output_drift = None
+    input_drift = output_drift = current = None
+    reference_inputs, reference_outputs = reference
     if rows:
-        reference_inputs, reference_outputs = reference
-        input_drift = detect_drift(reference_inputs, profile(inputs, reference=reference_inputs))
+        current = profile(inputs, reference=reference_inputs)
+        input_drift = detect_drift(reference_inputs, current)
         if outputs:
             output_drift = detect_drift(
                 reference_outputs, profile(outputs, reference=reference_outputs)
             )
-    return MonitorReport(
+    report = MonitorReport(
         model=model, version=version, since=start, until=end, requests=requests, rows=rows,
         inputs=input_drift, predictions=output_drift,
         performance=_performance(predictions, feedback, model, version, start, end, outputs),
         estimated_accuracy=estimated_accuracy(outputs),
     )  # fmt: skip
+    return report, reference_inputs, current
 
 
 def estimated_accuracy(outputs: Mapping[str, np.ndarray[Any, Any]]) -> float | None:

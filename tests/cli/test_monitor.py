@@ -43,7 +43,11 @@ def test_report_prints_tables_and_json(home: Path) -> None:
     assert report["rows"] == 500 and report["inputs"]["share"] > 0.3
     with Yard() as yard:
         yard.log_feedback("churn", "r", (shifted[:, 0] > 0).tolist())
-    labelled = ok("monitor", "report", "churn", "--window", "10m")
+    out = home.parent / "report"
+    labelled = ok("monitor", "report", "churn", "--window", "10m", "--out", str(out))
+    page = (out / "report.html").read_text()
+    assert page.count("<svg") == 3 and "input-0[0]" in page and "<script" not in page
+    assert json.loads((out / "report.json").read_text())["rows"] == 500
     assert "performance on 500 labelled rows: accuracy 1, f1_macro 1" in labelled
 
 
