@@ -44,7 +44,7 @@ def report(
         return
     typer.echo(
         f"{result.model}:{result.version}: {result.requests} requests, {result.rows} rows "
-        f"from {result.since:%Y-%m-%d %H:%M:%S} to {result.until:%H:%M:%S} UTC"
+        f"from {result.since:%Y-%m-%d %H:%M:%S} to {result.until:%Y-%m-%d %H:%M:%S} UTC"
     )
     for title, drift in (("inputs", result.inputs), ("predictions", result.predictions)):
         if drift is not None:

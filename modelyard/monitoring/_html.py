@@ -26,7 +26,7 @@ def render_html(
 ) -> str:
     """The page for `report`; with the profiles, one plot per input column."""
     title = (f"{report.model}:{report.version} drift, {report.since:%Y-%m-%d %H:%M} to "
-             f"{report.until:%H:%M} UTC")  # fmt: skip
+             f"{report.until:%Y-%m-%d %H:%M} UTC")  # fmt: skip
     parts = [f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>",
              f"<style>{_STYLE}</style><h1>{html.escape(title)}</h1>",
              f"<p>{report.requests} requests, {report.rows} rows.</p>"]  # fmt: skip
