@@ -13,6 +13,7 @@ from modelyard.monitoring import MonitorReport
 from modelyard.monitoring._actions import alert_body, run_actions
 from modelyard.monitoring._alerts import TRAFFIC_SIGNALS, AlertRule, RuleState, signal_value
 from modelyard.serving._metrics import Metrics
+from modelyard.serving._tasks import cancel
 from modelyard.serving._traffic import Traffic
 
 log = logging.getLogger("modelyard.alerts")
@@ -44,13 +45,8 @@ class AlertLoop:
 
     async def stop(self) -> None:
         """Stop evaluating."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def evaluate(self, now: datetime | None = None) -> list[str]:
         """Evaluate every rule once; the names of the rules that started firing."""

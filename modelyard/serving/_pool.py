@@ -25,6 +25,7 @@ from modelyard.serving._batching import Batcher, Outputs
 from modelyard.serving._codecs import Request
 from modelyard.serving._metrics import Metrics
 from modelyard.serving._runner import Runner
+from modelyard.serving._tasks import cancel
 from modelyard.settings import Settings
 
 log = logging.getLogger("modelyard.serving")
@@ -164,12 +165,7 @@ class ModelPool:
 
     async def stop(self) -> None:
         """Stop watching and close every version (queued requests are answered first)."""
-        if self._watcher is not None:
-            self._watcher.cancel()
-            try:
-                await self._watcher
-            except asyncio.CancelledError:
-                pass
+        await cancel(self._watcher)
         await asyncio.gather(*(served.close() for served in list(self.loaded())))
         self.models.clear()
 

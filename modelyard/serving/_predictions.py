@@ -22,6 +22,7 @@ import orjson
 
 from modelyard.serving._batching import Outputs
 from modelyard.serving._codecs import Request
+from modelyard.serving._tasks import cancel
 
 Record = dict[str, Any]
 
@@ -115,13 +116,8 @@ class PredictionLog:
 
     async def stop(self) -> None:
         """Flush what is buffered and stop."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         while self._buffer:
             await self._flush()
 

@@ -40,8 +40,9 @@ def yard(tmp_path: Path) -> Yard:
 
 
 @asynccontextmanager
-async def serving(yard: Yard, *refs: str) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_inference_app(yard.settings, list(refs), yard=yard, trust=True)
+async def serving(yard: Yard, *refs: str, **routing: Any) -> AsyncIterator[httpx.AsyncClient]:
+    routing.setdefault("trust", True)
+    app = create_inference_app(yard.settings, list(refs), yard=yard, **routing)
     assert app.on_startup is not None and app.on_shutdown is not None
     await app.on_startup()
     try:
@@ -173,23 +174,10 @@ async def test_not_ready_before_startup(yard: Yard) -> None:
         assert response.status_code == 503 and "still loading" in response.json()["error"]
 
 
-@asynccontextmanager
-async def routed(yard: Yard, **routing: Any) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_inference_app(yard.settings, ["sum@production"], yard=yard, **routing)
-    assert app.on_startup is not None and app.on_shutdown is not None
-    await app.on_startup()
-    try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
-            yield client
-    finally:
-        await app.on_shutdown()
-
-
 async def test_canary_takes_its_share_and_says_so(yard: Yard) -> None:
     yard.log_model(DummyRegressor(strategy="constant", constant=7.0).fit(X, X[:, 0]),
                    name="sum", input_example=X[:1])  # fmt: skip
-    async with routed(yard, canaries={"sum:2": 0.3}) as client:
+    async with serving(yard, "sum@production", canaries={"sum:2": 0.3}) as client:
         answers = await asyncio.gather(
             *(client.post("/v2/models/sum/infer", content=infer_body(X[:1])) for _ in range(300))
         )
@@ -207,7 +195,7 @@ async def test_shadow_sees_copies_and_agreement_is_counted(yard: Yard) -> None:
     yard.log_model(DummyRegressor(strategy="constant", constant=7.0).fit(X, X[:, 0]),
                    name="sum", input_example=X[:1])  # fmt: skip
     yard.log_model(LinearRegression().fit(X, X.sum(axis=1)), name="sum", input_example=X[:1])
-    async with routed(yard, shadows=["sum:2", "sum:3"]) as client:
+    async with serving(yard, "sum@production", shadows=["sum:2", "sum:3"]) as client:
         for _ in range(5):
             answer = await client.post("/v2/models/sum/infer", content=infer_body(X[:2]))
             assert answer.json()["model_version"] == "1"  # never the shadow's answer
@@ -226,7 +214,7 @@ def test_bad_routing_is_refused(yard: Yard) -> None:
 
 async def test_a_failing_shadow_is_counted_not_felt(yard: Yard) -> None:
     yard.log_model(Picky(), name="sum", input_example=X[:1])
-    async with routed(yard, shadows=["sum:2"], trust=True) as client:
+    async with serving(yard, "sum@production", shadows=["sum:2"], trust=True) as client:
         answer = await client.post("/v2/models/sum/infer", content=infer_body(-X[:2]))
         assert answer.status_code == 200
         await asyncio.sleep(0.2)
