@@ -155,6 +155,7 @@ class Yard:
         alias: str | None = None,
         run: Run | str | None = None,
         description: str = "",
+        relation: str | None = None,
     ) -> ModelVersion:
         """Save and register `model` as the next version of `name`.
 
@@ -167,7 +168,8 @@ class Yard:
         predictions for it, into the reference that monitoring compares traffic with.
 
         The parent is `parents` if given, else the version `alias` points at (the alias then
-        moves to the new version), else the latest version.
+        moves to the new version), else the latest version; `relation` names the step that
+        made it from them in the lineage (`quantize`, `prune`, `tune`, …).
         """
         with tempfile.TemporaryDirectory(prefix="modelyard-") as scratch:
             folder = self._model_folder(
@@ -204,6 +206,7 @@ class Yard:
             description=description,
             run_id=run.id if isinstance(run, Run) else run,
             alias=alias,
+            relation=relation,
         )
 
     def _model_folder(

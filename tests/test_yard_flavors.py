@@ -174,3 +174,18 @@ def test_parallel_loads_of_one_version_share_the_cache(tmp_path: Path) -> None:
             loaded = list(pool.map(lambda _: yard.load_model("churn"), range(8)))
         assert len({model.folder for model in loaded}) == 1
         assert [p.name for p in (tmp_path / "home/cache").iterdir()] == [loaded[0].folder.name]
+
+
+def test_a_version_names_the_step_that_made_it(yard: Yard) -> None:
+    from modelyard.errors import ConfigurationError
+
+    model = LogisticRegression().fit(X, Y)
+    yard.log_model(model, name="churn")
+    yard.log_model(model, name="churn", parents=["churn:1"], relation="quantize",
+                   params={"quantize.dtype": "qint8"})  # fmt: skip
+    (edge,) = yard.lineage("churn:2").edges
+    assert (edge.parent, edge.child, edge.relation) == ("churn:1", "churn:2", "quantize")
+    assert yard.get_version("churn:2").params["quantize.dtype"] == "qint8"
+    with pytest.raises(ConfigurationError, match="relation 'Not OK!' must be 1-32 lowercase"):
+        yard.log_model(model, name="churn", relation="Not OK!")
+    assert yard.get_model("churn").latest_version == 2

@@ -24,6 +24,7 @@ class VersionCreate(_Body):
     description: str = ""
     run_id: str | None = None
     alias: str | None = None
+    relation: str | None = None
     blobs: dict[str, str] | None = None
     """Small blobs sent along (digest -> base64), so a small model registers in one request."""
 

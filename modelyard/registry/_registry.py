@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -87,12 +88,20 @@ class Registry:
         description: str = "",
         run_id: str | None = None,
         alias: str | None = None,
+        relation: str | None = None,
     ) -> ModelVersion:
         """Register a new version of `name` (creating the model on first use).
 
         Its parents are `parents` if given, else the version `alias` points at, else the
-        model's latest version: a commit on the branch the caller is on.
+        model's latest version: a commit on the branch the caller is on. `relation` names how it
+        was made from them in the lineage (`quantize`, `prune`, …; default `parent`, or `merge`
+        for two parents).
         """
+        if relation is not None and not _RELATION.fullmatch(relation):
+            raise ConfigurationError(
+                f"relation {relation!r} must be 1-32 lowercase letters, digits, '-' or '_', "
+                "starting with a letter"
+            )
         clean_params = {str(k): str(v) for k, v in (params or {}).items()}
         clean_metrics = _metrics(metrics or {})
         clean_tags = {str(k): str(v) for k, v in (tags or {}).items()}
@@ -113,6 +122,7 @@ class Registry:
                 description=description,
                 run_id=run_id,
                 actor=self.actor,
+                relation=relation,
             )
             ref = f"{name}:{values['number']}"
             _audit.append(
@@ -415,6 +425,9 @@ class Registry:
         """Walk the audit chain; name the first event that does not match."""
         with self.database.read() as connection:
             return _audit.verify(connection)
+
+
+_RELATION = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 
 def _state(state: State | str) -> State:

@@ -35,11 +35,14 @@ def insert_version_rows(
     *,
     pairs: Mapping[str, Mapping[str, Any]],
     parents: Sequence[str],
+    relation: str | None = None,
 ) -> None:
     """Insert the version row `values`, its search rows (`pairs`: params, metrics and tags,
-    each key -> value) and an edge to each parent id, in order."""
+    each key -> value) and an edge to each parent id, in order, named `relation` (by default
+    `parent`, or `merge` for several parents)."""
+    relation = relation or _relation(parents)
     if connection.dialect.name == "postgresql":
-        connection.execute(_INSERT_ALL, _arrays(values, pairs, parents))
+        connection.execute(_INSERT_ALL, _arrays(values, pairs, parents, relation))
         return
     connection.execute(_INSERT_VERSION, values)
     for kind, table_pairs in pairs.items():
@@ -51,7 +54,7 @@ def insert_version_rows(
     if parents:
         edges = [
             {"child_id": values["id"], "parent_id": parent, "position": i,
-             "relation": _relation(parents), "details": {}}
+             "relation": relation, "details": {}}
             for i, parent in enumerate(parents)
         ]  # fmt: skip
         connection.execute(_INSERT_LINEAGE, edges)
@@ -85,7 +88,10 @@ _INSERT_ALL = _build_insert_all()
 
 
 def _arrays(
-    values: Mapping[str, Any], pairs: Mapping[str, Mapping[str, Any]], parents: Sequence[str]
+    values: Mapping[str, Any],
+    pairs: Mapping[str, Mapping[str, Any]],
+    parents: Sequence[str],
+    relation: str,
 ) -> dict[str, Any]:
     arguments: dict[str, Any] = {f"version_{key}": value for key, value in values.items()}
     arguments["new_id"] = values["id"]
@@ -95,7 +101,7 @@ def _arrays(
         arguments[f"{kind}_value"] = list(table_pairs.values())
     arguments["edges_parent_id"] = list(parents)
     arguments["edges_position"] = list(range(len(parents)))
-    arguments["edges_relation"] = [_relation(parents)] * len(parents)
+    arguments["edges_relation"] = [relation] * len(parents)
     return arguments
 
 

@@ -146,9 +146,10 @@ def insert_version(
     description: str,
     run_id: str | None,
     actor: str,
+    relation: str | None = None,
 ) -> dict[str, Any]:
     """Insert version `number` (taken with `take_number`), with its search rows and lineage
-    edges; return the row's values."""
+    edges (named `relation`); return the row's values."""
     moment = now()
     values = {
         "id": new_id(),
@@ -168,7 +169,7 @@ def insert_version(
         "updated_at": moment,
     }
     pairs = {"params": params, "metrics": metrics, "tags": tags}
-    insert_version_rows(connection, values, pairs=pairs, parents=parents)
+    insert_version_rows(connection, values, pairs=pairs, parents=parents, relation=relation)
     return values
 
 
