@@ -29,7 +29,8 @@ from modelyard.errors import (
 from modelyard.settings import Settings
 
 if TYPE_CHECKING:
-    from modelyard._yard import ActiveRun, Yard
+    from modelyard._active_run import ActiveRun
+    from modelyard._yard import Yard
 
 __all__ = [
     "ActiveRun",
@@ -56,8 +57,12 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # The client pulls in SQLAlchemy, httpx and the registry: import it only when asked for, so
     # `import modelyard.store` (and every `modelyard.*` import) stays light.
-    if name in ("ActiveRun", "Yard"):
-        from modelyard import _yard
+    if name == "Yard":
+        from modelyard._yard import Yard
 
-        return getattr(_yard, name)
+        return Yard
+    if name == "ActiveRun":
+        from modelyard._active_run import ActiveRun
+
+        return ActiveRun
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

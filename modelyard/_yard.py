@@ -14,17 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from modelyard._active_run import ActiveRun
+from modelyard._model_folders import model_folder, with_reference
 from modelyard._remote import HttpRegistry, HttpStore, PendingBlobs
 from modelyard.errors import ConfigurationError, RegistryUnavailable
 from modelyard.flavors import (
     MODEL_FILE,
     LoadedModel,
-    adopt_pickle,
-    is_pickle,
     load_model,
-    named_arrays,
     read_info,
-    save_model,
     version_diff,
 )
 from modelyard.registry import (
@@ -172,11 +170,11 @@ class Yard:
         made it from them in the lineage (`quantize`, `prune`, `tune`, …).
         """
         with tempfile.TemporaryDirectory(prefix="modelyard-") as scratch:
-            folder = self._model_folder(
+            folder = model_folder(
                 model, Path(scratch), flavor=flavor, example=input_example, options=options
             )
             if reference_data is not None:
-                folder = self._with_reference(
+                folder = with_reference(
                     folder, Path(scratch), reference_data, name=name,
                     trust=not isinstance(model, str | os.PathLike),
                 )  # fmt: skip
@@ -209,54 +207,9 @@ class Yard:
             relation=relation,
         )
 
-    def _model_folder(
-        self,
-        model: Any,
-        scratch: Path,
-        *,
-        flavor: str | None,
-        example: Any,
-        options: Mapping[str, Any] | None,
-    ) -> Path:
-        if not isinstance(model, str | os.PathLike):
-            save_model(model, scratch / "model", flavor=flavor, input_example=example,
-                       **dict(options or {}))  # fmt: skip
-            return scratch / "model"
-        path = Path(model)
-        if path.is_dir():
-            return path
-        if path.is_file():
-            if flavor is not None and is_pickle(path):
-                adopt_pickle(path, scratch / "model", flavor=flavor)
-                return scratch / "model"
-            link = scratch / "model" / path.name
-            link.parent.mkdir()
-            try:
-                link.hardlink_to(path)
-            except OSError:  # another filesystem: copy instead
-                shutil.copy2(path, link)
-            return link.parent
-        raise ConfigurationError(f"cannot log {model!r}: pass a folder or a file that exists")
-
-    def _with_reference(
-        self, folder: Path, scratch: Path, data: Any, *, name: str, trust: bool
-    ) -> Path:
-        from modelyard.monitoring import write_reference
-        from modelyard.serving import Request, Runner
-
-        if not folder.is_relative_to(scratch):  # the caller's folder stays as it is
-            shutil.copytree(folder, scratch / "with-reference", symlinks=True)
-            folder = scratch / "with-reference"
-        inputs = named_arrays(data)
-        runner = Runner(load_model(folder, trust=trust), name=name)
-        write_reference(folder, inputs, runner([Request(inputs=dict(inputs))])[0])
-        return folder
-
     def _store_path(self, path: str | Path) -> str:
         with tempfile.TemporaryDirectory(prefix="modelyard-") as scratch:
-            folder = self._model_folder(
-                path, Path(scratch), flavor=None, example=None, options=None
-            )
+            folder = model_folder(path, Path(scratch), flavor=None, example=None, options=None)
             return store_directory(self.store, folder).digest
 
     @contextmanager
@@ -528,42 +481,3 @@ class Yard:
     def verify_audit(self) -> ChainCheck:
         """Check the audit hash chain end to end."""
         return self.registry.verify_audit()
-
-
-class ActiveRun:
-    """The run inside `with yard.start_run(...)`: log params, step metrics and artifacts."""
-
-    def __init__(self, yard: Yard, run_id: str) -> None:
-        self.yard = yard
-        self.id = run_id
-
-    def log_param(self, key: str, value: Any) -> None:
-        """Record one parameter."""
-        self.yard.registry.log_params(self.id, {key: value})
-
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        """Record parameters."""
-        self.yard.registry.log_params(self.id, params)
-
-    def log_metric(self, key: str, value: float, *, step: int | None = None) -> None:
-        """Record a metric value at a step (default: the next one)."""
-        self.yard.registry.log_metrics(self.id, {key: value}, step=step)
-
-    def log_metrics(self, metrics: Mapping[str, float], *, step: int | None = None) -> None:
-        """Record several metrics at one step."""
-        self.yard.registry.log_metrics(self.id, metrics, step=step)
-
-    def log_dataset(self, name: str, digest: str) -> None:
-        """Record the digest of a dataset the run used."""
-        self.yard.registry.log_datasets(self.id, {name: digest})
-
-    def log_artifact(self, path: str | Path, *, name: str | None = None) -> str:
-        """Store a file or folder with the run; return its manifest digest."""
-        digest = self.yard._store_path(path)
-        self.yard.registry.log_artifact(self.id, name or Path(path).name, digest)
-        return digest
-
-    @property
-    def run(self) -> Run:
-        """The run as recorded now."""
-        return self.yard.get_run(self.id)

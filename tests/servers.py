@@ -26,34 +26,12 @@ def running_server(
 ) -> Iterator[str]:
     """`modelyard server` in its own process; yields its URL, stops it with SIGTERM after and
     appends its exit code to `exit_codes` when given."""
-    port = free_port()
-    env = {**os.environ, "MODELYARD_HOME": str(home / "server-home")}
+    env = {"MODELYARD_HOME": str(home / "server-home")}
     if database_url:
         env["MODELYARD_DATABASE_URL"] = database_url
-    log = (home / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "modelyard", "server", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {(home / 'server.log').read_text()}")
-            time.sleep(0.1)
+    with _process(["server"], env=env, log=home / "server.log", ready="/health",
+                  timeout=30, exit_codes=exit_codes) as url:  # fmt: skip
         yield url
-    finally:
-        process.terminate()
-        code = process.wait(timeout=15)
-        log.close()
-        if exit_codes is not None:
-            exit_codes.append(code)
 
 
 @contextmanager
@@ -62,31 +40,45 @@ def serving_process(
 ) -> Iterator[str]:
     """`modelyard serve ARGS` in its own process on a free loopback port; yields its URL once
     ready, stops it with SIGTERM after and appends its exit code to `exit_codes` when given."""
+    with _process(["serve", *args], env={"MODELYARD_HOME": str(home), **(env or {})},
+                  log=home.parent / "serve.log", ready="/v2/health/ready", timeout=60,
+                  exit_codes=exit_codes) as url:  # fmt: skip
+        yield url
+
+
+@contextmanager
+def _process(
+    command: list[str],
+    *,
+    env: dict[str, str],
+    log: Path,
+    ready: str,
+    timeout: float,
+    exit_codes: list[int] | None,
+) -> Iterator[str]:
+    """`modelyard COMMAND --port P`, waited for until `ready` answers 200, stopped with SIGTERM."""
     port = free_port()
-    environment = {**os.environ, "MODELYARD_HOME": str(home), **(env or {})}
-    log = (home.parent / "serve.log").open("wb")
+    output = log.open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "modelyard", "serve", *args, "--port", str(port)],
-        env=environment, stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "modelyard", *command, "--port", str(port)],
+        env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout
         while True:
             try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                if httpx.get(f"{url}{ready}", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"serve did not start: {(home.parent / 'serve.log').read_text()}"
-                )
+                raise RuntimeError(f"{command[0]} did not start: {log.read_text()}")
             time.sleep(0.1)
         yield url
     finally:
         process.terminate()
         code = process.wait(timeout=30)
-        log.close()
+        output.close()
         if exit_codes is not None:
             exit_codes.append(code)

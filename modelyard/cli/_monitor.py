@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -12,12 +11,11 @@ import typer
 from modelyard.cli._context import JsonFlag, yard_of
 from modelyard.cli._output import emit_table, reports_errors
 from modelyard.monitoring import DriftReport
+from modelyard.monitoring._alerts import duration
 
 monitor_app = typer.Typer(
     help="Monitoring: drift reports over served traffic.", no_args_is_help=True
 )
-
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 @monitor_app.command("report")
@@ -70,11 +68,11 @@ def _table(title: str, drift: DriftReport) -> None:
 
 
 def parse_window(text: str) -> timedelta:
-    """`30s`, `15m`, `1h`, `2d` as a timedelta."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
-    if match is None:
-        raise typer.BadParameter(f"expected a duration such as 30s, 15m, 1h or 2d, got {text!r}")
-    return timedelta(**{_UNITS[match[2]]: float(match[1])})
+    """`30s`, `15m`, `1h`, `2d` as a timedelta (the durations alert rules take)."""
+    try:
+        return duration(text)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
 
 
 @monitor_app.command("export")

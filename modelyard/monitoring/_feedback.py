@@ -7,7 +7,7 @@ rows gets a list of labels, one per row. It is stored as JSON lines under
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -64,7 +64,7 @@ def read_feedback(root: Path, model: str, *, since: datetime) -> dict[str, Any]:
 
 
 def labelled_rows(
-    records: Iterator[dict[str, Any]], labels: dict[str, Any], output: str
+    records: Iterable[dict[str, Any]], labels: dict[str, Any], output: str
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """(predictions, labels) for every logged row whose request got feedback."""
     predicted: list[Any] = []

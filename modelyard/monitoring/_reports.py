@@ -16,7 +16,7 @@ from modelyard.monitoring._drift import DriftReport, detect_drift
 from modelyard.monitoring._feedback import labelled_rows, read_feedback
 from modelyard.monitoring._performance import Performance, performance
 from modelyard.monitoring._profile import Profile, profile
-from modelyard.monitoring._windows import read_records, read_reference, read_window
+from modelyard.monitoring._windows import read_records, read_reference, window_columns
 
 
 class MonitorReport(BaseModel):
@@ -79,9 +79,9 @@ def monitor_window(
         )
     end = until or datetime.now(UTC)
     start = end - window
-    inputs, outputs, requests = read_window(
-        predictions, model, str(version), since=start, until=end
-    )
+    # Read once: the same records give the window's columns and, with feedback, performance.
+    records = list(read_records(predictions, model, str(version), since=start, until=end))
+    inputs, outputs, requests = window_columns(records)
     rows = len(next(iter(inputs.values()))) if inputs else 0
     input_drift = output_drift = current = None
     reference_inputs, reference_outputs = reference
@@ -95,7 +95,7 @@ def monitor_window(
     report = MonitorReport(
         model=model, version=version, since=start, until=end, requests=requests, rows=rows,
         inputs=input_drift, predictions=output_drift,
-        performance=_performance(predictions, feedback, model, version, start, end, outputs),
+        performance=_performance(records, feedback, model, start, outputs),
         estimated_accuracy=estimated_accuracy(outputs),
     )  # fmt: skip
     return report, reference_inputs, current
@@ -121,12 +121,10 @@ def estimated_accuracy(outputs: Mapping[str, np.ndarray[Any, Any]]) -> float | N
 
 
 def _performance(
-    predictions: Path,
+    records: list[dict[str, Any]],
     feedback: Path | None,
     model: str,
-    version: int,
     start: datetime,
-    end: datetime,
     outputs: Mapping[str, object],
 ) -> Performance | None:
     if feedback is None or not outputs:
@@ -134,7 +132,6 @@ def _performance(
     labels = read_feedback(feedback, model, since=start)
     if not labels:
         return None
-    records = read_records(predictions, model, str(version), since=start, until=end)
     first_output = next(iter(outputs)).split("[")[0]
     predicted, truth = labelled_rows(records, labels, first_output)
     return performance(predicted, truth) if len(truth) else None

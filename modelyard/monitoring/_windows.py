@@ -8,7 +8,7 @@ and fetched with the version.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -62,10 +62,17 @@ def read_window(
 ) -> tuple[dict[str, np.ndarray[Any, Any]], dict[str, np.ndarray[Any, Any]], int]:
     """Inputs and outputs logged for a version between `since` and `until` (UTC), as flat
     columns, and how many requests they came from."""
+    return window_columns(read_records(root, model, version, since=since, until=until))
+
+
+def window_columns(
+    records: Iterable[dict[str, Any]],
+) -> tuple[dict[str, np.ndarray[Any, Any]], dict[str, np.ndarray[Any, Any]], int]:
+    """The inputs and outputs of prediction records as flat columns, and how many records."""
     inputs: dict[str, list[Any]] = {}
     outputs: dict[str, list[Any]] = {}
     requests = 0
-    for record in read_records(root, model, version, since=since, until=until):
+    for record in records:
         requests += 1
         for name, values in record["inputs"].items():
             inputs.setdefault(name, []).append(np.asarray(values))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from modelyard._yard import Yard
 from modelyard.monitoring import MonitorReport
@@ -51,10 +51,11 @@ class AlertLoop:
     async def evaluate(self, now: datetime | None = None) -> list[str]:
         """Evaluate every rule once; the names of the rules that started firing."""
         fired = []
+        reports: dict[tuple[str, timedelta], MonitorReport] = {}  # rules sharing a window
         for state in self.states:
             rule = state.rule
             try:
-                value, version = await self._signal(rule)
+                value, version = await self._signal(rule, reports)
             except Exception:  # no reference, registry down: this rule waits for next time
                 log.exception("alert %s: cannot evaluate", rule.name)
                 continue
@@ -64,7 +65,9 @@ class AlertLoop:
             self.metrics.alert_state.labels(rule.name).set(int(state.state))
         return fired
 
-    async def _signal(self, rule: AlertRule) -> tuple[float | None, str]:
+    async def _signal(
+        self, rule: AlertRule, reports: dict[tuple[str, timedelta], MonitorReport]
+    ) -> tuple[float | None, str]:
         if rule.signal in TRAFFIC_SIGNALS:
             version = await asyncio.to_thread(self.yard.get_version, rule.model)
             name = rule.model.partition("@")[0]
@@ -73,9 +76,13 @@ class AlertLoop:
             if summary is None or summary.requests < rule.min_rows:
                 return None, str(version.number)
             return float(getattr(summary, rule.signal)), str(version.number)
-        report = await asyncio.to_thread(self.yard.monitor, rule.model, window=rule.window)
-        self._export(report)
-        return signal_value(rule, report), str(report.version)
+        key = (rule.model, rule.window)
+        if key not in reports:
+            reports[key] = await asyncio.to_thread(
+                self.yard.monitor, rule.model, window=rule.window
+            )
+            self._export(reports[key])
+        return signal_value(rule, reports[key]), str(reports[key].version)
 
     async def _fire(self, rule: AlertRule, value: float, version: str) -> None:
         def rollback(name: str, alias: str, reason: str) -> object:

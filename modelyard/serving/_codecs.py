@@ -134,8 +134,6 @@ def encode_output(name: str, array: np.ndarray[Any, Any]) -> dict[str, Any]:
     else:
         datatype = datatype_of(array.dtype)
         data = np.ascontiguousarray(array).ravel()
-        if data.dtype.kind == "f" and data.dtype.itemsize == 2:
-            data = data.astype(np.float32)  # orjson writes no float16
     return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": data}
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from modelyard._yard import Yard
 from modelyard.errors import ConfigurationError, ModelNotReady, NotFound
-from modelyard.flavors._signatures import _columns
+from modelyard.flavors import named_arrays
 from modelyard.registry import ModelVersion, Reference
 from modelyard.serving._batching import Batcher, Outputs
 from modelyard.serving._codecs import Request
@@ -204,7 +204,7 @@ class ModelPool:
         runner = Runner(loaded, name=version.ref)
         example = loaded.input_example()
         if example is not None:  # warm: the first real request should not pay for lazy setup
-            runner([Request(inputs=dict(_columns(example)))])
+            runner([Request(inputs=named_arrays(example))])
         executor = ThreadPoolExecutor(1, thread_name_prefix=f"predict-{version.ref}")
         histogram = self.metrics.batch_rows.labels(version.name, str(version.number))
         batcher = Batcher(

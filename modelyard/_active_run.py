@@ -1,0 +1,51 @@
+"""`ActiveRun`: the run inside `with yard.start_run(...)`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelyard.registry import Run
+
+if TYPE_CHECKING:
+    from modelyard._yard import Yard
+
+
+class ActiveRun:
+    """The run inside `with yard.start_run(...)`: log params, step metrics and artifacts."""
+
+    def __init__(self, yard: Yard, run_id: str) -> None:
+        self.yard = yard
+        self.id = run_id
+
+    def log_param(self, key: str, value: Any) -> None:
+        """Record one parameter."""
+        self.yard.registry.log_params(self.id, {key: value})
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Record parameters."""
+        self.yard.registry.log_params(self.id, params)
+
+    def log_metric(self, key: str, value: float, *, step: int | None = None) -> None:
+        """Record a metric value at a step (default: the next one)."""
+        self.yard.registry.log_metrics(self.id, {key: value}, step=step)
+
+    def log_metrics(self, metrics: Mapping[str, float], *, step: int | None = None) -> None:
+        """Record several metrics at one step."""
+        self.yard.registry.log_metrics(self.id, metrics, step=step)
+
+    def log_dataset(self, name: str, digest: str) -> None:
+        """Record the digest of a dataset the run used."""
+        self.yard.registry.log_datasets(self.id, {name: digest})
+
+    def log_artifact(self, path: str | Path, *, name: str | None = None) -> str:
+        """Store a file or folder with the run; return its manifest digest."""
+        digest = self.yard._store_path(path)
+        self.yard.registry.log_artifact(self.id, name or Path(path).name, digest)
+        return digest
+
+    @property
+    def run(self) -> Run:
+        """The run as recorded now."""
+        return self.yard.get_run(self.id)
