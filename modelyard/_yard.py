@@ -329,8 +329,8 @@ class Yard:
         >>> report = yard.monitor("fraud@production", window=timedelta(minutes=15))
         >>> report.drifted, [c.column for c in report.inputs.columns if c.drifted]
         """
+        from modelyard.monitoring import monitor_window
         from modelyard.monitoring._html import render_html
-        from modelyard.monitoring._reports import monitor_window
 
         version = self.get_version(ref)
         report, reference, current = monitor_window(

@@ -15,7 +15,7 @@ from modelyard.monitoring._drift import ColumnDrift, DriftReport, detect_drift
 from modelyard.monitoring._feedback import parse_feedback, read_feedback, write_feedback
 from modelyard.monitoring._performance import Performance, performance
 from modelyard.monitoring._profile import Profile, profile
-from modelyard.monitoring._reports import MonitorReport, monitor_report
+from modelyard.monitoring._reports import MonitorReport, monitor_window
 from modelyard.monitoring._reservoir import Reservoir
 from modelyard.monitoring._sketch import QuantileSketch
 from modelyard.monitoring._statistics import DriftTest
@@ -41,7 +41,7 @@ __all__ = [
     "Reservoir",
     "detect_drift",
     "flat_columns",
-    "monitor_report",
+    "monitor_window",
     "parse_feedback",
     "performance",
     "profile",

@@ -41,23 +41,6 @@ class MonitorReport(BaseModel):
         return any(r is not None and r.drifted for r in (self.inputs, self.predictions))
 
 
-def monitor_report(
-    *,
-    model: str,
-    version: int,
-    folder: Path,
-    predictions: Path,
-    window: timedelta,
-    until: datetime | None = None,
-    feedback: Path | None = None,
-) -> MonitorReport:
-    """Compare the requests logged for a version in a window with its stored reference."""
-    return monitor_window(
-        model=model, version=version, folder=folder, predictions=predictions, window=window,
-        until=until, feedback=feedback,
-    )[0]  # fmt: skip
-
-
 def monitor_window(
     *,
     model: str,
