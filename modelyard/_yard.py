@@ -46,6 +46,7 @@ from modelyard.settings import Settings
 
 if TYPE_CHECKING:
     from modelyard.monitoring import MonitorReport
+    from modelyard.optimize import Optimizer
 from modelyard.store import BlobStore, open_store, restore_directory, store_directory
 
 
@@ -405,6 +406,17 @@ class Yard:
 
         serve(self.settings, list(refs), host=host, port=port, trust=trust, workers=workers,
               yard=self if workers <= 1 else None)  # fmt: skip
+
+    @property
+    def optimize(self) -> Optimizer:
+        """Quantize, prune and convert versions; each result is a child version, measured.
+
+        >>> result = yard.optimize.quantize("mlp@production", eval_data=(X, y), alias="int8")
+        >>> print(result.report.table())
+        """
+        from modelyard.optimize import Optimizer
+
+        return Optimizer(self)
 
     def lineage(self, ref: str) -> Lineage:
         """Ancestors and descendants of a version."""

@@ -8,6 +8,7 @@
     ├── InvalidInput (400)              inputs that do not match a model's signature
     ├── UnsupportedModel (400)          an object or folder no flavor can save or load
     ├── IncompatibleModels (400)        versions that cannot be merged, naming the tensor
+    ├── OptimizationRefused (422)       an optimized model whose metric fell past the tolerance
     ├── UntrustedModel (403)            a pickle-based file loaded without trust=True
     │   └── UnsafeModel (403)           a pickle that imports os.system, subprocess, eval, …
     ├── NotFound (404)
@@ -227,3 +228,14 @@ class StorageFull(StoreUnavailable):
     """No space is left where the store writes."""
 
     status_code = 507
+
+
+class OptimizationRefused(ModelyardError):
+    """An optimized model whose metric fell by more than the tolerance; nothing was registered.
+    `report` holds the figures (pass `force=True` to register it anyway, tagged)."""
+
+    status_code = 422
+
+    def __init__(self, message: str, *, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report

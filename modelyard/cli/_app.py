@@ -6,6 +6,7 @@ import typer
 
 from modelyard.__about__ import __version__
 from modelyard.cli import _lifecycle, _monitor, _registry, _serve, _server
+from modelyard.cli._optimize import optimize_app
 from modelyard.cli._store import store_app
 from modelyard.settings import Settings
 
@@ -31,6 +32,7 @@ app.add_typer(store_app, name="store")
 app.command("server")(_server.server)
 app.command("serve")(_serve.serve)
 app.add_typer(_monitor.monitor_app, name="monitor")
+app.add_typer(optimize_app, name="optimize")
 
 
 @app.callback()

@@ -7,6 +7,8 @@ The module is rebuilt from one of:
   weights are stored once, in the safetensors file (where the store cuts them per tensor);
 - the module's class, when it is importable (`"class": "package.module:Class"` and JSON `init`
   keyword arguments), instantiated at load and filled with `load_state_dict(strict=True)`;
+- for a dynamically int8-quantized module, its class again, quantized at load and given the
+  stored int8 weights (see `_torch_quantized`);
 - with `serialization="pickle"`, a whole-module `torch.save` file, loaded only with `trust=True`
   and after a scan.
 """
@@ -29,6 +31,7 @@ from modelyard.errors import ConfigurationError, UnsupportedModel
 from modelyard.flavors._catalog import flavor
 from modelyard.flavors._pickles import check_trusted, guarded_pickle_module
 from modelyard.flavors._protocol import Flavor, type_names
+from modelyard.flavors._torch_quantized import quantized_modules, quantized_state, rebuild
 
 WEIGHTS_FILE = "model.safetensors"
 PROGRAM_FILE = "model.pt2"
@@ -71,6 +74,10 @@ class TorchFlavor(Flavor):
         if serialization == "pickle":
             require("torch", extra="torch").save(model, path / PICKLE_FILE)
             rebuild: dict[str, Any] = {"format": "pickle", "file": PICKLE_FILE}
+        elif quantized_modules(model):
+            # Packed int8 weights cannot be exported or put in safetensors as they are: the
+            # class is rebuilt, quantized again and given the stored int8 values.
+            return _save_quantized(model, path, init)
         elif example is not None and export:
             _save_program(model, example, path / PROGRAM_FILE, weights=_stored_names(model))
             rebuild = {"format": "export", "program": PROGRAM_FILE}
@@ -93,6 +100,9 @@ class TorchFlavor(Flavor):
         if kind == "export":
             # An exported program was traced in eval mode and cannot switch modes any more.
             return _load_program(path / settings["program"], weights)
+        if kind == "class" and "quantized" in settings:
+            module = _instantiate(settings["class"], settings.get("init", {}))
+            return rebuild(module, settings["quantized"], weights)
         if kind == "class":
             module = _instantiate(settings["class"], settings.get("init", {}))
             # assign: keep the stored dtypes (a bfloat16 model stays one) and skip a copy.
@@ -154,6 +164,23 @@ def _untied(state: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         storages.add(storage)
         tensors[name] = tensor
     return tensors, tied
+
+
+def _save_quantized(model: Any, path: Path, init: Mapping[str, Any] | None) -> dict[str, Any]:
+    location, arguments = _importable(model), _json_init(init)
+    torch = require("torch", extra="torch")
+    try:
+        with torch.device("meta"):
+            _instantiate(location, arguments)
+    except Exception as error:  # any constructor error: the class cannot be rebuilt this way
+        raise ConfigurationError(
+            f"cannot rebuild {location} with init={arguments}: {error}; pass the right init="
+        ) from None
+    tensors, settings = quantized_state(model)
+    tensors, tied = _untied(tensors)
+    require("safetensors.torch", extra="torch").save_file(tensors, str(path / WEIGHTS_FILE))
+    return {"format": "class", "class": location, "init": arguments, "quantized": settings,
+            "weights": WEIGHTS_FILE, "tied": tied}  # fmt: skip
 
 
 def _stored_names(model: Any) -> set[str]:
@@ -343,7 +370,8 @@ def _float_dtype(model: Any) -> Any:
     for tensor in [*model.parameters(), *model.buffers()]:
         if tensor.is_floating_point():
             return tensor.dtype
-    return None
+    # A module whose every weight is int8 quantized still computes in float32.
+    return require("torch", extra="torch").float32 if quantized_modules(model) else None
 
 
 def _arguments(inputs: Any, float_dtype: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:

@@ -1,0 +1,201 @@
+"""`modelyard optimize quantize|prune|convert|graph|report`: a new, measured child version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from modelyard._imports import require
+from modelyard.cli._context import JsonFlag, yard_of
+from modelyard.cli._output import emit_json, reports_errors
+from modelyard.errors import ConfigurationError, InvalidInput
+from modelyard.optimize import Optimized
+
+optimize_app = typer.Typer(
+    help="Optimization: quantize, prune, convert; each result is a new version, measured.",
+    no_args_is_help=True,
+)
+
+Ref = Annotated[str, typer.Argument(help="The version to start from, e.g. mlp@production.")]
+Eval = Annotated[
+    Path,
+    typer.Option(
+        "--eval",
+        help="Evaluation set: .npz with arrays X and y, or .parquet/.csv with a --target column.",
+    ),
+]
+Target = Annotated[str, typer.Option(help="The label column of a .parquet or .csv file.")]
+MetricOption = Annotated[
+    str, typer.Option(help="accuracy, f1, auc, r2, rmse or mae (measured on --eval).")
+]
+Tolerance = Annotated[float, typer.Option(help="Largest relative metric drop accepted (0.01: 1%).")]
+Force = Annotated[bool, typer.Option(help="Register a result past the tolerance, tagged so.")]
+Alias = Annotated[str | None, typer.Option(help="Point this alias at the new version.")]
+Name = Annotated[str | None, typer.Option(help="Register under this model (default: the same).")]
+Trust = Annotated[bool, typer.Option(help="Allow pickle-based files of the parent.")]
+
+
+@optimize_app.command("quantize")
+@reports_errors
+def quantize(
+    ctx: typer.Context,
+    ref: Ref,
+    eval_file: Eval,
+    dtype: Annotated[str, typer.Option(help="int8 or float16.")] = "int8",
+    method: Annotated[
+        str, typer.Option(help="dynamic, or static (ONNX, with --calibration).")
+    ] = "dynamic",
+    calibration: Annotated[
+        Path | None, typer.Option(help="Calibration inputs for static int8 (.npz X, .parquet).")
+    ] = None,
+    per_channel: Annotated[bool, typer.Option(help="Per-channel int8 scales (ONNX).")] = False,
+    target: Target = "y",
+    metric: MetricOption = "accuracy",
+    tolerance: Tolerance = 0.01,
+    force: Force = False,
+    alias: Alias = None,
+    name: Name = None,
+    trust: Trust = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Quantize REF to int8 or float16 (PyTorch dynamic; ONNX dynamic or static)."""
+    inputs, truth = read_eval(eval_file, target)
+    calibrate = None if calibration is None else read_eval(calibration, target, labels=False)[0]
+    result = yard_of(ctx).optimize.quantize(
+        ref, eval_data=(inputs, truth), metric=metric, dtype=dtype, method=method,
+        calibration=calibrate, per_channel=per_channel, tolerance=tolerance, force=force,
+        alias=alias, name=name, trust=trust,
+    )  # fmt: skip
+    _emit(result, as_json)
+
+
+@optimize_app.command("prune")
+@reports_errors
+def prune(
+    ctx: typer.Context,
+    ref: Ref,
+    eval_file: Eval,
+    sparsity: Annotated[
+        float, typer.Option(help="Fraction of each layer's weights to zero.")
+    ] = 0.5,
+    structured: Annotated[
+        bool, typer.Option(help="Zero whole output channels (rows) instead of single weights.")
+    ] = False,
+    layers: Annotated[
+        str | None,
+        typer.Option(help="Remove these layers of nn.Sequential stacks instead: layers.2,layers.3"),
+    ] = None,
+    target: Target = "y",
+    metric: MetricOption = "accuracy",
+    tolerance: Tolerance = 0.01,
+    force: Force = False,
+    alias: Alias = None,
+    name: Name = None,
+    trust: Trust = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Prune REF (a torch version) by weight magnitude, or remove whole layers."""
+    inputs, truth = read_eval(eval_file, target)
+    result = yard_of(ctx).optimize.prune(
+        ref, eval_data=(inputs, truth), metric=metric, sparsity=sparsity, structured=structured,
+        layers=[layer.strip() for layer in layers.split(",")] if layers else None,
+        tolerance=tolerance, force=force, alias=alias, name=name, trust=trust,
+    )  # fmt: skip
+    _emit(result, as_json)
+
+
+@optimize_app.command("convert")
+@reports_errors
+def convert(
+    ctx: typer.Context,
+    ref: Ref,
+    eval_file: Eval,
+    to: Annotated[str, typer.Option(help="The target format.")] = "onnx",
+    opset: Annotated[
+        int | None, typer.Option(help="ONNX opset (default: the converter's).")
+    ] = None,
+    target: Target = "y",
+    metric: MetricOption = "accuracy",
+    tolerance: Tolerance = 0.01,
+    force: Force = False,
+    alias: Alias = None,
+    name: Name = None,
+    trust: Trust = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Convert REF (scikit-learn, XGBoost, LightGBM, PyTorch) to ONNX."""
+    inputs, truth = read_eval(eval_file, target)
+    result = yard_of(ctx).optimize.convert(
+        ref, eval_data=(inputs, truth), metric=metric, to=to, opset=opset, tolerance=tolerance,
+        force=force, alias=alias, name=name, trust=trust,
+    )  # fmt: skip
+    _emit(result, as_json)
+
+
+@optimize_app.command("graph")
+@reports_errors
+def graph(
+    ctx: typer.Context,
+    ref: Ref,
+    eval_file: Eval,
+    level: Annotated[str, typer.Option(help="basic, extended or all.")] = "extended",
+    target: Target = "y",
+    metric: MetricOption = "accuracy",
+    tolerance: Tolerance = 0.01,
+    force: Force = False,
+    alias: Alias = None,
+    name: Name = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Apply ONNX Runtime's graph optimizations to REF (an ONNX version) offline."""
+    inputs, truth = read_eval(eval_file, target)
+    result = yard_of(ctx).optimize.optimize_graph(
+        ref, eval_data=(inputs, truth), metric=metric, level=level, tolerance=tolerance,
+        force=force, alias=alias, name=name,
+    )  # fmt: skip
+    _emit(result, as_json)
+
+
+@optimize_app.command("report")
+@reports_errors
+def report(ctx: typer.Context, ref: Ref, as_json: JsonFlag = False) -> None:
+    """Print the report stored with a version an optimization step made."""
+    stored = yard_of(ctx).optimize.report(ref)
+    if as_json:
+        typer.echo(stored.model_dump_json(indent=2))
+    else:
+        typer.echo(stored.table())
+
+
+def _emit(result: Optimized, as_json: bool) -> None:
+    if as_json:
+        emit_json({"version": result.version.ref, "report": result.report.model_dump(mode="json")})
+        return
+    typer.echo(result.report.table())
+    typer.echo(f"\nregistered {result.version.ref} (parent {result.report.parent})")
+
+
+def read_eval(path: Path, target: str, *, labels: bool = True) -> tuple[Any, Any]:
+    """(inputs, labels) from an .npz (arrays X and y) or a table file with a label column."""
+    if not path.is_file():
+        raise ConfigurationError(f"no evaluation file at {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as arrays:
+            found = {key.lower(): arrays[key] for key in arrays.files}
+        if "x" not in found or (labels and "y" not in found):
+            raise InvalidInput(f"{path} must hold arrays named X and y, not {sorted(found)}")
+        return found["x"], found.get("y")
+    if suffix in (".parquet", ".csv"):
+        pd: Any = require("pandas", extra="pandas")
+
+        frame = pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path)
+        if not labels:
+            return frame.drop(columns=[target], errors="ignore").to_numpy(), None
+        if target not in frame.columns:
+            raise InvalidInput(f"{path} has no label column {target!r} (pass --target)")
+        return frame.drop(columns=[target]).to_numpy(), frame[target].to_numpy()
+    raise ConfigurationError(f"{path}: evaluation data must be .npz, .parquet or .csv")

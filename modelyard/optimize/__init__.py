@@ -1,0 +1,13 @@
+"""Optimization: quantize, prune, convert and tune; every result is a new version with lineage.
+
+>>> result = yard.optimize.quantize("mlp@production", eval_data=(X, y))
+>>> print(result.report.table())
+"""
+
+from __future__ import annotations
+
+from modelyard.optimize._measure import METRICS, Measurement
+from modelyard.optimize._optimizer import Optimized, Optimizer
+from modelyard.optimize._report import OptimizeReport
+
+__all__ = ["METRICS", "Measurement", "OptimizeReport", "Optimized", "Optimizer"]

@@ -1,0 +1,334 @@
+"""`yard.optimize`: each step loads a version, makes a new model from it, measures both on the
+caller's evaluation set, and registers the result as a child version (or refuses it)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelyard._imports import require
+from modelyard._model_folders import model_folder
+from modelyard.errors import ConfigurationError, NotFound, OptimizationRefused, UnsupportedModel
+from modelyard.flavors import LoadedModel, load_model
+from modelyard.optimize._measure import Metric, measure, metric_named
+from modelyard.optimize._report import REPORT_FILE, OptimizeReport
+from modelyard.registry import ModelVersion
+
+if TYPE_CHECKING:
+    from modelyard._yard import Yard
+
+TREES = ("sklearn", "xgboost", "lightgbm")
+EvalData = tuple[Any, Any]
+
+
+@dataclass(frozen=True)
+class Optimized:
+    """A registered result: the new version and the report of what the step did."""
+
+    version: ModelVersion
+    report: OptimizeReport
+
+
+@dataclass(frozen=True)
+class _Check:
+    """How a step's result is judged (the options every step takes)."""
+
+    inputs: Any
+    truth: Any
+    metric: str
+    score: Metric
+    higher_is_better: bool
+    tolerance: float
+    force: bool
+
+
+class Optimizer:
+    """Make a version smaller or faster; every result is a new version whose parent is the
+    input, with the step and its settings in the lineage and params, and its measured
+    trade-off in the metrics and in `optimize/report.json`.
+
+    Every step takes `eval_data=(X, y)` and a `metric` (accuracy, f1, auc, r2, rmse, mae, or a
+    function of `(y, prediction)`); a result whose metric falls by more than `tolerance`
+    (relative, default 1%) raises `OptimizationRefused` with the figures unless `force=True`,
+    which registers it tagged `optimize.forced`.
+
+    >>> result = yard.optimize.quantize("mlp@production", eval_data=(X, y), alias="int8")
+    >>> print(result.report.table())
+    """
+
+    def __init__(self, yard: Yard) -> None:
+        self._yard = yard
+
+    def quantize(
+        self,
+        ref: str,
+        *,
+        eval_data: EvalData,
+        metric: str | Metric = "accuracy",
+        dtype: str = "int8",
+        method: str = "dynamic",
+        calibration: Any = None,
+        modules: Sequence[str] = ("Linear", "LSTM", "GRU"),
+        per_channel: bool = False,
+        **options: Any,
+    ) -> Optimized:
+        """int8 (PyTorch dynamic; ONNX Runtime dynamic, or static with `calibration` inputs)
+        or float16 (PyTorch and ONNX)."""
+        if dtype not in ("int8", "float16"):
+            raise ConfigurationError(f"dtype must be 'int8' or 'float16', not {dtype!r}")
+        if method not in ("dynamic", "static"):
+            raise ConfigurationError(f"method must be 'dynamic' or 'static', not {method!r}")
+        parent = self._load(ref, options, eval_data, metric)
+        kind = parent.flavor.name
+        settings: dict[str, Any] = {"dtype": dtype}
+        if kind == "torch":
+            from modelyard.optimize._torch_steps import quantize_int8, to_float16
+
+            if method == "static":
+                raise UnsupportedModel(
+                    "static int8 is for ONNX models; convert the torch version to ONNX first, "
+                    "or use method='dynamic'"
+                )
+            _class_only(parent, "quantize")
+            if dtype == "int8":
+                child = quantize_int8(parent.native, modules)
+                settings.update(method="dynamic", modules=",".join(modules))
+            else:
+                child = to_float16(parent.native)
+            return self._finish(ref, parent, child, "quantize", settings, options,
+                                save=_torch_options(parent))  # fmt: skip
+        if kind == "onnx":
+            from modelyard.optimize import _onnx_quantize
+
+            proto = _onnx_proto(parent)
+            if dtype == "float16":
+                child = _onnx_quantize.float16(proto)
+            elif method == "static":
+                if calibration is None:
+                    raise ConfigurationError("static int8 needs calibration= inputs")
+                child = _onnx_quantize.quantize_static(proto, calibration, per_channel=per_channel)
+                settings.update(method="static", per_channel=per_channel)
+            else:
+                child = _onnx_quantize.quantize_dynamic(proto, per_channel=per_channel)
+                settings.update(method="dynamic", per_channel=per_channel)
+            return self._finish(ref, parent, child, "quantize", settings, options, flavor="onnx")
+        raise UnsupportedModel(
+            f"quantize works on torch and onnx versions, not {kind}; convert it to ONNX first "
+            "(yard.optimize.convert / `modelyard optimize convert`)"
+        )
+
+    def prune(
+        self,
+        ref: str,
+        *,
+        eval_data: EvalData,
+        metric: str | Metric = "accuracy",
+        sparsity: float = 0.5,
+        structured: bool = False,
+        layers: Sequence[str] | None = None,
+        finetune: Callable[[Any], Any] | None = None,
+        **options: Any,
+    ) -> Optimized:
+        """Magnitude pruning of a torch version's weights to `sparsity` (`structured`: whole
+        output channels), or removal of whole `layers` from its `nn.Sequential` stacks; each
+        optionally followed by `finetune(module)`, a callback that trains it in place."""
+        from modelyard.optimize._torch_steps import prune_magnitude, remove_layers
+
+        parent = self._load(ref, options, eval_data, metric)
+        if parent.flavor.name != "torch":
+            raise UnsupportedModel(f"prune works on torch versions, not {parent.flavor.name}")
+        if layers:
+            _class_only(parent, "remove layers")
+            child = remove_layers(parent.native, layers, parent.input_example())
+            if finetune is not None:
+                child = (finetune(child.train()) or child).eval()
+            settings: dict[str, Any] = {"layers": ",".join(layers)}
+            # A smaller stack no longer matches its class: stored as an exported program.
+            return self._finish(ref, parent, child, "prune", settings, options,
+                                save={"export": True})  # fmt: skip
+        child, zeros = prune_magnitude(
+            parent.native, sparsity, structured=structured, finetune=finetune
+        )
+        settings = {"sparsity": sparsity, "structured": structured, "zeros": round(zeros, 4)}
+        if finetune is not None:
+            settings["finetune"] = getattr(finetune, "__name__", "callback")
+        if parent.info.settings.get("format") == "export":
+            return self._finish(ref, parent, child, "prune", settings, options,
+                                save={"weights_of": parent.folder})  # fmt: skip
+        return self._finish(ref, parent, child, "prune", settings, options,
+                            save=_torch_options(parent))  # fmt: skip
+
+    def convert(
+        self,
+        ref: str,
+        *,
+        eval_data: EvalData,
+        metric: str | Metric = "accuracy",
+        to: str = "onnx",
+        opset: int | None = None,
+        **options: Any,
+    ) -> Optimized:
+        """A scikit-learn, XGBoost, LightGBM or PyTorch version as an ONNX graph."""
+        from modelyard.optimize._convert import to_onnx
+
+        if to != "onnx":
+            raise ConfigurationError(f"models convert to 'onnx' only, not {to!r}")
+        parent = self._load(ref, options, eval_data, metric)
+        child = to_onnx(parent, opset=opset)
+        settings: dict[str, Any] = {"to": "onnx", "opset": opset or "default"}
+        return self._finish(ref, parent, child, "convert", settings, options, flavor="onnx")
+
+    def optimize_graph(
+        self,
+        ref: str,
+        *,
+        eval_data: EvalData,
+        metric: str | Metric = "accuracy",
+        level: str = "extended",
+        **options: Any,
+    ) -> Optimized:
+        """ONNX Runtime's graph optimizations (constant folding, node fusions) saved offline."""
+        parent = self._load(ref, options, eval_data, metric)
+        if parent.flavor.name != "onnx":
+            raise UnsupportedModel(
+                f"graph optimization works on onnx versions, not {parent.flavor.name}; "
+                "convert it first"
+            )
+        from modelyard.optimize._convert import optimize_graph
+
+        child = optimize_graph(_onnx_proto(parent), level=level)
+        return self._finish(ref, parent, child, "optimize-graph", {"level": level}, options,
+                            flavor="onnx")  # fmt: skip
+
+    def report(self, ref: str) -> OptimizeReport:
+        """The report stored with a version an optimization step made."""
+        folder = self._yard._cached(self._yard.get_version(ref))
+        path = folder / REPORT_FILE
+        if not path.is_file():
+            raise NotFound(f"{ref} was not made by an optimization step (no {REPORT_FILE})")
+        return OptimizeReport.model_validate_json(path.read_text())
+
+    # the common end of every step ---------------------------------------------------------------
+
+    def _load(
+        self, ref: str, options: dict[str, Any], eval_data: EvalData, metric: str | Metric
+    ) -> LoadedModel:
+        unknown = set(options) - {"tolerance", "force", "name", "alias", "trust", "description",
+                                  "higher_is_better"}  # fmt: skip
+        if unknown:
+            raise ConfigurationError(f"unknown option {sorted(unknown)[0]!r}")
+        options.update(eval_data=eval_data, metric=metric)
+        _check_of(options)  # refuse bad evaluation settings before any work
+        return self._yard.load_model(ref, trust=options.get("trust", False))
+
+    def _finish(
+        self,
+        ref: str,
+        parent: LoadedModel,
+        child: Any,
+        step: str,
+        settings: dict[str, Any],
+        options: dict[str, Any],
+        *,
+        flavor: str | None = None,
+        save: dict[str, Any] | None = None,
+    ) -> Optimized:
+        check = _check_of(options)
+        version = self._yard.get_version(ref)
+        with tempfile.TemporaryDirectory(prefix="modelyard-optimize-") as scratch:
+            if save is not None and "weights_of" in save:
+                folder = Path(scratch) / "model"
+                _copy_weights(child, save["weights_of"], folder)
+            else:
+                folder = model_folder(child, Path(scratch), flavor=flavor,
+                                      example=parent.input_example(), options=save)  # fmt: skip
+            result = load_model(folder, trust=options.get("trust", False))
+            before, after = measure([parent, result], check.inputs, check.truth, check.score)
+            report = OptimizeReport(
+                step=step, settings=settings, parent=version.ref, metric=check.metric,
+                higher_is_better=check.higher_is_better, tolerance=check.tolerance,
+                rows=len(check.truth), before=before, after=after,
+            )  # fmt: skip
+            if not report.accepted and check.force:
+                report = report.model_copy(update={"forced": True})
+            elif not report.accepted:
+                raise OptimizationRefused(
+                    f"{step} of {version.ref} refused: {check.metric} changed by "
+                    f"{report.metric_change:+.2%}, past the tolerance of -{check.tolerance:.2%} "
+                    f"(pass force=True to register it anyway)\n\n{report.table()}",
+                    report=report,
+                )
+            _carry_reference(parent.folder, folder)
+            (folder / REPORT_FILE).parent.mkdir(exist_ok=True)
+            (folder / REPORT_FILE).write_text(report.model_dump_json(indent=2) + "\n")
+            tags = {"optimize.step": step}
+            if report.forced:
+                tags["optimize.forced"] = "true"
+            registered = self._yard.log_model(
+                folder,
+                name=options.get("name") or version.name,
+                params={**version.params, "optimize.step": step,
+                        **{f"optimize.{key}": value for key, value in settings.items()}},
+                metrics=report.metrics(),
+                tags=tags,
+                parents=[version.ref],
+                alias=options.get("alias"),
+                relation=step,
+                description=options.get("description") or f"{step} of {version.ref}",
+            )  # fmt: skip
+        return Optimized(version=registered, report=report)
+
+
+def _class_only(parent: LoadedModel, what: str) -> None:
+    if parent.info.settings.get("format") != "class":
+        raise UnsupportedModel(
+            f"to {what}, the torch module must be rebuilt from its class: this version was "
+            f"saved as a {parent.info.settings.get('format')} file; log the module with "
+            "options={'export': False} (and init= its constructor arguments)"
+        )
+
+
+def _torch_options(parent: LoadedModel) -> dict[str, Any]:
+    return {"export": False, "init": parent.info.settings.get("init", {})}
+
+
+def _onnx_proto(parent: LoadedModel) -> Any:
+    onnx = require("onnx", extra="onnx")
+    return onnx.load(str(parent.folder / parent.info.settings["file"]))
+
+
+def _copy_weights(child: Any, parent_folder: Path, folder: Path) -> None:
+    """The parent's exported program with the child's weights (same names and shapes)."""
+    from modelyard.flavors._torch import WEIGHTS_FILE, _untied
+
+    shutil.copytree(parent_folder, folder, ignore=shutil.ignore_patterns("optimize", "explain"))
+    tensors, _ = _untied(child.state_dict())
+    (folder / WEIGHTS_FILE).unlink()
+    require("safetensors.torch", extra="torch").save_file(tensors, str(folder / WEIGHTS_FILE))
+
+
+def _check_of(options: dict[str, Any]) -> _Check:
+    inputs, truth = _eval_pair(options.get("eval_data"))
+    name, score, higher = metric_named(options.get("metric", "accuracy"),
+                                       options.get("higher_is_better"))  # fmt: skip
+    tolerance = float(options.get("tolerance", 0.01))
+    if not 0 <= tolerance < 1:
+        raise ConfigurationError(f"tolerance must be a fraction in [0, 1), not {tolerance}")
+    return _Check(inputs, truth, name, score, higher, tolerance, bool(options.get("force", False)))
+
+
+def _eval_pair(data: Any) -> tuple[Any, Any]:
+    if not isinstance(data, tuple | list) or len(data) != 2:
+        raise ConfigurationError("eval_data must be a pair (inputs, true values)")
+    return data[0], data[1]
+
+
+def _carry_reference(parent: Path, folder: Path) -> None:
+    """The parent's monitoring reference describes the same inputs: drift keeps working."""
+    reference = parent / "monitoring"
+    if reference.is_dir() and not (folder / "monitoring").exists():
+        shutil.copytree(reference, folder / "monitoring")

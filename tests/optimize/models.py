@@ -1,0 +1,55 @@
+"""Small torch models for the optimization tests, importable so they rebuild from their class."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class DigitsMLP(torch.nn.Module):
+    """A stack of Linear + ReLU layers in one `nn.Sequential` (layers can be removed from it)."""
+
+    def __init__(self, inputs: int = 64, hidden: int = 128, classes: int = 10, depth: int = 3):
+        super().__init__()
+        layers: list[torch.nn.Module] = [torch.nn.Linear(inputs, hidden), torch.nn.ReLU()]
+        for _ in range(depth - 1):
+            layers += [torch.nn.Linear(hidden, hidden), torch.nn.ReLU()]
+        layers.append(torch.nn.Linear(hidden, classes))
+        self.layers = torch.nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class Recurrent(torch.nn.Module):
+    """An LSTM and a GRU reading a sequence, then a Linear head."""
+
+    def __init__(self, features: int = 4, hidden: int = 16, classes: int = 3) -> None:
+        super().__init__()
+        self.lstm = torch.nn.LSTM(features, hidden, num_layers=2, batch_first=True)
+        self.gru = torch.nn.GRU(hidden, hidden, batch_first=True, bidirectional=True)
+        self.head = torch.nn.Linear(2 * hidden, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(x)
+        out, _ = self.gru(out)
+        return self.head(out[:, -1])
+
+
+def train(
+    model: torch.nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int = 30, seed: int = 0
+) -> torch.nn.Module:
+    """A few epochs of Adam on (x, y): enough for a model worth quantizing."""
+    torch.manual_seed(seed)
+    inputs, labels = torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(epochs):
+        for start in range(0, len(inputs), 64):
+            optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(
+                model(inputs[start : start + 64]), labels[start : start + 64]
+            )
+            loss.backward()
+            optimizer.step()
+    return model.eval()
