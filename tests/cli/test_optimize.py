@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modelyard import Yard
+from modelyard.cli._optimize import read_eval
+from modelyard.errors import ConfigurationError, InvalidInput
+from tests.cli.test_registry import home, ok, run
+from tests.optimize.conftest import digits, digits_mlp
+
+_ = (home, digits, digits_mlp)  # fixtures: a fresh MODELYARD_HOME per test, a trained MLP
+
+
+@pytest.fixture
+def logged(home: Path, digits_mlp: Any, digits: Any, tmp_path: Path) -> Path:
+    _, _, x, y = digits
+    with Yard() as yard:
+        yard.log_model(digits_mlp, name="mlp", input_example=x[:5],
+                       options={"export": False, "init": {"hidden": 64}})  # fmt: skip
+    np.savez(tmp_path / "eval.npz", X=x, y=y)
+    return tmp_path / "eval.npz"
+
+
+def test_quantize_prints_the_report_and_registers(logged: Path) -> None:
+    out = ok("optimize", "quantize", "mlp:1", "--eval", str(logged), "--alias", "int8")
+    assert "quantize of mlp:1 (dtype=int8" in out and "| size on disk |" in out
+    assert "registered mlp:2 (parent mlp:1)" in out
+    assert ok("optimize", "report", "mlp@int8") in out
+    stored = json.loads(ok("optimize", "report", "mlp:2", "--json"))
+    assert stored["step"] == "quantize" and stored["parent"] == "mlp:1"
+    half = json.loads(ok("optimize", "quantize", "mlp:1", "--eval", str(logged), "--dtype",
+                         "float16", "--json"))  # fmt: skip
+    assert half["version"] == "mlp:3" and half["report"]["settings"] == {"dtype": "float16"}
+
+
+def test_prune_refused_then_forced(logged: Path) -> None:
+    code, _, err = run("optimize", "prune", "mlp:1", "--eval", str(logged), "--sparsity", "0.95")
+    assert code == 1 and "error: prune of mlp:1 refused: accuracy changed by" in err
+    out = ok("optimize", "prune", "mlp:1", "--eval", str(logged), "--sparsity", "0.95", "--force")
+    assert "forced" in out and "registered mlp:2" in out
+    out = ok("optimize", "prune", "mlp:1", "--eval", str(logged), "--layers", "layers.4,layers.5",
+             "--force", "--structured")  # fmt: skip
+    assert "prune of mlp:1 (layers=layers.4,layers.5)" in out
+
+
+def test_errors_are_one_line(logged: Path, tmp_path: Path) -> None:
+    code, _, err = run("optimize", "convert", "mlp:1", "--eval", str(tmp_path / "none.npz"))
+    assert code == 1 and err.startswith("error: no evaluation file at")
+    code, _, err = run("optimize", "graph", "mlp:1", "--eval", str(logged))
+    assert code == 1 and "graph optimization works on onnx versions, not torch" in err
+    code, _, err = run("optimize", "report", "mlp:1")
+    assert code == 1 and "not made by an optimization step" in err
+
+
+def test_read_eval(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0], "label": [0, 1]})
+    frame.to_csv(tmp_path / "e.csv", index=False)
+    frame.to_parquet(tmp_path / "e.parquet")
+    for name in ("e.csv", "e.parquet"):
+        inputs, truth = read_eval(tmp_path / name, "label")
+        assert inputs.tolist() == [[1.0, 3.0], [2.0, 4.0]] and truth.tolist() == [0, 1]
+        assert read_eval(tmp_path / name, "label", labels=False)[0].shape == (2, 2)
+    with pytest.raises(InvalidInput, match="no label column 'y'"):
+        read_eval(tmp_path / "e.csv", "y")
+    np.savez(tmp_path / "x.npz", X=np.ones((2, 2)))
+    assert read_eval(tmp_path / "x.npz", "y", labels=False)[1] is None
+    with pytest.raises(InvalidInput, match="must hold arrays named X and y"):
+        read_eval(tmp_path / "x.npz", "y")
+    (tmp_path / "e.txt").write_text("1,2")
+    with pytest.raises(ConfigurationError, match="must be .npz, .parquet or .csv"):
+        read_eval(tmp_path / "e.txt", "y")
