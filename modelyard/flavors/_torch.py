@@ -80,7 +80,11 @@ class TorchFlavor(Flavor):
             return _save_quantized(model, path, init)
         elif example is not None and export:
             _save_program(model, example, path / PROGRAM_FILE, weights=_stored_names(model))
-            rebuild = {"format": "export", "program": PROGRAM_FILE}
+            rebuild = {
+                "format": "export",
+                "program": PROGRAM_FILE,
+                **_class_if_rebuilt(model, init),
+            }
         else:
             rebuild = {"format": "class", "class": _importable(model), "init": _json_init(init)}
             _check_rebuild(model, rebuild["class"], rebuild["init"])
@@ -351,6 +355,20 @@ def _check_rebuild(model: Any, location: str, init: Mapping[str, Any]) -> None:
             f"{location}(**{dict(init)}) does not rebuild this model: tensor {differ[0]!r} "
             "differs; pass the right init= or an input example (to save a torch.export program)"
         )
+
+
+def _class_if_rebuilt(model: Any, init: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The class beside an exported program, when `init` rebuilds it: optimization steps that
+    swap layers (int8, float16) need the module itself, which a program no longer has."""
+    location = _class_location(model)
+    if location is None:
+        return {}
+    try:
+        arguments = _json_init(init)
+        _check_rebuild(model, location, arguments)
+    except ConfigurationError:
+        return {}
+    return {"class": location, "init": arguments}
 
 
 def _json_init(init: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -93,12 +93,12 @@ class Optimizer:
                     "static int8 is for ONNX models; convert the torch version to ONNX first, "
                     "or use method='dynamic'"
                 )
-            _class_only(parent, "quantize")
+            module = _module(parent, "quantize")
             if dtype == "int8":
-                child = quantize_int8(parent.native, modules)
+                child = quantize_int8(module, modules)
                 settings.update(method="dynamic", modules=",".join(modules))
             else:
-                child = to_float16(parent.native)
+                child = to_float16(module)
             return self._finish(ref, parent, child, "quantize", settings, options,
                                 save=_torch_options(parent))  # fmt: skip
         if kind == "onnx":
@@ -142,8 +142,8 @@ class Optimizer:
         if parent.flavor.name != "torch":
             raise UnsupportedModel(f"prune works on torch versions, not {parent.flavor.name}")
         if layers:
-            _class_only(parent, "remove layers")
-            child = remove_layers(parent.native, layers, parent.input_example())
+            module = _module(parent, "remove layers")
+            child = remove_layers(module, layers, parent.input_example())
             if finetune is not None:
                 child = (finetune(child.train()) or child).eval()
             settings: dict[str, Any] = {"layers": ",".join(layers)}
@@ -283,13 +283,23 @@ class Optimizer:
         return Optimized(version=registered, report=report)
 
 
-def _class_only(parent: LoadedModel, what: str) -> None:
-    if parent.info.settings.get("format") != "class":
+def _module(parent: LoadedModel, what: str) -> Any:
+    """The parent as a real `nn.Module` (its class rebuilt), which layer swaps need."""
+    from modelyard.flavors._torch import _instantiate, _load_weights
+
+    settings = parent.info.settings
+    if settings.get("format") == "class":
+        return parent.native
+    if "class" not in settings:
         raise UnsupportedModel(
-            f"to {what}, the torch module must be rebuilt from its class: this version was "
-            f"saved as a {parent.info.settings.get('format')} file; log the module with "
-            "options={'export': False} (and init= its constructor arguments)"
+            f"to {what}, the torch module must be rebuilt from its class, and this version "
+            f"({settings.get('format')} format) records none that rebuilds it; log the module "
+            "with init= its constructor's arguments (options={'init': {...}})"
         )
+    module = _instantiate(settings["class"], settings.get("init", {}))
+    weights = _load_weights(parent.folder / settings["weights"], settings.get("tied", {}))
+    module.load_state_dict(weights, strict=True, assign=True)
+    return module.eval()
 
 
 def _torch_options(parent: LoadedModel) -> dict[str, Any]:

@@ -120,8 +120,21 @@ def test_exported_parents_prune_in_place(yard: Yard, digits_mlp: Any, digits: An
     assert "model.pt2" not in [change.path for change in diff.files_changed]
     assert "model.safetensors" in [change.path for change in diff.files_changed]
     assert yard.load_model(result.version.ref).predict(x[:2]).shape == (2, 10)
-    with pytest.raises(UnsupportedModel, match=r"options=\{'export': False\}"):
+    with pytest.raises(UnsupportedModel, match=r"\(export format\) records none that rebuilds it"):
         yard.optimize.quantize("exported:1", eval_data=(x, y))
+
+
+def test_exported_parents_whose_class_rebuilds(yard: Yard, digits_mlp: Any, digits: Any) -> None:
+    _, _, x, y = digits
+    yard.log_model(digits_mlp, name="both", input_example=x[:5], options={"init": {"hidden": 64}})
+    settings = yard.load_model("both:1").info.settings
+    assert settings["format"] == "export" and settings["class"].endswith(":DigitsMLP")
+    result = yard.optimize.quantize("both:1", eval_data=(x, y))
+    assert result.report.accepted
+    assert yard.load_model(result.version.ref).info.settings["format"] == "class"
+    smaller = yard.optimize.prune("both:1", eval_data=(x, y), layers=["layers.2", "layers.3"],
+                                  force=True)  # fmt: skip
+    assert yard.load_model(smaller.version.ref).predict(x[:2]).shape == (2, 10)
 
 
 def test_what_cannot_be_optimized_is_refused(yard: Yard, mlp: str, digits: Any) -> None:
@@ -175,7 +188,7 @@ def test_lower_is_better_metrics_and_custom_functions(yard: Yard, digits: Any) -
     optimizer = torch.optim.Adam(regressor.parameters(), lr=3e-3)
     for _ in range(200):
         optimizer.zero_grad()
-        loss = ((regressor(torch.from_numpy(x_train))[:, 0] - torch.from_numpy(y_train)) ** 2)
+        loss = (regressor(torch.from_numpy(x_train))[:, 0] - torch.from_numpy(y_train)) ** 2
         loss.mean().backward()
         optimizer.step()
     yard.log_model(regressor.eval(), name="reg", input_example=x[:2],
