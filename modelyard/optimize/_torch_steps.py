@@ -51,9 +51,10 @@ def prune_magnitude(
 
     Unstructured: the `sparsity` fraction of each layer's weights with the smallest magnitude.
     Structured: the `sparsity` fraction of each layer's output channels (rows) with the
-    smallest L2 norm, with their biases. `finetune(module)` then trains the pruned module (the
-    pruned weights get zero gradients, and are zeroed again after). Returns the module and the
-    fraction of prunable weights that are zero.
+    smallest L2 norm, with their biases; the last layer (the outputs) is left whole.
+    `finetune(module)` then trains the pruned module (the pruned weights get zero gradients,
+    and are zeroed again after). Returns the module and the fraction of prunable weights that
+    are zero.
     """
     torch = require("torch", extra="torch")
     if not 0 < sparsity < 1:
@@ -61,9 +62,14 @@ def prune_magnitude(
     pruned = _copy(module)
     masks: dict[str, Any] = {}
     named = dict(pruned.named_parameters())
-    for name, weight in named.items():
-        if not name.endswith("weight") or weight.dim() < 2 or not weight.is_floating_point():
-            continue  # norms, embeddings' 1-D scales and biases are kept
+    matrices = [
+        name for name, weight in named.items()
+        if name.endswith("weight") and weight.dim() >= 2 and weight.is_floating_point()
+    ]  # fmt: skip
+    if structured:  # the last layer's rows are the model's outputs (classes): all are kept
+        matrices = matrices[:-1]
+    for name in matrices:
+        weight = named[name]
         with torch.no_grad():
             mask = _rows_mask(weight, sparsity) if structured else _magnitude_mask(weight, sparsity)
             weight.mul_(mask)
@@ -87,6 +93,80 @@ def _copy(module: Any) -> Any:
         # Copying an exported program's module walks torch's own deprecated pytree specs.
         warnings.filterwarnings("ignore", ".*isinstance.treespec, LeafSpec.*", FutureWarning)
         return copy.deepcopy(module)
+
+
+# Modules that act on each channel alone: a channel that is zero before them is a constant after.
+ELEMENTWISE = (
+    "ReLU", "ReLU6", "LeakyReLU", "ELU", "GELU", "SiLU", "Mish", "Tanh", "Sigmoid", "Hardswish",
+    "Hardtanh", "Dropout", "Identity", "BatchNorm1d",
+)  # fmt: skip
+
+
+def shrink(module: Any) -> tuple[Any, int]:
+    """Remove the output channels that structured pruning zeroed, where the next layer of the
+    same `nn.Sequential` is a Linear reached through element-wise modules: the constant each
+    removed channel still fed it is folded into its bias, so the answers do not change, and
+    the weights and the time shrink. Returns the module and the channels removed."""
+    torch = require("torch", extra="torch")
+    removed = 0
+    for stack in [m for m in module.modules() if isinstance(m, torch.nn.Sequential)]:
+        keys = list(stack._modules)
+        for i, key in enumerate(keys):
+            layer = stack._modules[key]
+            j = i + 1
+            while j < len(keys) and type(stack._modules[keys[j]]).__name__ in ELEMENTWISE:
+                j += 1
+            if type(layer) is not torch.nn.Linear or j == len(keys):
+                continue
+            consumer = stack._modules[keys[j]]
+            if type(consumer) is not torch.nn.Linear:
+                continue
+            dead = (layer.weight == 0).all(dim=1)
+            if layer.bias is not None:
+                dead &= layer.bias == 0
+            if not dead.any() or dead.all():
+                continue
+            between = [stack._modules[k] for k in keys[i + 1 : j]]
+            _cut(stack, key, keys[j], layer, consumer, between, dead)
+            for k, part in zip(keys[i + 1 : j], between, strict=True):
+                if type(part).__name__ == "BatchNorm1d":
+                    stack._modules[k] = _narrow_norm(part, ~dead)
+            removed += int(dead.sum())
+    return module, removed
+
+
+def _cut(
+    stack: Any, key: str, next_key: str, layer: Any, consumer: Any, between: list[Any], dead: Any
+) -> None:
+    torch = require("torch", extra="torch")
+    keep = ~dead
+    with torch.no_grad():
+        value = torch.zeros(1, layer.out_features, dtype=layer.weight.dtype)
+        for part in between:
+            value = part.eval()(value)
+        fold = consumer.weight[:, dead] @ value[0, dead]
+        narrow = torch.nn.Linear(layer.in_features, int(keep.sum()), bias=layer.bias is not None)
+        narrow.weight.copy_(layer.weight[keep])
+        if layer.bias is not None:
+            narrow.bias.copy_(layer.bias[keep])
+        follower = torch.nn.Linear(int(keep.sum()), consumer.out_features)
+        follower.weight.copy_(consumer.weight[:, keep])
+        follower.bias.copy_(fold if consumer.bias is None else consumer.bias + fold)
+    stack._modules[key] = narrow.to(layer.weight.dtype)
+    stack._modules[next_key] = follower.to(layer.weight.dtype)
+
+
+def _narrow_norm(norm: Any, keep: Any) -> Any:
+    torch = require("torch", extra="torch")
+    narrow = torch.nn.BatchNorm1d(
+        int(keep.sum()), eps=norm.eps, momentum=norm.momentum, affine=norm.affine,
+        track_running_stats=norm.track_running_stats,
+    )  # fmt: skip
+    with torch.no_grad():
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            if getattr(norm, name, None) is not None:
+                getattr(narrow, name).copy_(getattr(norm, name)[keep])
+    return narrow.eval()
 
 
 def _magnitude_mask(weight: Any, sparsity: float) -> Any:

@@ -214,3 +214,20 @@ def test_through_the_api(make_yard: Any, digits_mlp: Any, digits: Any) -> None:
     assert remote.get_version("mlp:2").metrics["accuracy"] == result.report.after.metric
     assert remote.optimize.report("mlp:2") == result.report
     assert remote.lineage("mlp:2").edges[0].relation == "quantize"
+
+
+def test_structured_pruning_narrows_the_layers(yard: Yard, mlp: str, digits: Any) -> None:
+    _, _, x, y = digits
+    narrow = yard.optimize.prune(mlp, eval_data=(x, y), sparsity=0.25, structured=True,
+                                 force=True)  # fmt: skip
+    kept = yard.optimize.prune(mlp, eval_data=(x, y), sparsity=0.25, structured=True,
+                               shrink=False, force=True)  # fmt: skip
+    assert narrow.version.params["optimize.removed_channels"] == str(3 * 16)
+    assert "optimize.removed_channels" not in kept.version.params
+    assert narrow.report.after.metric == kept.report.after.metric  # the same answers
+    loaded = yard.load_model(narrow.version.ref)
+    count = sum(p.numel() for p in loaded.native.parameters())
+    assert count == 48 * 64 + 48 + 2 * (48 * 48 + 48) + 48 * 10 + 10  # three layers 64 -> 48 wide
+    np.testing.assert_allclose(
+        loaded.predict(x), yard.load_model(kept.version.ref).predict(x), rtol=1e-4, atol=1e-4
+    )

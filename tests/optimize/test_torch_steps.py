@@ -177,3 +177,30 @@ def test_removing_layers_refusals(digits_mlp: Any, digits: Any) -> None:
     everything = [f"layers.{i}" for i in range(len(digits_mlp.layers))]
     with pytest.raises(InvalidInput, match="would leave 'layers' empty"):
         remove_layers(digits_mlp, everything, x[:2])
+
+
+def test_shrinking_removes_zeroed_channels_without_changing_answers(digits: Any) -> None:
+    from modelyard.optimize._torch_steps import shrink
+
+    _, _, x, _ = digits
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(
+        torch.nn.Linear(64, 32), torch.nn.BatchNorm1d(32), torch.nn.Sigmoid(),
+        torch.nn.Linear(32, 16, bias=False), torch.nn.Dropout(0.1), torch.nn.Tanh(),
+        torch.nn.Linear(16, 10),
+    ).eval()  # fmt: skip
+    with torch.no_grad():
+        module[1].running_mean.uniform_(-1, 1)
+    pruned, _ = prune_magnitude(module, 0.25, structured=True)
+    assert (pruned[6].weight != 0).all()  # the outputs are never pruned away
+    inputs = torch.from_numpy(x)
+    with torch.inference_mode():
+        expected = pruned(inputs)
+    narrow, removed = shrink(pruned)
+    assert removed == 8 + 4
+    assert narrow[0].out_features == 24 and narrow[1].num_features == 24
+    assert narrow[3].in_features == 24 and narrow[3].out_features == 12
+    assert narrow[6].in_features == 12
+    with torch.inference_mode():
+        torch.testing.assert_close(narrow(inputs), expected, rtol=1e-5, atol=1e-5)
+    assert shrink(narrow)[1] == 0  # nothing left to remove

@@ -1,0 +1,530 @@
+"""`yard.tune`: hyper-parameter search with Optuna, the study kept in the registry's database.
+
+Every trial is a registry run named `<study>/<number>`: its params, the values it reports by
+step, its model as an artifact, and how it ended (`finished`, `pruned`, `killed`, or `failed`
+with the error in the param `tune.error`). When the search ends, the best trial's model is
+registered as a version whose run is that trial's and whose lineage names `tune`.
+
+The study lives in the registry's own database (SQLite or PostgreSQL), so a rerun with the same
+study name resumes it, and worker processes, on this machine or others, share it.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelyard._imports import require
+from modelyard._model_folders import model_folder
+from modelyard.errors import ConfigurationError, ModelyardError
+from modelyard.registry import ModelVersion
+from modelyard.settings import Settings
+from modelyard.store import restore_directory, store_directory
+
+if TYPE_CHECKING:
+    import optuna
+
+    from modelyard._yard import Yard
+
+SAMPLERS = ("tpe", "random", "cmaes")
+PRUNERS = ("median", "hyperband", "none")
+DIRECTIONS = ("maximize", "minimize")
+Space = Mapping[str, Any] | Callable[[Any], Mapping[str, Any]]
+"""A dict of name -> spec (see `tune`), or a function of the Optuna trial returning params."""
+Objective = Callable[[dict[str, Any], "TuneTrial"], Any]
+"""`objective(params, trial)` -> a value, `(value, model)` or a `TrialResult`."""
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What an objective may return when `(value, model)` is not enough: an input example (for
+    the signature of the registered version) and other metrics to record with the trial."""
+
+    value: float
+    model: Any = None
+    input_example: Any = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    """One trial of a study: its state (`complete`, `pruned`, `fail`, `running`), value, params,
+    run, the process that ran it, and the error of a failed one."""
+
+    number: int
+    state: str
+    value: float | None
+    params: dict[str, Any]
+    run_id: str | None
+    pid: int | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """The outcome of `tune`: the best trial (None when no trial completed), the version its
+    model was registered as, and every trial of the study so far."""
+
+    study: str
+    metric: str
+    direction: str
+    best_value: float | None
+    best_params: dict[str, Any]
+    best_trial: int | None
+    best_run_id: str | None
+    version: ModelVersion | None
+    trials: list[TrialSummary]
+
+
+class TuneTrial:
+    """The trial an objective is given: its number and run, step reports, early stopping.
+    `optuna` is Optuna's own trial, for anything else.
+
+    >>> for epoch in range(20):
+    ...     trial.report(accuracy, step=epoch)     # a run metric, and what the pruner sees
+    ...     if trial.should_prune():
+    ...         raise optuna.TrialPruned()         # the run ends as `pruned`
+    """
+
+    def __init__(self, trial: optuna.Trial, *, yard: Yard, run_id: str, metric: str) -> None:
+        self.optuna = trial
+        self.run_id = run_id
+        self._yard = yard
+        self._metric = metric
+
+    @property
+    def number(self) -> int:
+        """The trial's number in its study (0, 1, …)."""
+        return self.optuna.number
+
+    def report(self, value: float, step: int) -> None:
+        """Record the tuned metric's value at `step`, in the run and for the pruner."""
+        self._yard.registry.log_metrics(self.run_id, {self._metric: value}, step=step)
+        self.optuna.report(float(value), step)
+
+    def should_prune(self) -> bool:
+        """Whether the pruner would stop this trial now (then raise `optuna.TrialPruned`)."""
+        return self.optuna.should_prune()
+
+    def log_metrics(self, metrics: Mapping[str, float], *, step: int | None = None) -> None:
+        """Record other metrics (a loss, a second score) in the trial's run."""
+        self._yard.registry.log_metrics(self.run_id, metrics, step=step)
+
+
+@dataclass(frozen=True)
+class _Search:
+    """What every process needs to run trials (it pickles when the objective and space do)."""
+
+    settings: Settings
+    objective: Objective
+    space: Space
+    study: str
+    metric: str
+    sampler: str
+    pruner: Any
+    timeout: float | None
+
+
+def tune(
+    yard: Yard,
+    objective: Objective,
+    space: Space,
+    *,
+    name: str,
+    n_trials: int | None = None,
+    sampler: str = "tpe",
+    direction: str = "maximize",
+    metric: str = "score",
+    n_jobs: int = 1,
+    study_name: str | None = None,
+    timeout: float | None = None,
+    seed: int | None = None,
+    alias: str | None = None,
+    parent: str | None = None,
+    pruner: Any = None,
+) -> TuneResult:
+    """Search `space` for the params that maximize (or minimize) what `objective` returns, and
+    register the best trial's model as a version of `name`.
+
+    `space` maps each param to a spec: `("float", low, high)` (add `"log"` or a step),
+    `("int", low, high)` (likewise), a list of choices, or a constant; or it is a function
+    of the Optuna trial that returns the params (for conditional spaces). `objective(params,
+    trial)` returns a value, `(value, model)` or a `TrialResult`. The sampler is `tpe`
+    (Bayesian), `random` or `cmaes`; the pruner `median` (default), `hyperband`, `none` or an
+    Optuna pruner. The study (default: `name`) resumes when it exists. `n_jobs` worker
+    processes share the trials; a trial that raises is recorded as failed and the search goes
+    on. `parent` is the version tuned from, recorded in the lineage.
+
+    >>> def objective(params, trial):
+    ...     model = SVC(C=params["C"]).fit(X, y)
+    ...     return model.score(X_val, y_val), model
+    >>> result = yard.tune(objective, {"C": ("float", 0.01, 100, "log")}, name="svc",
+    ...                    n_trials=30, n_jobs=2)
+    >>> result.version.ref, result.best_params
+    """
+    optuna = require("optuna", extra="optimize")
+    _check(n_trials=n_trials, n_jobs=n_jobs, timeout=timeout, sampler=sampler, direction=direction)
+    parse_space(space)  # a dict space is checked now, before any trial runs
+    _pruner(pruner)
+    _check_database(yard)
+    base = yard.get_version(parent).ref if parent else None  # pinned now: an alias may move
+    search = _Search(settings=yard.settings, objective=objective, space=space,
+                     study=study_name or name, metric=metric, sampler=sampler, pruner=pruner,
+                     timeout=timeout)  # fmt: skip
+    with _quiet(optuna), _storage(yard.settings) as storage:
+        study = optuna.create_study(
+            storage=storage, study_name=search.study, direction=direction, load_if_exists=True,
+            sampler=_sampler(sampler, seed), pruner=_pruner(pruner),
+        )  # fmt: skip
+        if study.direction.name.lower() != direction:
+            raise ConfigurationError(
+                f"study {search.study!r} exists and has direction "
+                f"{study.direction.name.lower()}; tune it that way or name another study"
+            )
+        study.set_user_attr("model", name)
+        if n_jobs == 1:
+            study.optimize(_Trials(search, yard), n_trials=n_trials, timeout=timeout,
+                           catch=(Exception,))  # fmt: skip
+        else:
+            _in_processes(search, n_trials=n_trials, n_jobs=n_jobs, seed=seed)
+        trials = study.get_trials(deepcopy=False)
+    completed = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    pick = max if direction == "maximize" else min
+    best = pick(completed, key=lambda t: t.value) if completed else None
+    version = None
+    if best is not None:
+        version = _register(yard, best, search, name=name, alias=alias, parent=base)
+    return TuneResult(
+        study=search.study,
+        metric=metric,
+        direction=direction,
+        best_value=best.value if best else None,
+        best_params=dict(best.params) if best else {},
+        best_trial=best.number if best else None,
+        best_run_id=best.user_attrs.get("run_id") if best else None,
+        version=version,
+        trials=[_summary(trial) for trial in trials],
+    )
+
+
+def parse_space(space: Space) -> Callable[[optuna.Trial], dict[str, Any]]:
+    """A function that draws one set of params from `space` for a trial; a dict space is
+    checked now, each bad entry named."""
+    if callable(space):
+        return lambda trial: _params(space(trial))
+    if not isinstance(space, Mapping) or not space:
+        raise ConfigurationError(
+            "space must be a non-empty dict of param -> spec, or a function of the trial "
+            f"that returns the params; got {space!r}"
+        )
+    entries = {str(key): _entry(str(key), spec) for key, spec in space.items()}
+    return lambda trial: {key: _draw(trial, key, entry) for key, entry in entries.items()}
+
+
+@dataclass(frozen=True)
+class _Fixed:
+    value: Any
+
+
+SCALARS = (type(None), bool, int, float, str)
+HOW = (
+    "use ('float', low, high), ('int', low, high) (either with 'log' or a step after high), "
+    "a list of choices, or a constant"
+)
+
+
+def _entry(key: str, spec: Any) -> Any:
+    from optuna.distributions import CategoricalDistribution
+
+    if isinstance(spec, tuple) and spec and spec[0] in ("float", "int"):
+        return _numeric(key, spec)
+    if isinstance(spec, list) and spec and all(isinstance(c, SCALARS) for c in spec):
+        return CategoricalDistribution(tuple(spec))
+    if isinstance(spec, SCALARS):
+        return _Fixed(spec)
+    raise ConfigurationError(f"space entry {key!r}: {spec!r} is not a spec; {HOW}")
+
+
+def _numeric(key: str, spec: tuple[Any, ...]) -> Any:
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    kind, *bounds = spec
+    log = bounds[2:] == ["log"]
+    numbers = bounds[:2] if log else bounds
+    if len(bounds) not in (2, 3) or not all(_is_number(n) for n in numbers):
+        raise ConfigurationError(f"space entry {key!r}: {spec!r} does not parse; {HOW}")
+    step = None if log or len(bounds) == 2 else bounds[2]
+    try:
+        if kind == "float":
+            return FloatDistribution(bounds[0], bounds[1], log=log, step=step)
+        if not all(isinstance(n, int) for n in numbers):
+            raise ValueError("an int range takes whole numbers")
+        return IntDistribution(bounds[0], bounds[1], log=log, step=step or 1)
+    except ValueError as error:
+        raise ConfigurationError(f"space entry {key!r}: {spec!r}: {error}") from None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _draw(trial: optuna.Trial, key: str, entry: Any) -> Any:
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    if isinstance(entry, _Fixed):
+        return entry.value
+    if isinstance(entry, FloatDistribution):
+        return trial.suggest_float(key, entry.low, entry.high, step=entry.step, log=entry.log)
+    if isinstance(entry, IntDistribution):
+        return trial.suggest_int(key, entry.low, entry.high, step=entry.step, log=entry.log)
+    return trial.suggest_categorical(key, entry.choices)
+
+
+def _params(drawn: Any) -> dict[str, Any]:
+    if not isinstance(drawn, Mapping):
+        raise ConfigurationError(f"the space function returned {drawn!r}, not a dict of params")
+    return {str(key): value for key, value in drawn.items()}
+
+
+class _Trials:
+    """Optuna's objective: one trial as one registry run around the user's objective."""
+
+    def __init__(self, search: _Search, yard: Yard) -> None:
+        self.search = search
+        self.yard = yard
+        self.draw = parse_space(search.space)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        import optuna
+
+        registry, search = self.yard.registry, self.search
+        tags = {"tune.study": search.study, "tune.trial": trial.number, "tune.pid": os.getpid()}
+        run = registry.create_run(name=f"{search.study}/{trial.number}", tags=tags)
+        trial.set_user_attr("run_id", run.id)
+        trial.set_user_attr("pid", os.getpid())
+        status = "failed"
+        try:
+            params = self.draw(trial)
+            registry.log_params(run.id, params)
+            returned = search.objective(params, TuneTrial(trial, yard=self.yard, run_id=run.id,
+                                                          metric=search.metric))  # fmt: skip
+            result = _result(returned)
+            self._record(run.id, result)
+            status = "finished"
+            return result.value
+        except optuna.TrialPruned:
+            status = "pruned"
+            raise
+        except Exception as error:
+            message = f"{type(error).__name__}: {error}"
+            trial.set_user_attr("error", message)
+            registry.log_params(run.id, {"tune.error": message})
+            raise  # Optuna records the trial as failed and goes on (catch=(Exception,))
+        except BaseException:
+            status = "killed"  # interrupted: the study resumes from here next time
+            raise
+        finally:
+            registry.end_run(run.id, status)
+
+    def _record(self, run_id: str, result: TrialResult) -> None:
+        registry = self.yard.registry
+        registry.log_metrics(run_id, {**result.metrics, self.search.metric: result.value})
+        if result.model is None:
+            return
+        # Content-addressed: a trial's model costs only the blobs no other model has.
+        with tempfile.TemporaryDirectory(prefix="modelyard-") as scratch:
+            folder = model_folder(result.model, Path(scratch), flavor=None,
+                                  example=result.input_example, options=None)  # fmt: skip
+            digest = store_directory(self.yard.store, folder).digest
+        registry.log_artifact(run_id, "model", digest)
+
+
+def _result(returned: Any) -> TrialResult:
+    if isinstance(returned, TrialResult):
+        result = returned
+    elif isinstance(returned, tuple) and len(returned) == 2:
+        result = TrialResult(value=returned[0], model=returned[1])
+    else:
+        result = TrialResult(value=returned)
+    try:
+        value = float(result.value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            f"the objective returned {returned!r}; return a number, (value, model) or "
+            "TrialResult(value, model, …)"
+        ) from None
+    if math.isnan(value):
+        raise ConfigurationError("the objective returned NaN")
+    return replace(result, value=value)
+
+
+def _register(
+    yard: Yard,
+    best: optuna.trial.FrozenTrial,
+    search: _Search,
+    *,
+    name: str,
+    alias: str | None,
+    parent: str | None,
+) -> ModelVersion | None:
+    run = yard.get_run(best.user_attrs["run_id"])
+    digest = run.artifacts.get("model")
+    if digest is None:  # the objective returned a value only
+        return None
+    for version in yard.search_versions(f"run = '{run.id}'").versions:
+        if version.name == name:  # a resumed study whose best trial is still the same
+            return version
+    with tempfile.TemporaryDirectory(prefix="modelyard-") as scratch:
+        folder = Path(scratch) / "model"
+        restore_directory(yard.store, digest, folder)
+        return yard.log_model(
+            folder, name=name, params=run.params,
+            metrics={**run.metrics, search.metric: float(best.values[0])},
+            tags={"tune.study": search.study, "tune.trial": best.number,
+                  "tune.sampler": search.sampler},
+            parents=[parent] if parent else None, alias=alias, run=run.id, relation="tune",
+            description=f"best trial ({best.number}) of study {search.study}",
+        )  # fmt: skip
+
+
+def _summary(trial: optuna.trial.FrozenTrial) -> TrialSummary:
+    attrs = trial.user_attrs
+    return TrialSummary(
+        number=trial.number, state=trial.state.name.lower(), value=trial.value,
+        params=dict(trial.params), run_id=attrs.get("run_id"), pid=attrs.get("pid"),
+        error=attrs.get("error"),
+    )  # fmt: skip
+
+
+def _in_processes(search: _Search, *, n_trials: int | None, n_jobs: int, seed: int | None) -> None:
+    # A forked worker gets the objective as it is, closures included; spawn has to pickle it.
+    if "fork" in multiprocessing.get_all_start_methods():
+        context: Any = multiprocessing.get_context("fork")
+    else:  # pragma: no cover - Windows
+        context = multiprocessing.get_context("spawn")
+    shares = [None] * n_jobs if n_trials is None else [
+        n_trials // n_jobs + (index < n_trials % n_jobs) for index in range(n_jobs)]  # fmt: skip
+    workers = [
+        context.Process(target=_work, args=(search, share, None if seed is None else seed + i),
+                        name=f"modelyard-tune-{i}")
+        for i, share in enumerate(shares) if share != 0
+    ]  # fmt: skip
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    stopped = [f"{w.pid} (exit code {w.exitcode})" for w in workers if w.exitcode != 0]
+    if stopped:
+        raise ModelyardError(
+            f"tuning workers stopped before their trials were done: {', '.join(stopped)}; "
+            f"their errors are above, and study {search.study!r} keeps every trial they ran"
+        )
+
+
+def _work(search: _Search, n_trials: int | None, seed: int | None) -> None:  # pragma: no cover
+    """One worker process: its share of the trials, against the shared study (the test of
+    `n_jobs` runs it, in processes that coverage does not follow)."""
+    import optuna
+
+    from modelyard._yard import Yard
+
+    with Yard(search.settings) as yard, _quiet(optuna), _storage(search.settings) as storage:
+        study = optuna.load_study(study_name=search.study, storage=storage,
+                                  sampler=_sampler(search.sampler, seed),
+                                  pruner=_pruner(search.pruner))  # fmt: skip
+        study.optimize(_Trials(search, yard), n_trials=n_trials, timeout=search.timeout,
+                       catch=(Exception,))  # fmt: skip
+
+
+def _check(
+    *, n_trials: int | None, n_jobs: int, timeout: float | None, sampler: str, direction: str
+) -> None:
+    if sampler not in SAMPLERS:
+        raise ConfigurationError(f"sampler {sampler!r} is not one of {', '.join(SAMPLERS)}")
+    if direction not in DIRECTIONS:
+        raise ConfigurationError(f"direction {direction!r} is not maximize or minimize")
+    if n_trials is None and timeout is None:
+        raise ConfigurationError("give n_trials or a timeout, or the search never ends")
+    if n_trials is not None and n_trials < 1:
+        raise ConfigurationError(f"n_trials must be at least 1, got {n_trials}")
+    if timeout is not None and timeout <= 0:
+        raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout}")
+    if n_jobs < 1:
+        raise ConfigurationError(f"n_jobs must be at least 1, got {n_jobs}")
+    if sampler == "cmaes":
+        require("cmaes", extra="optimize")
+
+
+def _check_database(yard: Yard) -> None:
+    if yard.url:
+        raise ConfigurationError(
+            f"tune keeps its study in the registry's database, which a client of {yard.url} "
+            "cannot reach; run it where MODELYARD_DATABASE_URL and MODELYARD_STORE_URL name "
+            "the server's database and store"
+        )
+    legacy = yard.local_registry().database.legacy_revisions()
+    if legacy:
+        raise ConfigurationError(
+            f"the registry database records its revision ({', '.join(legacy)}) in the table "
+            "Optuna keeps its own in; run `modelyard db upgrade` once to move it"
+        )
+
+
+def _sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
+    from optuna import samplers
+
+    if name == "tpe":
+        return samplers.TPESampler(seed=seed)
+    if name == "random":
+        return samplers.RandomSampler(seed=seed)
+    # Categorical params fall back to independent sampling; that is expected, not news.
+    return samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+
+
+def _pruner(pruner: Any) -> optuna.pruners.BasePruner:
+    from optuna import pruners
+
+    if isinstance(pruner, pruners.BasePruner):
+        return pruner
+    if pruner in (None, "median"):
+        return pruners.MedianPruner()
+    if pruner == "hyperband":
+        return pruners.HyperbandPruner()
+    if pruner == "none":
+        return pruners.NopPruner()
+    raise ConfigurationError(
+        f"pruner {pruner!r} is not one of {', '.join(PRUNERS)} or an Optuna pruner"
+    )
+
+
+@contextmanager
+def _storage(settings: Settings) -> Iterator[optuna.storages.RDBStorage]:
+    from optuna.storages import RDBStorage
+
+    url = settings.database_url
+    # Several processes write trials at once: on SQLite, wait for the lock instead of failing.
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    storage = RDBStorage(url, engine_kwargs=engine)
+    try:
+        yield storage
+    finally:
+        storage.remove_session()
+        storage.engine.dispose()
+
+
+@contextmanager
+def _quiet(optuna: Any) -> Iterator[None]:
+    """Optuna logs every trial at INFO; keep to warnings (failed trials) while tuning."""
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(previous, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(previous)
