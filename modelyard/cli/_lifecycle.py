@@ -8,7 +8,7 @@ import typer
 
 from modelyard.cli._context import JsonFlag, emit_records, parse_pairs, settings_of, yard_of
 from modelyard.cli._output import emit_json, emit_table, reports_errors
-from modelyard.registry import Database
+from modelyard.registry import Database, ModelVersion
 
 audit_app = typer.Typer(help="Audit log: log, verify.", no_args_is_help=True)
 db_app = typer.Typer(help="Registry database: upgrade, pending.", no_args_is_help=True)
@@ -61,7 +61,8 @@ def rollback(
 @reports_errors
 def lineage(ctx: typer.Context, ref: str, as_json: JsonFlag = False) -> None:
     """Show a version's ancestors and descendants."""
-    graph = yard_of(ctx).lineage(ref)
+    yard = yard_of(ctx)
+    graph = yard.lineage(ref)
     if as_json:
         emit_records(graph)
         return
@@ -69,7 +70,24 @@ def lineage(ctx: typer.Context, ref: str, as_json: JsonFlag = False) -> None:
     typer.echo(f"  ancestors:   {', '.join(graph.ancestors) or '-'}")
     typer.echo(f"  descendants: {', '.join(graph.descendants) or '-'}")
     for edge in graph.edges:
-        typer.echo(f"  {edge.parent} -> {edge.child} ({edge.relation})")
+        step = _step_summary(yard.get_version(edge.child)) if edge.relation != "parent" else ""
+        typer.echo(f"  {edge.parent} -> {edge.child} ({edge.relation}{step})")
+
+
+def _step_summary(version: ModelVersion) -> str:
+    """`: dtype=int8; 3.9x smaller, 2.1x faster at batch 64, accuracy -0.2%` for a version an
+    optimization step made (its settings and measured trade-off), else nothing."""
+    settings = [f"{key[9:]}={value}" for key, value in version.params.items()
+                if key.startswith("optimize.") and key != "optimize.step"]  # fmt: skip
+    if "optimize.size_ratio" not in version.metrics:
+        return ""
+    metrics = version.metrics
+    change = metrics.get("optimize.metric_change", 0.0)
+    return (
+        f": {', '.join(settings)}; {metrics['optimize.size_ratio']:.2f}x smaller, "
+        f"{metrics.get('optimize.speedup_batch64', 0):.2f}x faster at batch 64, "
+        f"metric {change:+.2%}"
+    )
 
 
 @gate_app.command("add")

@@ -32,6 +32,11 @@ def test_quantize_prints_the_report_and_registers(logged: Path) -> None:
     assert "quantize of mlp:1 (dtype=int8" in out and "| size on disk |" in out
     assert "registered mlp:2 (parent mlp:1)" in out
     assert ok("optimize", "report", "mlp@int8") in out
+    lineage = ok("lineage", "mlp:2")
+    assert (
+        "mlp:1 -> mlp:2 (quantize: dtype=int8, method=dynamic, modules=Linear,LSTM,GRU; " in lineage
+    )
+    assert "x smaller" in lineage and "x faster at batch 64, metric " in lineage
     stored = json.loads(ok("optimize", "report", "mlp:2", "--json"))
     assert stored["step"] == "quantize" and stored["parent"] == "mlp:1"
     half = json.loads(ok("optimize", "quantize", "mlp:1", "--eval", str(logged), "--dtype",
