@@ -6,7 +6,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -46,7 +46,7 @@ from modelyard.settings import Settings
 
 if TYPE_CHECKING:
     from modelyard.monitoring import MonitorReport
-    from modelyard.optimize import Optimizer
+    from modelyard.optimize import Optimizer, TuneResult
 from modelyard.store import BlobStore, open_store, restore_directory, store_directory
 
 
@@ -417,6 +417,38 @@ class Yard:
         from modelyard.optimize import Optimizer
 
         return Optimizer(self)
+
+    def tune(
+        self,
+        objective: Callable[..., Any],
+        space: Any,
+        *,
+        name: str,
+        n_trials: int | None = None,
+        sampler: str = "tpe",
+        direction: str = "maximize",
+        metric: str = "score",
+        n_jobs: int = 1,
+        study_name: str | None = None,
+        timeout: float | None = None,
+        seed: int | None = None,
+        alias: str | None = None,
+        parent: str | None = None,
+        pruner: Any = None,
+    ) -> TuneResult:
+        """Search hyper-parameters with Optuna, the study in the registry's database; each
+        trial is a run, and the best trial's model is registered (see `modelyard.optimize.tune`).
+
+        >>> result = yard.tune(objective, {"C": ("float", 0.01, 100, "log")}, name="svc",
+        ...                    n_trials=30, n_jobs=2, alias="best")
+        """
+        from modelyard.optimize import tune
+
+        return tune(
+            self, objective, space, name=name, n_trials=n_trials, sampler=sampler,
+            direction=direction, metric=metric, n_jobs=n_jobs, study_name=study_name,
+            timeout=timeout, seed=seed, alias=alias, parent=parent, pruner=pruner,
+        )  # fmt: skip
 
     def lineage(self, ref: str) -> Lineage:
         """Ancestors and descendants of a version."""

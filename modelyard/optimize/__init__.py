@@ -9,5 +9,17 @@ from __future__ import annotations
 from modelyard.optimize._measure import METRICS, Measurement
 from modelyard.optimize._optimizer import Optimized, Optimizer
 from modelyard.optimize._report import OptimizeReport
+from modelyard.optimize._tune import TrialResult, TrialSummary, TuneResult, TuneTrial, tune
 
-__all__ = ["METRICS", "Measurement", "OptimizeReport", "Optimized", "Optimizer"]
+__all__ = [
+    "METRICS",
+    "Measurement",
+    "OptimizeReport",
+    "Optimized",
+    "Optimizer",
+    "TrialResult",
+    "TrialSummary",
+    "TuneResult",
+    "TuneTrial",
+    "tune",
+]

@@ -3,6 +3,11 @@
 SQLite (the embedded default) runs in WAL mode with foreign keys on, and every write transaction
 starts with `BEGIN IMMEDIATE`, so concurrent writers queue on the lock instead of failing on a
 read-to-write upgrade. PostgreSQL serialises the few contended rows with row locks.
+
+The applied migrations are recorded in a table of our own, `modelyard_alembic_version`, not in
+Alembic's default `alembic_version`: Optuna keeps its schema revision there, and the registry's
+database is also where `yard.tune` keeps its studies. Databases made before this keep their
+revision in `alembic_version` until the next `migrate()`, which moves it.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, column, create_engine, delete, event, func, select, table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.exc import OperationalError as SQLOperationalError
@@ -21,6 +26,9 @@ from sqlalchemy.exc import OperationalError as SQLOperationalError
 from modelyard.errors import ConfigurationError, RegistryUnavailable
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+VERSION_TABLE = "modelyard_alembic_version"
+"""Where the applied migrations are recorded (see the module docstring)."""
+LEGACY_VERSION_TABLE = "alembic_version"
 _WRITE = "modelyard_write"
 CACHE_KIB = 32 * 1024
 """SQLite: the most page cache one connection keeps, in KiB."""
@@ -94,29 +102,51 @@ class Database:
             self._engine = None
 
     def migrate(self) -> list[str]:
-        """Apply every pending migration; return the ones applied, oldest first."""
+        """Apply every pending migration; return the ones applied, oldest first.
+
+        A database whose revision is still in `alembic_version` (made by an older modelyard)
+        has it moved to `modelyard_alembic_version` in the same transaction."""
         from alembic import command
 
-        todo = self.pending()
-        if todo:
+        todo, legacy = self._revisions()
+        if todo or legacy:
             with self.write() as connection:
                 config = _alembic_config(connection)
-                command.upgrade(config, "head")
+                if legacy:
+                    _adopt(connection, config, legacy)
+                if todo:
+                    command.upgrade(config, "head")
         return todo
 
     def pending(self) -> list[str]:
         """Migrations not yet applied, oldest first; reads only."""
+        return self._revisions()[0]
+
+    def legacy_revisions(self) -> list[str]:
+        """Our revisions still recorded in Alembic's default table, where Optuna keeps its own:
+        until `migrate()` moves them, Optuna refuses to share this database. Reads only."""
+        return self._revisions()[1]
+
+    def _revisions(self) -> tuple[list[str], list[str]]:
+        """The migrations still to apply, and our revisions still recorded in Alembic's
+        default table (a database from before we kept our own)."""
         from alembic.runtime.migration import MigrationContext
         from alembic.script import ScriptDirectory
 
         with self.read() as connection:
-            current = MigrationContext.configure(connection).get_current_heads()
             script = ScriptDirectory.from_config(_alembic_config(connection))
+            ordered = [rev.revision for rev in script.walk_revisions("base", "heads")]
+            legacy = [
+                revision
+                for revision in MigrationContext.configure(connection).get_current_heads()
+                if revision in ordered  # anything else there is Optuna's, or someone else's
+            ]
+            context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+            current = context.get_current_heads() or tuple(legacy)
             applied: set[str] = set()
             for head in current:
                 applied.update(rev.revision for rev in script.iterate_revisions(head, "base"))
-            ordered = [rev.revision for rev in script.walk_revisions("base", "heads")]
-        return [revision for revision in reversed(ordered) if revision not in applied]
+        return [revision for revision in reversed(ordered) if revision not in applied], legacy
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -190,6 +220,23 @@ def _alembic_config(connection: Connection) -> Any:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
     return config
+
+
+def _adopt(connection: Connection, config: Any, legacy: list[str]) -> None:
+    """Record `legacy` revisions in our version table and remove them from Alembic's default
+    one, dropping that table when nothing else is recorded there."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(config)
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    if not context.get_current_heads():
+        for revision in legacy:  # one head on our linear chain; each is a head of its own
+            context.stamp(script, revision)
+    versions = table(LEGACY_VERSION_TABLE, column("version_num"))
+    connection.execute(delete(versions).where(versions.c.version_num.in_(legacy)))
+    if connection.execute(select(func.count()).select_from(versions)).scalar() == 0:
+        connection.exec_driver_sql(f"DROP TABLE {LEGACY_VERSION_TABLE}")
 
 
 def _redacted(url: str) -> str:

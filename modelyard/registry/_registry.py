@@ -377,7 +377,7 @@ class Registry:
             _runs.log_metrics(connection, run_id, metrics, step=step)
 
     def end_run(self, run_id: str, status: str = "finished") -> Run:
-        """Close a run as finished, failed or killed."""
+        """Close a run as finished, failed, killed or pruned."""
         with self.database.write() as connection:
             _runs.finish(connection, run_id, status)
             return _runs.to_run(connection, _runs.run_row(connection, run_id))

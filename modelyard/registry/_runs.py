@@ -14,7 +14,9 @@ from modelyard.registry._records import MetricPoint, Run
 from modelyard.registry._tables import run_metrics, runs
 from modelyard.registry._versions import new_id, now
 
-STATUSES = ("running", "finished", "failed", "killed")
+STATUSES = ("running", "finished", "failed", "killed", "pruned")
+"""A run's states: `running`, then one of the others when it ends (`pruned`: a tuning trial
+stopped early because it was doing worse than the others)."""
 
 
 class RunNotFound(NotFound):
