@@ -21,10 +21,17 @@ def digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 @pytest.fixture(scope="session")
 def digits_mlp(digits: Any) -> Any:
     """A trained `DigitsMLP` (hidden 64, three hidden layers): ~93% on the held-out digits."""
+    import torch
+
     from tests.optimize.models import DigitsMLP, train
 
     x, y, _, _ = digits
-    return train(DigitsMLP(hidden=64), x, y, epochs=25)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # two threads crawl (60-120 s) when the other core is busy
+    try:
+        return train(DigitsMLP(hidden=64), x, y, epochs=25)
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture
