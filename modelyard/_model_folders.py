@@ -45,7 +45,10 @@ def model_folder(
 
 def with_reference(folder: Path, scratch: Path, data: Any, *, name: str, trust: bool) -> Path:
     """`folder` with the reference profiles of `data` and of the model's predictions for it
-    (copied into `scratch` first when it is the caller's own folder)."""
+    (copied into `scratch` first when it is the caller's own folder), and for explanations,
+    real background rows of `data` and, when a fast explainer fits, the global importance
+    (see `modelyard.explain.explain_reference`: at most a few hundred rows are explained)."""
+    from modelyard.explain import explain_reference
     from modelyard.monitoring import write_reference
     from modelyard.serving import Request, Runner
 
@@ -53,6 +56,8 @@ def with_reference(folder: Path, scratch: Path, data: Any, *, name: str, trust: 
         shutil.copytree(folder, scratch / "with-reference", symlinks=True)
         folder = scratch / "with-reference"
     inputs = named_arrays(data)
-    runner = Runner(load_model(folder, trust=trust), name=name)
+    model = load_model(folder, trust=trust)
+    runner = Runner(model, name=name)
     write_reference(folder, inputs, runner([Request(inputs=dict(inputs))])[0])
+    explain_reference(folder, model, data, name=name)
     return folder

@@ -45,6 +45,7 @@ from modelyard.registry import (
 from modelyard.settings import Settings
 
 if TYPE_CHECKING:
+    from modelyard.explain import ExplainerCache, Explanation, GlobalImportance
     from modelyard.monitoring import MonitorReport
     from modelyard.optimize import Optimizer, TuneResult
 from modelyard.store import BlobStore, open_store, restore_directory, store_directory
@@ -76,6 +77,7 @@ class Yard:
         self._http_client = http_client  # custom auth or proxies, or an in-process test client
         self._registry: Registry | HttpRegistry | None = None
         self._store: BlobStore | None = None
+        self._explainers: ExplainerCache | None = None  # built per version: the slow part
 
     @property
     def registry(self) -> Registry | HttpRegistry:
@@ -349,6 +351,51 @@ class Yard:
         from modelyard.monitoring import write_feedback
 
         write_feedback(self.settings.home / "feedback", model, [{"id": request_id, "label": label}])
+
+    def explain(
+        self,
+        ref: str,
+        data: Any,
+        *,
+        explainer: str | None = None,
+        background: Any = None,
+        trust: bool = False,
+    ) -> Explanation:
+        """Why version `ref` predicts what it does for each row of `data` (given as the model
+        takes it): each feature's contribution, the base value they start from and the
+        prediction they add up to. The explainer follows the model (tree SHAP for trees, linear
+        SHAP, deep SHAP for torch, kernel SHAP for the rest) unless `explainer` names one
+        (`"lime"`, …); its background rows are those stored with `reference_data=`, or
+        `background`. It is built once per version and kept for the next call.
+
+        >>> explanation = yard.explain("fraud@production", X[:1])
+        >>> explanation.top(0, 3)
+        [('amount', 1.92), ('hour', -0.41), ('country_risk', 0.33)]
+        >>> explanation.plot("why.png", row=0)
+        """
+        from modelyard.explain import ExplainerCache, explain_version
+
+        if self._explainers is None:
+            self._explainers = ExplainerCache()
+        return explain_version(self, ref, data, explainer=explainer, background=background,
+                               trust=trust, cache=self._explainers)  # fmt: skip
+
+    def importance(
+        self, ref: str, data: Any = None, *, explainer: str | None = None, trust: bool = False
+    ) -> GlobalImportance:
+        """How much each feature matters to version `ref` overall (mean |SHAP|): the importance
+        computed at registration from `reference_data=`, or, given `data` (or `explainer`),
+        computed now over at most 500 of its rows (returned, not stored).
+
+        >>> yard.importance("fraud@production").ranked(3)
+        [('amount', 1.31), ('hour', 0.52), ('country_risk', 0.2)]
+        """
+        from modelyard.explain import ExplainerCache, global_importance
+
+        if self._explainers is None:
+            self._explainers = ExplainerCache()
+        return global_importance(self, ref, data, explainer=explainer, trust=trust,
+                                 cache=self._explainers)  # fmt: skip
 
     def merge(
         self,

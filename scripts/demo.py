@@ -99,6 +99,16 @@ print(f"loaded {model!r}; predictions for 5 rows: {model.predict(X[:5]).tolist()
 """
 
 
+def explain_one(work: Path) -> None:
+    """Why the champion predicts what it does for one row: its five largest contributions."""
+    from sklearn.datasets import load_breast_cancer
+
+    X, _ = load_breast_cancer(return_X_y=True, as_frame=True)
+    X.iloc[[0]].to_parquet(work / "row.parquet")
+    show("explain", "cancer@champion", "--input", str(work / "row.parquet"), "--top", "5",
+         "--plot", str(work / "why.png"))  # fmt: skip
+
+
 def log_framework_model() -> None:
     from sklearn.datasets import load_breast_cancer
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -253,6 +263,7 @@ def main() -> None:
 
     print("== 1. A scikit-learn model, logged with its signature, loaded back anywhere")
     log_framework_model()
+    explain_one(work)
 
     print("== 2. Ten fine-tuned variants, logged as versions of one model")
     log_variants(work)

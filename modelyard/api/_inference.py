@@ -42,7 +42,9 @@ log = logging.getLogger("modelyard.serving")
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-_MODEL = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer|/feedback)?$")
+_MODEL = re.compile(
+    r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer|/explain|/feedback)?$"
+)
 _JSON = [(b"content-type", b"application/json")]
 
 
@@ -84,6 +86,8 @@ class InferenceApp:
             name, version, action = match.groups()
             if action == "/infer" and method == "POST":
                 await self._infer(name, version, receive, send)
+            elif action == "/explain" and method == "POST":
+                await self._explain(name, version, receive, send)
             elif action == "/feedback" and method == "POST":
                 records = parse_feedback(await self._body(receive))
                 stored = await self.plane.feedback(name, records)
@@ -121,6 +125,18 @@ class InferenceApp:
             request_id=answer.id,
         )
         await _send(send, 200, body)
+
+    async def _explain(self, name: str, version: str | None, receive: Receive, send: Send) -> None:
+        """The same request as `/infer`; the answer is the explanation of each row."""
+        request = decode_request(await self._body(receive))
+        explained = await self.plane.explain(name, version, request)
+        document: dict[str, Any] = {
+            "model_name": explained.model_name,
+            "model_version": explained.model_version,
+        }
+        if explained.id is not None:
+            document["id"] = explained.id
+        await _send(send, 200, orjson.dumps({**document, **explained.explanation.to_json()}))
 
     async def _body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from modelyard.__about__ import __version__
-from modelyard.cli import _lifecycle, _monitor, _registry, _serve, _server
+from modelyard.cli import _explain, _lifecycle, _monitor, _registry, _serve, _server
 from modelyard.cli._optimize import optimize_app
 from modelyard.cli._store import store_app
 from modelyard.cli._tune import tune as tune_command
@@ -34,6 +34,7 @@ app.command("server")(_server.server)
 app.command("serve")(_serve.serve)
 app.add_typer(_monitor.monitor_app, name="monitor")
 app.add_typer(optimize_app, name="optimize")
+app.command("explain")(_explain.explain)
 app.command("tune")(tune_command)
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from modelyard.cli._context import JsonFlag, emit_records, parse_pairs, yard_of
-from modelyard.cli._output import emit_table, reports_errors
+from modelyard.cli._output import emit_json, emit_table, reports_errors
 from modelyard.registry import ModelVersion, TensorChange
 
 models_app = typer.Typer(help="Models: list, show, delete.", no_args_is_help=True)
@@ -18,6 +18,7 @@ versions_app = typer.Typer(
 alias_app = typer.Typer(help="Aliases: set, rm, history.", no_args_is_help=True)
 
 Pairs = Annotated[list[str] | None, typer.Option(help="KEY=VALUE (repeatable).")]
+IMPORTANCE_SHOWN = 10
 
 
 @reports_errors
@@ -117,10 +118,18 @@ def list_versions(ctx: typer.Context, name: str, as_json: JsonFlag = False) -> N
 @versions_app.command("show")
 @reports_errors
 def show_version(ctx: typer.Context, ref: str, as_json: JsonFlag = False) -> None:
-    """Show one version (NAME, NAME:N, NAME@ALIAS, NAME@ALIAS~N)."""
-    version = yard_of(ctx).get_version(ref)
+    """Show one version (NAME, NAME:N, NAME@ALIAS, NAME@ALIAS~N), with the global feature
+    importance computed at registration when there is one."""
+    from modelyard.explain import stored_importance
+
+    yard = yard_of(ctx)
+    version = yard.get_version(ref)
+    importance = stored_importance(yard, version)
     if as_json:
-        emit_records(version)
+        record = version.model_dump(mode="json")
+        if importance is not None:
+            record["importance"] = importance.model_dump(mode="json")
+        emit_json(record)
         return
     fields = version.model_dump(mode="json", exclude={"params", "metrics", "tags", "signature"})
     for key, value in fields.items():
@@ -128,6 +137,17 @@ def show_version(ctx: typer.Context, ref: str, as_json: JsonFlag = False) -> Non
     for section in ("params", "metrics", "tags"):
         for key, value in getattr(version, section).items():
             typer.echo(f"{section + '.' + key:>16}: {value}")
+    if importance is not None:
+        typer.echo(
+            f"{'importance':>16}: mean |contribution| to the {importance.output} "
+            f"({importance.explainer} explainer, {importance.rows} reference rows)"
+        )
+        ranked = importance.ranked(IMPORTANCE_SHOWN)
+        width = max(len(name) for name, _ in ranked)
+        for name, value in ranked:
+            typer.echo(f"{'':>16}  {name:<{width}}  {value:.4g}")
+        if len(importance.features) > IMPORTANCE_SHOWN:
+            typer.echo(f"{'':>16}  … and {len(importance.features) - IMPORTANCE_SHOWN} more")
 
 
 @versions_app.command("search")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from modelyard.serving._batching import Batcher
 from modelyard.serving._codecs import Request, decode_request, encode_response
-from modelyard.serving._dataplane import DataPlane, Inference
+from modelyard.serving._dataplane import DataPlane, Explained, Inference
 from modelyard.serving._metrics import Metrics
 from modelyard.serving._pool import ModelPool, ServedModel, ServedVersion
 from modelyard.serving._predictions import (
@@ -24,6 +24,7 @@ from modelyard.serving._runner import Runner
 __all__ = [
     "Batcher",
     "DataPlane",
+    "Explained",
     "Inference",
     "JsonLinesSink",
     "MemorySink",

@@ -8,18 +8,21 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelyard.__about__ import __version__
-from modelyard.errors import ConfigurationError, ModelyardError
+from modelyard.errors import ConfigurationError, InvalidInput, ModelyardError
 from modelyard.serving._batching import Outputs
 from modelyard.serving._codecs import Request
 from modelyard.serving._metrics import Metrics
 from modelyard.serving._pool import ModelPool, ServedVersion
 from modelyard.serving._predictions import PredictionLog
 from modelyard.serving._traffic import Traffic
+
+if TYPE_CHECKING:
+    from modelyard.explain import Explanation
 
 EXTENSIONS = ["metrics"]
 
@@ -31,6 +34,16 @@ class Inference:
     model_name: str
     model_version: str
     outputs: Outputs
+    id: str | None
+
+
+@dataclass(slots=True)
+class Explained:
+    """Why a model answers as it does: the explanation, and which version it explains."""
+
+    model_name: str
+    model_version: str
+    explanation: Explanation
     id: str | None
 
 
@@ -113,6 +126,18 @@ class DataPlane:
             **tensors,
             "parameters": {"version": str(served.version.number), "ref": served.version.ref},
         }
+
+    async def explain(self, name: str, version: str | None, request: Request) -> Explained:
+        """Explain a request's rows with the version asked for, or the default one (never a
+        canary: an explanation is of one version), after the checks inference makes. The
+        explainer is the model's own unless `parameters.explainer` names one."""
+        served = self.pool.get(name, version)
+        served.runner.check(request)
+        chosen = request.parameters.get("explainer")
+        if chosen is not None and not isinstance(chosen, str):
+            raise InvalidInput(f"parameters.explainer must name an explainer, got {chosen!r}")
+        explanation = await asyncio.to_thread(served.explain, request.inputs, chosen)
+        return Explained(name, str(served.version.number), explanation, request.id)
 
     async def infer(self, name: str, version: str | None, request: Request) -> Inference:
         """Run one request through the version's batcher (the canary's, for its share), and a

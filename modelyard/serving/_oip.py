@@ -112,5 +112,29 @@ class FeedbackResponse(BaseModel):
     stored: int
 
 
+class ExplanationResponse(BaseModel):
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    explainer: Annotated[str, Field(description="tree, linear, kernel, deep, gradient or lime.")]
+    output: Annotated[
+        str, Field(description='The output explained, such as "log-odds of class 1".')
+    ]
+    features: list[str]
+    values: Annotated[
+        list[list[float]], Field(description="Rows x features: each feature's contribution.")
+    ]
+    base_value: Annotated[
+        list[float], Field(description="Per row: the mean output over the background rows.")
+    ]
+    prediction: Annotated[
+        list[float],
+        Field(description="Per row: the output explained (base value + contributions)."),
+    ]
+    classes: Annotated[
+        list[Any] | None, Field(description="Per row: the class explained, for a classifier.")
+    ] = None
+
+
 class ErrorResponse(BaseModel):
     error: str

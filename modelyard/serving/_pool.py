@@ -13,9 +13,13 @@ import asyncio
 import gc
 import logging
 import random
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from modelyard._yard import Yard
 from modelyard.errors import ConfigurationError, ModelNotReady, NotFound
@@ -28,22 +32,40 @@ from modelyard.serving._runner import Runner
 from modelyard.serving._tasks import cancel
 from modelyard.settings import Settings
 
+if TYPE_CHECKING:
+    from modelyard.explain import Explainer, Explanation
+
 log = logging.getLogger("modelyard.serving")
 
 
 @dataclass(eq=False)
 class ServedVersion:
-    """One loaded version and the batcher in front of it."""
+    """One loaded version and the batcher in front of it (and its explainers, once asked)."""
 
     version: ModelVersion
     runner: Runner
     batcher: Batcher
     executor: ThreadPoolExecutor
+    explainers: dict[str, Explainer] = field(default_factory=dict)
+    explaining: threading.Lock = field(default_factory=threading.Lock)
 
     async def infer(self, request: Request) -> Outputs:
         """Check `request` against the signature, then queue it for a batch."""
         self.runner.check(request)
         return await self.batcher.submit(request)
+
+    def explain(self, inputs: dict[str, np.ndarray[Any, Any]], name: str | None) -> Explanation:
+        """Explain checked inputs with the explainer `name`, or the one the model calls for;
+        built on first use and kept while the version is served (building is the slow part).
+        Blocks: run it in a worker thread."""
+        from modelyard.explain import explainer_for
+
+        with self.explaining:
+            built = self.explainers.get(name or "")
+            if built is None:
+                built = explainer_for(self.runner.model, name=name, label=self.version.ref)
+                self.explainers[name or ""] = built
+        return built.explain(inputs)
 
     async def close(self) -> None:
         """Answer what is queued, then free the thread (and, once unreferenced, the model)."""
