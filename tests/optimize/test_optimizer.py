@@ -231,3 +231,54 @@ def test_structured_pruning_narrows_the_layers(yard: Yard, mlp: str, digits: Any
     np.testing.assert_allclose(
         loaded.predict(x), yard.load_model(kept.version.ref).predict(x), rtol=1e-4, atol=1e-4
     )
+
+
+def test_onnx_steps_through_the_registry(yard: Yard, mlp: str, digits: Any) -> None:
+    x_train, _, x, y = digits
+    converted = yard.optimize.convert(mlp, eval_data=(x, y), alias="onnx")
+    onnx_ref = converted.version.ref
+    assert yard.get_version(onnx_ref).flavor == "onnx"
+    assert converted.report.after.metric == pytest.approx(converted.report.before.metric)
+    dynamic = yard.optimize.quantize(onnx_ref, eval_data=(x, y))
+    static = yard.optimize.quantize(onnx_ref, eval_data=(x, y), method="static",
+                                    calibration=x_train[:100], per_channel=True)  # fmt: skip
+    half = yard.optimize.quantize(onnx_ref, eval_data=(x, y), dtype="float16")
+    graph = yard.optimize.optimize_graph(onnx_ref, eval_data=(x, y), level="basic")
+    for result, step in ((dynamic, "quantize"), (static, "quantize"), (half, "quantize"),
+                         (graph, "optimize-graph")):  # fmt: skip
+        assert result.version.parents == [onnx_ref]
+        assert yard.lineage(result.version.ref).edges[-1].relation == step
+    assert dynamic.report.size_ratio > 2 and static.report.size_ratio > 2  # small: metadata counts
+    assert static.version.params["optimize.method"] == "static"
+    assert half.report.size_ratio > 1.5
+    assert graph.version.params["optimize.level"] == "basic"
+    chain = yard.lineage(dynamic.version.ref)
+    assert [edge.relation for edge in chain.edges] == ["convert", "quantize"]
+    with pytest.raises(ConfigurationError, match="static int8 needs calibration"):
+        yard.optimize.quantize(onnx_ref, eval_data=(x, y), method="static")
+    with pytest.raises(ConfigurationError, match="convert to 'onnx' only"):
+        yard.optimize.convert(mlp, eval_data=(x, y), to="tflite")
+
+
+@pytest.mark.parametrize("framework", ["sklearn", "xgboost", "lightgbm"])
+def test_tree_models_convert_to_onnx(yard: Yard, digits: Any, framework: str) -> None:
+    x_train, y_train, x, y = digits
+    if framework == "sklearn":
+        from sklearn.ensemble import RandomForestClassifier
+
+        model: Any = RandomForestClassifier(n_estimators=10, random_state=0)
+    elif framework == "xgboost":
+        import xgboost
+
+        model = xgboost.XGBClassifier(n_estimators=10, max_depth=3, n_jobs=1)
+    else:
+        import lightgbm
+
+        model = lightgbm.LGBMClassifier(n_estimators=10, verbose=-1, n_jobs=1)
+    yard.log_model(model.fit(x_train, y_train), name="trees", input_example=x[:5])
+    result = yard.optimize.convert("trees:1", eval_data=(x, y))
+    assert result.report.accepted and result.version.flavor == "onnx"
+    served = yard.load_model(result.version.ref).predict(x)
+    assert (served["output-0"] if isinstance(served, dict) else served).shape[0] == len(x)
+    with pytest.raises(UnsupportedModel):  # an ensemble of trees has no weights to quantize
+        yard.optimize.quantize(result.version.ref, eval_data=(x, y))
