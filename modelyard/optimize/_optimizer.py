@@ -21,7 +21,6 @@ from modelyard.registry import ModelVersion
 if TYPE_CHECKING:
     from modelyard._yard import Yard
 
-TREES = ("sklearn", "xgboost", "lightgbm")
 EvalData = tuple[Any, Any]
 
 
@@ -44,6 +43,16 @@ class _Check:
     higher_is_better: bool
     tolerance: float
     force: bool
+
+
+@dataclass(frozen=True)
+class _Start:
+    """A step's parent, resolved once (an alias moving meanwhile cannot swap it), and how the
+    step's result is judged."""
+
+    version: ModelVersion
+    model: LoadedModel
+    check: _Check
 
 
 class Optimizer:
@@ -82,7 +91,8 @@ class Optimizer:
             raise ConfigurationError(f"dtype must be 'int8' or 'float16', not {dtype!r}")
         if method not in ("dynamic", "static"):
             raise ConfigurationError(f"method must be 'dynamic' or 'static', not {method!r}")
-        parent = self._load(ref, options, eval_data, metric)
+        start = self._load(ref, options, eval_data, metric)
+        parent = start.model
         kind = parent.flavor.name
         settings: dict[str, Any] = {"dtype": dtype}
         if kind == "torch":
@@ -99,7 +109,7 @@ class Optimizer:
                 settings.update(method="dynamic", modules=",".join(modules))
             else:
                 child = to_float16(module)
-            return self._finish(ref, parent, child, "quantize", settings, options,
+            return self._finish(start, child, "quantize", settings, options,
                                 save=_torch_options(parent))  # fmt: skip
         if kind == "onnx":
             from modelyard.optimize import _onnx_quantize
@@ -115,7 +125,7 @@ class Optimizer:
             else:
                 child = _onnx_quantize.quantize_dynamic(proto, per_channel=per_channel)
                 settings.update(method="dynamic", per_channel=per_channel)
-            return self._finish(ref, parent, child, "quantize", settings, options, flavor="onnx")
+            return self._finish(start, child, "quantize", settings, options, flavor="onnx")
         raise UnsupportedModel(
             f"quantize works on torch and onnx versions, not {kind}; convert it to ONNX first "
             "(yard.optimize.convert / `modelyard optimize convert`)"
@@ -144,7 +154,8 @@ class Optimizer:
         from modelyard.optimize._torch_steps import prune_magnitude, remove_layers
         from modelyard.optimize._torch_steps import shrink as shrink_channels
 
-        parent = self._load(ref, options, eval_data, metric)
+        start = self._load(ref, options, eval_data, metric)
+        parent = start.model
         if parent.flavor.name != "torch":
             raise UnsupportedModel(f"prune works on torch versions, not {parent.flavor.name}")
         if layers:
@@ -154,7 +165,7 @@ class Optimizer:
                 child = (finetune(child.train()) or child).eval()
             settings: dict[str, Any] = {"layers": ",".join(layers)}
             # A smaller stack no longer matches its class: stored as an exported program.
-            return self._finish(ref, parent, child, "prune", settings, options,
+            return self._finish(start, child, "prune", settings, options,
                                 save={"export": True})  # fmt: skip
         narrowing = structured and shrink and "class" in parent.info.settings
         child, zeros = prune_magnitude(
@@ -168,12 +179,12 @@ class Optimizer:
             child, removed = shrink_channels(child)
             if removed:  # narrower layers no longer match the class: an exported program
                 settings["removed_channels"] = removed
-                return self._finish(ref, parent, child, "prune", settings, options,
+                return self._finish(start, child, "prune", settings, options,
                                     save={"export": True})  # fmt: skip
         if parent.info.settings.get("format") == "export":
-            return self._finish(ref, parent, child, "prune", settings, options,
+            return self._finish(start, child, "prune", settings, options,
                                 save={"weights_of": parent.folder})  # fmt: skip
-        return self._finish(ref, parent, child, "prune", settings, options,
+        return self._finish(start, child, "prune", settings, options,
                             save=_torch_options(parent))  # fmt: skip
 
     def convert(
@@ -191,10 +202,11 @@ class Optimizer:
 
         if to != "onnx":
             raise ConfigurationError(f"models convert to 'onnx' only, not {to!r}")
-        parent = self._load(ref, options, eval_data, metric)
+        start = self._load(ref, options, eval_data, metric)
+        parent = start.model
         child = to_onnx(parent, opset=opset)
         settings: dict[str, Any] = {"to": "onnx", "opset": opset or "default"}
-        return self._finish(ref, parent, child, "convert", settings, options, flavor="onnx")
+        return self._finish(start, child, "convert", settings, options, flavor="onnx")
 
     def optimize_graph(
         self,
@@ -206,7 +218,8 @@ class Optimizer:
         **options: Any,
     ) -> Optimized:
         """ONNX Runtime's graph optimizations (constant folding, node fusions) saved offline."""
-        parent = self._load(ref, options, eval_data, metric)
+        start = self._load(ref, options, eval_data, metric)
+        parent = start.model
         if parent.flavor.name != "onnx":
             raise UnsupportedModel(
                 f"graph optimization works on onnx versions, not {parent.flavor.name}; "
@@ -215,7 +228,7 @@ class Optimizer:
         from modelyard.optimize._convert import optimize_graph
 
         child = optimize_graph(_onnx_proto(parent), level=level)
-        return self._finish(ref, parent, child, "optimize-graph", {"level": level}, options,
+        return self._finish(start, child, "optimize-graph", {"level": level}, options,
                             flavor="onnx")  # fmt: skip
 
     def report(self, ref: str) -> OptimizeReport:
@@ -230,19 +243,19 @@ class Optimizer:
 
     def _load(
         self, ref: str, options: dict[str, Any], eval_data: EvalData, metric: str | Metric
-    ) -> LoadedModel:
+    ) -> _Start:
         unknown = set(options) - {"tolerance", "force", "name", "alias", "trust", "description",
                                   "higher_is_better"}  # fmt: skip
         if unknown:
             raise ConfigurationError(f"unknown option {sorted(unknown)[0]!r}")
-        options.update(eval_data=eval_data, metric=metric)
-        _check_of(options)  # refuse bad evaluation settings before any work
-        return self._yard.load_model(ref, trust=options.get("trust", False))
+        check = _check_of(eval_data, metric, options)  # bad settings refused before any work
+        version = self._yard.get_version(ref)
+        model = load_model(self._yard._cached(version), trust=options.get("trust", False))
+        return _Start(version, model, check)
 
     def _finish(
         self,
-        ref: str,
-        parent: LoadedModel,
+        start: _Start,
         child: Any,
         step: str,
         settings: dict[str, Any],
@@ -251,8 +264,7 @@ class Optimizer:
         flavor: str | None = None,
         save: dict[str, Any] | None = None,
     ) -> Optimized:
-        check = _check_of(options)
-        version = self._yard.get_version(ref)
+        version, parent, check = start.version, start.model, start.check
         with tempfile.TemporaryDirectory(prefix="modelyard-optimize-") as scratch:
             if save is not None and "weights_of" in save:
                 folder = Path(scratch) / "model"
@@ -335,10 +347,9 @@ def _copy_weights(child: Any, parent_folder: Path, folder: Path) -> None:
     require("safetensors.torch", extra="torch").save_file(tensors, str(folder / WEIGHTS_FILE))
 
 
-def _check_of(options: dict[str, Any]) -> _Check:
-    inputs, truth = _eval_pair(options.get("eval_data"))
-    name, score, higher = metric_named(options.get("metric", "accuracy"),
-                                       options.get("higher_is_better"))  # fmt: skip
+def _check_of(eval_data: Any, metric: str | Metric, options: dict[str, Any]) -> _Check:
+    inputs, truth = _eval_pair(eval_data)
+    name, score, higher = metric_named(metric, options.get("higher_is_better"))
     tolerance = float(options.get("tolerance", 0.01))
     if not 0 <= tolerance < 1:
         raise ConfigurationError(f"tolerance must be a fraction in [0, 1), not {tolerance}")
