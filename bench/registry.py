@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -23,13 +24,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pydantic import SecretStr
 from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from modelyard import Settings, Yard  # noqa: E402
-from modelyard.registry import Database  # noqa: E402
+from modelyard.registry import Database, Principals  # noqa: E402
 from tests.servers import running_server  # noqa: E402
 
 # The issue's MLflow figures; it gives none for resolving alone or for listing.
@@ -43,6 +45,9 @@ MLFLOW_MS: dict[str, float | None] = {
 PARAMS = {f"param_{i}": i for i in range(10)}
 METRICS = {f"metric_{i}": i / 10 for i in range(10)}
 TAGS = {f"tag_{i}": f"value_{i % 3}" for i in range(5)}
+
+
+Action = Callable[[int], object]
 
 
 def median_ms(repeat: int, action: Callable[[int], object]) -> float:
@@ -65,34 +70,48 @@ def populate(yard: Yard, versions: int) -> None:
         registry.create_version("listed", params=PARAMS, metrics=METRICS, tags=TAGS)
 
 
-def measure(yard: Yard, artifact: Path, repeat: int) -> dict[str, float]:
+def operations(yard: Yard, artifact: Path, repeat: int) -> dict[str, tuple[int, Action]]:
+    """Each measured operation on `yard`, with how many times to repeat it."""
     name = f"reg-{uuid.uuid4().hex[:6]}"
     yard.log_model(artifact, name=name, params=PARAMS, metrics=METRICS, tags=TAGS)
     yard.set_alias(name, "production", f"{name}:1")
-    results = {
-        "register": median_ms(
-            repeat,
-            lambda i: yard.log_model(
-                artifact, name=name, params=PARAMS, metrics=METRICS, tags=TAGS
-            ),
-        ),
-        "resolve alias": median_ms(repeat, lambda i: yard.get_version(f"{name}@production")),
-        "set + read alias": median_ms(
-            repeat,
-            lambda i: (
-                yard.set_alias(name, "production", f"{name}:{i % 50 + 1}"),
-                yard.get_version(f"{name}@production"),
-            ),
-        ),
-    }
     search = "name = 'big' and metrics.auc >= 0.99 and tags.team = 'risk'"
-    results["search 10k by metric and tag"] = median_ms(
-        max(20, repeat // 10),
-        lambda i: yard.search_versions(search, order_by="metrics.auc desc", limit=100),
-    )
-    results["list 1,000 versions"] = median_ms(
-        max(10, repeat // 20), lambda i: yard.list_versions("listed")
-    )
+    return {
+        "register": (repeat, lambda i: yard.log_model(
+            artifact, name=name, params=PARAMS, metrics=METRICS, tags=TAGS)),
+        "resolve alias": (repeat, lambda i: yard.get_version(f"{name}@production")),
+        "set + read alias": (repeat, lambda i: (
+            yard.set_alias(name, "production", f"{name}:{i % 50 + 1}"),
+            yard.get_version(f"{name}@production"),
+        )),
+        "search 10k by metric and tag": (max(20, repeat // 10), lambda i: yard.search_versions(
+            search, order_by="metrics.auc desc", limit=100)),
+        "list 1,000 versions": (max(10, repeat // 20), lambda i: yard.list_versions("listed")),
+    }  # fmt: skip
+
+
+def measure(yard: Yard, artifact: Path, repeat: int) -> dict[str, float]:
+    return {op: median_ms(times, action)
+            for op, (times, action) in operations(yard, artifact, repeat).items()}  # fmt: skip
+
+
+def measure_side_by_side(
+    yards: dict[str, Yard], artifact: Path, repeat: int
+) -> dict[str, dict[str, float]]:
+    """Median ms per operation for each yard, taking turns call by call (the order flipping
+    each time), so a busy moment of a shared machine weighs on every yard alike."""
+    ops = {label: operations(yard, artifact, repeat) for label, yard in yards.items()}
+    labels = list(yards)
+    results: dict[str, dict[str, float]] = {label: {} for label in labels}
+    for op in ops[labels[0]]:
+        times: dict[str, list[float]] = {label: [] for label in labels}
+        for i in range(ops[labels[0]][op][0]):
+            for label in labels if i % 2 else reversed(labels):
+                began = time.perf_counter()
+                ops[label][op][1](i)
+                times[label].append(time.perf_counter() - began)
+        for label in labels:
+            results[label][op] = statistics.median(times[label]) * 1000
     return results
 
 
@@ -155,11 +174,43 @@ def run_backend(label: str, database_url: str, args: argparse.Namespace) -> list
             connection.execute(text("ANALYZE"))
     rows = _rows(label, "in-process", measure(local, artifact, args.repeat))
     local.close()
-    with running_server(work, database_url) as url:  # the same registry, already filled
-        remote = Yard(settings, url=url)
-        rows += _rows(label, "through server", measure(remote, artifact, args.repeat))
-        remote.close()
-    return rows
+    secret = _admin_token(database_url, "bench")
+    (work / "auth").mkdir()
+    auth_database = database_url
+    if database_url.startswith("sqlite:///"):  # a copy: two processes writing one SQLite
+        copy = work / "auth" / "registry.db"  # file would slow each other down unevenly
+        shutil.copy(database_url.removeprefix("sqlite:///"), copy)
+        auth_database = f"sqlite:///{copy}"
+    # Two servers over the same filled registry (or twin copies): one without auth, one
+    # requiring a token, measured call by call in turns, so the ratio compares like moments.
+    env = {"MODELYARD_AUTH": "true"}
+    with (
+        running_server(work, database_url) as open_url,
+        running_server(work / "auth", auth_database, env=env) as auth_url,
+    ):
+        plain = Yard(settings, url=open_url)
+        token = Yard(settings.model_copy(update={"token": SecretStr(secret)}), url=auth_url)
+        best = measure_side_by_side({"open": plain, "auth": token}, artifact, args.repeat)
+        plain.close()
+        token.close()
+    rows += _rows(label, "through server", best["open"])
+    auth_rows = _rows(label, "server + auth", best["auth"])
+    for row in auth_rows:
+        row["auth_ratio"] = row["ms"] / best["open"][str(row["operation"])]  # type: ignore[operator]
+    return rows + auth_rows
+
+
+def _admin_token(database_url: str, user: str) -> str:
+    """A token for `user` with the admin role, made directly in the registry's database."""
+    database = Database(database_url)
+    database.open()
+    try:
+        database.migrate()
+        principals = Principals(database, actor=user)
+        principals.grant(user, "admin")
+        return principals.create_token(user=user, description="bench").secret
+    finally:
+        database.close()
 
 
 def _rows(database: str, mode: str, results: dict[str, float]) -> list[dict[str, object]]:
@@ -185,20 +236,26 @@ def main() -> None:
     parser.add_argument("--versions", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=200)
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/registry.json")
+    parser.add_argument("--databases", default="sqlite,postgresql",
+                        help="Which databases to measure, comma-separated.")  # fmt: skip
     args = parser.parse_args()
-    sqlite_home = Path(tempfile.mkdtemp(prefix="modelyard-bench-sqlite-"))
-    rows = run_backend("sqlite", f"sqlite:///{sqlite_home / 'registry.db'}", args)
-    with postgres() as url:
-        rows += run_backend("postgresql", url, args)
+    rows: list[dict[str, object]] = []
+    if "sqlite" in args.databases.split(","):
+        sqlite_home = Path(tempfile.mkdtemp(prefix="modelyard-bench-sqlite-"))
+        rows += run_backend("sqlite", f"sqlite:///{sqlite_home / 'registry.db'}", args)
+    if "postgresql" in args.databases.split(","):
+        with postgres() as url:
+            rows += run_backend("postgresql", url, args)
     print(
         f"{'database':<11} {'mode':<15} {'operation':<30} {'ms':>7} {'mlflow ms':>9} {'speedup':>8}"
+        f" {'auth/open':>9}"
     )
     for row in rows:
         mlflow = f"{row['mlflow_ms']:>9.0f}" if row["mlflow_ms"] else f"{'-':>9}"
         speedup = f"{row['speedup']:>7.1f}x" if row["speedup"] else f"{'-':>8}"
         print(
             f"{row['database']:<11} {row['mode']:<15} {row['operation']:<30} {row['ms']:>7.2f} "
-            f"{mlflow} {speedup}"
+            f"{mlflow} {speedup}" + (f" {row['auth_ratio']:>9.3f}" if "auth_ratio" in row else "")
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"python": sys.version.split()[0], "rows": rows}, indent=2))

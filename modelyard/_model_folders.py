@@ -58,6 +58,6 @@ def with_reference(folder: Path, scratch: Path, data: Any, *, name: str, trust: 
     inputs = named_arrays(data)
     model = load_model(folder, trust=trust)
     runner = Runner(model, name=name)
-    write_reference(folder, inputs, runner([Request(inputs=dict(inputs))])[0])
+    write_reference(folder, inputs, runner.answer(Request(inputs=dict(inputs))))
     explain_reference(folder, model, data, name=name)
     return folder

@@ -9,22 +9,27 @@ from __future__ import annotations
 import base64
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from modelyard.errors import BlobNotFound, ModelyardError, RegistryUnavailable
+from modelyard.errors import BlobNotFound, ModelyardError, PayloadTooLarge, RegistryUnavailable
 from modelyard.registry import (
     AliasEvent,
+    ApiToken,
     AuditEvent,
+    AuditHead,
     ChainCheck,
     Gate,
+    IssuedToken,
     Lineage,
     MetricPoint,
     Model,
     ModelVersion,
+    RoleGrant,
     Run,
     SearchPage,
     State,
@@ -80,15 +85,16 @@ def raise_for(response: httpx.Response) -> None:
 class HttpRegistry:
     """The registry of a `modelyard server`, with `Registry`'s methods."""
 
-    def __init__(self, client: httpx.Client, *, actor: str) -> None:
+    def __init__(
+        self, client: httpx.Client, *, actor: str, headers: Mapping[str, str] | None = None
+    ) -> None:
         self.client = client
         self.actor = actor
+        self.headers = dict(headers or {})  # `Authorization: Bearer …` when there is a token
 
     def _send(self, method: str, path: str, **options: Any) -> httpx.Response:
         try:
-            response = self.client.request(
-                method, path, headers={"X-Modelyard-User": self.actor}, **options
-            )
+            response = self.client.request(method, path, headers=self.headers, **options)
         except httpx.TransportError as error:
             raise RegistryUnavailable(
                 f"cannot reach the modelyard server at {self.client.base_url}: {error}"
@@ -113,7 +119,17 @@ class HttpRegistry:
         self._send("DELETE", f"/models/{name}")
 
     def create_version(self, name: str, **fields: Any) -> ModelVersion:
-        return self._one(ModelVersion, "POST", f"/models/{name}/versions", json=_plain(fields))
+        path = f"/models/{name}/versions"
+        try:
+            return self._one(ModelVersion, "POST", path, json=_plain(fields))
+        except PayloadTooLarge:
+            blobs = fields.pop("blobs", None)
+            if not blobs:
+                raise
+        # The server takes fewer inline bytes than this client sends: upload them first.
+        for digest, encoded in blobs.items():
+            self._send("PUT", f"/blobs/{digest}", content=base64.b64decode(encoded))
+        return self._one(ModelVersion, "POST", path, json=_plain(fields))
 
     def get_version(self, ref: str) -> ModelVersion:
         # The query written out: httpx parses the URL again for each `params` merge, and this
@@ -220,30 +236,69 @@ class HttpRegistry:
         params = {k: v for k, v in {"target": target, "limit": limit}.items() if v is not None}
         return self._many(AuditEvent, "GET", "/audit", params=params)
 
-    def verify_audit(self) -> ChainCheck:
-        return ChainCheck(**self._send("GET", "/audit/verify").json())
+    def verify_audit(self, *, head: AuditHead | str | None = None) -> ChainCheck:
+        params = {} if head is None else {"head": str(head)}
+        return ChainCheck(**self._send("GET", "/audit/verify", params=params).json())
+
+    def audit_head(self) -> AuditHead:
+        return self._one(AuditHead, "GET", "/audit/head")
 
     def close(self) -> None:
         self.client.close()
 
 
+class HttpPrincipals:
+    """The tokens and grants of a `modelyard server` (admin only), with `Principals`' methods."""
+
+    def __init__(self, registry: HttpRegistry) -> None:
+        self.registry = registry
+
+    def create_token(
+        self, *, user: str, expires_in: timedelta | None = None, description: str = ""
+    ) -> IssuedToken:
+        seconds = int(expires_in.total_seconds()) if expires_in else None
+        body = {"user": user, "expires_in_seconds": seconds, "description": description}
+        return self.registry._one(IssuedToken, "POST", "/tokens", json=body)
+
+    def tokens(self) -> list[ApiToken]:
+        return self.registry._many(ApiToken, "GET", "/tokens")
+
+    def revoke_token(self, token_id: str) -> ApiToken:
+        return self.registry._one(ApiToken, "DELETE", f"/tokens/{quote(token_id, safe='')}")
+
+    def grant(self, subject: str, role: str, *, models: str = "*", group: bool = False
+              ) -> RoleGrant:  # fmt: skip
+        body = {"subject": subject, "role": str(role), "models": models, "group": group}
+        return self.registry._one(RoleGrant, "POST", "/grants", json=body)
+
+    def grants(self) -> list[RoleGrant]:
+        return self.registry._many(RoleGrant, "GET", "/grants")
+
+    def revoke_grant(self, subject: str, role: str, *, models: str = "*", group: bool = False
+                     ) -> None:  # fmt: skip
+        params = {"subject": subject, "role": str(role), "models": models,
+                  "group": str(group).lower()}  # fmt: skip
+        self.registry._send("DELETE", "/grants", params=params)
+
+
 class HttpStore:
     """The blob store behind a `modelyard server`; reads verify digests here too."""
 
-    def __init__(self, client: httpx.Client) -> None:
+    def __init__(self, client: httpx.Client, *, headers: Mapping[str, str] | None = None) -> None:
         self.client = client
+        self.headers = dict(headers or {})
 
     def put(self, data: BlobSource, *, digest: str | None = None) -> str:
         content = b"".join(iter_source(data))
         digest = digest or digest_bytes(content)
         # Sending a small blob costs less than asking first; the server keeps one copy anyway.
         if len(content) <= INLINE_BLOB or not self.exists(digest):
-            raise_for(self.client.put(f"/blobs/{digest}", content=content))
+            raise_for(self.client.put(f"/blobs/{digest}", content=content, headers=self.headers))
         return digest
 
     def get(self, digest: str) -> Iterator[bytes]:
         check_digest(digest)
-        request = self.client.build_request("GET", f"/blobs/{digest}")
+        request = self.client.build_request("GET", f"/blobs/{digest}", headers=self.headers)
         response = self.client.send(request, stream=True)
         if response.status_code == 404:
             response.close()
@@ -256,7 +311,9 @@ class HttpStore:
 
     def exists(self, digest: str) -> bool:
         check_digest(digest)
-        response = self.client.head(f"/blobs/{digest}")
+        response = self.client.head(f"/blobs/{digest}", headers=self.headers)
+        if response.status_code in (401, 403):  # a HEAD answer has no body to say why
+            raise_for(self.client.get(f"/blobs/{digest}", headers=self.headers))
         return response.status_code == 200
 
     def delete(self, digest: str) -> bool:
@@ -306,8 +363,14 @@ class PendingBlobs:
 
 
 def _pieces(response: httpx.Response) -> Iterator[bytes]:
+    """The body as it arrives. A body cut short (the server found the blob corrupt after its
+    200, or the connection broke) ends early instead of raising httpx's error, so `verified`
+    hashes what came and raises `IntegrityError` naming the digest: no caller gets a blob that
+    was not checked whole."""
     try:
         yield from response.iter_bytes(READ_SIZE)
+    except httpx.TransportError:
+        return
     finally:
         response.close()
 

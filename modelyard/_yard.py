@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +14,14 @@ import httpx
 from modelyard._active_run import ActiveRun
 from modelyard._model_folders import model_folder, with_reference
 from modelyard._remote import HttpRegistry, HttpStore, PendingBlobs
+from modelyard._yard_signing import (
+    Signing,
+    check_policy,
+    detach_signature,
+    sign_on_promotion,
+    signature_problem,
+    write_signature,
+)
 from modelyard._yard_watch import Watching
 from modelyard.errors import ConfigurationError, RegistryUnavailable
 from modelyard.flavors import (
@@ -28,6 +34,7 @@ from modelyard.flavors import (
 from modelyard.registry import (
     AliasEvent,
     AuditEvent,
+    AuditHead,
     ChainCheck,
     Database,
     Gate,
@@ -42,14 +49,21 @@ from modelyard.registry import (
     Transition,
     VersionDiff,
 )
+from modelyard.security import TrustPolicy, load_secret
 from modelyard.settings import Settings
 
 if TYPE_CHECKING:
     from modelyard.optimize import Optimizer, TuneResult
-from modelyard.store import BlobStore, open_store, restore_directory, store_directory
+from modelyard.store import (
+    BlobStore,
+    FolderCache,
+    open_store,
+    restore_directory,
+    store_directory,
+)
 
 
-class Yard(Watching):
+class Yard(Watching, Signing):
     """The modelyard client: log, find, promote and fetch model versions.
 
         >>> yard = Yard()                                  # ~/.modelyard, or MODELYARD_* settings
@@ -75,6 +89,7 @@ class Yard(Watching):
         self._http_client = http_client  # custom auth or proxies, or an in-process test client
         self._registry: Registry | HttpRegistry | None = None
         self._store: BlobStore | None = None
+        self._folders = FolderCache(self.settings.home / "cache")  # re-verified on each open
 
     @property
     def registry(self) -> Registry | HttpRegistry:
@@ -82,10 +97,13 @@ class Yard(Watching):
         if self._registry is None and self.url:
             client = self._http_client or httpx.Client(timeout=60)
             client.base_url = httpx.URL(self.url.rstrip("/") + "/api/v1")
-            self._registry = HttpRegistry(client, actor=self.settings.user)
-            self._store = HttpStore(client)
+            token = self.settings.token
+            secret = token.get_secret_value() if token is not None else ""
+            headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+            self._registry = HttpRegistry(client, actor=self.settings.user, headers=headers)
+            self._store = HttpStore(client, headers=headers)
         if self._registry is None:
-            database = Database(self.settings.database_url)
+            database = Database(self.settings.database_url, secret=self._secret())
             database.open()
             if database.dialect == "sqlite":
                 database.migrate()
@@ -94,7 +112,11 @@ class Yard(Watching):
                 raise RegistryUnavailable(
                     "the registry database needs migrations; run `modelyard db upgrade`"
                 )
-            self._registry = Registry(database, actor=self.settings.user)
+            self._registry = Registry(
+                database,
+                actor=self.settings.user,
+                signatures=lambda version: signature_problem(self, version),  # `signed` gates
+            )
         return self._registry
 
     @property
@@ -187,10 +209,12 @@ class Yard(Watching):
             extra: dict[str, Any] = {}
             if isinstance(registry, HttpRegistry) and isinstance(self.store, HttpStore):
                 pending = PendingBlobs(self.store)  # small files travel with the registration
-                manifest_digest = store_directory(pending, folder).digest
+                manifest = store_directory(pending, folder)
+                manifest_digest, tags = detach_signature(pending, manifest, folder, tags)
                 extra["blobs"] = pending.encoded()
             else:
-                manifest_digest = store_directory(self.store, folder).digest
+                manifest = store_directory(self.store, folder)
+                manifest_digest, tags = detach_signature(self.store, manifest, folder, tags)
         return registry.create_version(
             name,
             **extra,
@@ -284,34 +308,33 @@ class Yard(Watching):
         if version.manifest_digest is None:
             raise ConfigurationError(f"{version.ref} has no stored files to download")
         restore_directory(self.store, version.manifest_digest, path)
+        write_signature(self, version, Path(path))  # as model.sig, for `model_signing verify`
         return Path(path)
 
-    def load_model(self, ref: str, *, trust: bool = False) -> LoadedModel:
+    def load_model(self, ref: str, *, trust: bool | TrustPolicy = False) -> LoadedModel:
         """Load a version as an object with `predict` (and `native`, the framework's object).
 
-        Files are fetched once into `<home>/cache/` (by manifest digest) and verified.
-        `trust=True` allows pickle-based files and stored Python code, after a scan.
+        Files are fetched once into `<home>/cache/` (by manifest digest) and verified; a
+        cached folder is checked again when opened, and restored if it was changed.
+        `trust=True` allows pickle-based files and stored Python code, after a scan; the
+        settings' `trusted_types` and `trusted_modules` widen what a version may name.
 
         >>> model = yard.load_model("fraud@production")
         >>> model.predict(X)
         """
-        return load_model(self._cached(self.get_version(ref)), trust=trust)
+        version = self.get_version(ref)
+        folder = self._cached(version)
+        check_policy(self, version, folder)  # settings.require_signature
+        settings = self.settings
+        policy = TrustPolicy.of(
+            trust, types=settings.trusted_types, modules=settings.trusted_modules
+        )
+        return load_model(folder, trust=policy)
 
     def _cached(self, version: ModelVersion) -> Path:
         if version.manifest_digest is None:
             raise ConfigurationError(f"{version.ref} has no stored files to load")
-        folder = self.settings.home / "cache" / version.manifest_digest.replace(":", "-")
-        if not folder.is_dir():
-            # Restored under a name of its own, then renamed into place: loads of the same
-            # version in parallel (threads, processes) never see a half-written folder.
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            scratch = folder.parent / f".{folder.name}.{uuid.uuid4().hex}"
-            restore_directory(self.store, version.manifest_digest, scratch)
-            try:
-                scratch.rename(folder)
-            except OSError:  # another loader finished first: use its copy
-                shutil.rmtree(scratch)
-        return folder
+        return self._folders.open(self.store, version.manifest_digest)
 
     def merge(
         self,
@@ -333,6 +356,8 @@ class Yard(Watching):
         from modelyard.flavors._merge import merge_folders
 
         first, second = self.get_version(a), self.get_version(b)
+        self.check_signature(first)  # settings.require_signature, as on every load
+        self.check_signature(second)
         folder_a, folder_b = self._cached(first), self._cached(second)
         with tempfile.TemporaryDirectory(prefix="modelyard-merge-") as scratch:
             merged = Path(scratch) / "merged"
@@ -445,7 +470,8 @@ class Yard(Watching):
 
     def transition(self, ref: str, state: State | str, *, comment: str = "") -> ModelVersion:
         """Move a version along its lifecycle, checking gates."""
-        return self.registry.transition(ref, state, comment=comment)
+        version = self.registry.transition(ref, state, comment=comment)
+        return sign_on_promotion(self, version)  # settings.signing_key and signing_states
 
     def transitions(self, ref: str) -> list[Transition]:
         """A version's state changes."""
@@ -485,6 +511,20 @@ class Yard(Watching):
         """The audit trail, oldest first."""
         return self.registry.audit_log(target=target, limit=limit)
 
-    def verify_audit(self) -> ChainCheck:
-        """Check the audit hash chain end to end."""
-        return self.registry.verify_audit()
+    def verify_audit(self, *, head: AuditHead | str | None = None) -> ChainCheck:
+        """Check the audit hash chain end to end; with `head` (`SEQ:HASH`, from `audit_head()`
+        recorded earlier) also that it still reaches that head unchanged."""
+        return self.registry.verify_audit(head=head)
+
+    def audit_head(self) -> AuditHead:
+        """Where the audit chain ends now; record it to check against later."""
+        return self.registry.audit_head()
+
+    def _secret(self) -> bytes:
+        """The secret that keys the audit chain and page tokens (`secret_key`, else the one kept
+        under the home, made on first use)."""
+        configured = self.settings.secret_key
+        return load_secret(
+            configured=configured.get_secret_value() if configured else None,
+            home=self.settings.home,
+        )

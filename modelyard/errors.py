@@ -7,10 +7,16 @@
     ├── DigestMismatch (400)            uploaded bytes that do not hash to their stated digest
     ├── InvalidInput (400)              inputs that do not match a model's signature
     ├── UnsupportedModel (400)          an object or folder no flavor can save or load
+    │   └── ModelCrashed (400)          a model file that crashed the process probing it
     ├── IncompatibleModels (400)        versions that cannot be merged, naming the tensor
     ├── OptimizationRefused (422)       an optimized model whose metric fell past the tolerance
-    ├── UntrustedModel (403)            a pickle-based file loaded without trust=True
+    ├── UntrustedModel (403)            a pickle, stored code or type the operator did not trust
     │   └── UnsafeModel (403)           a pickle that imports os.system, subprocess, eval, …
+    ├── Unauthenticated (401)           no valid token: missing, unknown, expired or revoked
+    ├── PermissionDenied (403)          a valid principal lacking the role the request needs
+    ├── SignatureMissing (422)          a version with no signature where policy requires one
+    ├── SignatureInvalid (422)          a signature that a trusted key does not verify, or files
+    │                                   that differ from what was signed
     ├── NotFound (404)
     │   └── BlobNotFound (404)          no blob with that digest
     ├── IntegrityError (500)            stored bytes no longer match their digest
@@ -18,6 +24,7 @@
     ├── ModelNotReady (503)             a served model is still loading, or failed to
     ├── ServerBusy (429)                the request queue is full; retry after `retry_after` s
     ├── PayloadTooLarge (413)           a request body over the configured limit
+    ├── RequestTimeout (408)            a request body that did not arrive in time
     ├── MissingDependency (500)         an optional extra is not installed
     ├── RegistryUnavailable (503)       the registry database cannot be used right now
     └── StoreUnavailable (503)          the blob store cannot be used right now
@@ -86,6 +93,19 @@ class UnsupportedModel(ModelyardError):
     status_code = 400
 
 
+class ModelCrashed(UnsupportedModel):
+    """A model file that crashed (or hung) the short-lived process that probed it, so no
+    long-lived process loads it; the message names the file and the signal or exit code."""
+
+    def __init__(self, path: str, *, signal: str, detail: str = "") -> None:
+        super().__init__(
+            f"{path} crashed the process that loaded it ({signal}){': ' + detail if detail else ''}"
+            "; it is refused so that it cannot crash a registry or serving process"
+        )
+        self.path = path
+        self.signal = signal
+
+
 class IncompatibleModels(ModelyardError):
     """Two versions whose weights cannot be combined; the message names the first tensor."""
 
@@ -93,21 +113,40 @@ class IncompatibleModels(ModelyardError):
 
 
 class UntrustedModel(ModelyardError):
-    """A pickle-based file (pickle, joblib, `torch.save`) that was not explicitly trusted.
+    """A pickle-based file (pickle, joblib, `torch.save`) or stored code that was not explicitly
+    trusted, or a file naming types or classes (`types`) the operator has not allowed.
 
     Unpickling runs whatever code the file names, so it needs `trust=True`, and even then the
-    file is scanned first.
+    file is checked first. Trust comes from the operator (flags, settings), never from a version.
     """
 
     status_code = 403
 
-    def __init__(self, path: str, *, kind: str = "pickle") -> None:
-        super().__init__(
-            f"{path} is a {kind} file, which can run arbitrary code when loaded; pass trust=True "
-            "if you trust its origin (it is scanned for unsafe imports first), or save the model "
-            "in a safe format"
-        )
+    def __init__(
+        self,
+        path: str,
+        *,
+        kind: str = "pickle",
+        types: list[str] | None = None,
+        setting: str = "trusted_types",
+    ) -> None:
+        if types:
+            message = (
+                f"{path}: the {kind} names {', '.join(types)}, which modelyard does not trust; "
+                f"an operator who trusts them can allow them with the `{setting}` setting "
+                f"(MODELYARD_{setting.upper()}, or `modelyard serve "
+                f"--{setting.replace('trusted_', 'trust-').removesuffix('s')}`); a version's "
+                "own files never can"
+            )
+        else:
+            message = (
+                f"{path} is a {kind} file, which can run arbitrary code when loaded; pass "
+                "trust=True (`--trust`) if you trust its origin (it is still checked against an "
+                "allow-list first), or save the model in a safe format"
+            )
+        super().__init__(message)
         self.path = path
+        self.types = list(types or [])
 
 
 class UnsafeModel(UntrustedModel):
@@ -121,6 +160,59 @@ class UnsafeModel(UntrustedModel):
         )
         self.path = path
         self.imports = imports
+
+
+class Unauthenticated(ModelyardError):
+    """The request carries no valid identity: no token, or one that is unknown, expired or
+    revoked. Servers answer it with `WWW-Authenticate: Bearer`."""
+
+    status_code = 401
+
+
+class PermissionDenied(ModelyardError):
+    """A known principal that lacks the role a request needs; the message names the role and
+    the model."""
+
+    status_code = 403
+
+    def __init__(
+        self, principal: str, *, role: str, model: str | None = None, any_model: bool = False
+    ) -> None:
+        where = f"model {model!r}" if model else "some model" if any_model else "every model"
+        super().__init__(
+            f"{principal} needs the {role} role on {where} for this; ask an admin to grant it "
+            f"(modelyard role grant {principal} {role}"
+            + (f" --models {model!r})" if model else ")")
+        )
+        self.principal = principal
+        self.role = role
+        self.model = model or ""
+
+
+class SignatureMissing(ModelyardError):
+    """A version has no signature, and the operator's policy (`require_signature`, a `signed`
+    gate) requires one. 422: the version, not the caller's identity, is what is refused."""
+
+    status_code = 422
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(
+            f"{ref} is not signed, and a signature is required; sign it with "
+            f"`modelyard sign {ref} --key PRIVATE.pem` (see docs/signing.md)"
+        )
+        self.ref = ref
+
+
+class SignatureInvalid(ModelyardError):
+    """A version's signature does not verify with the operator's trusted keys, or its files
+    differ from what was signed; `reason` says which, naming the files."""
+
+    status_code = 422
+
+    def __init__(self, ref: str, *, reason: str) -> None:
+        super().__init__(f"the signature of {ref} does not verify: {reason}")
+        self.ref = ref
+        self.reason = reason
 
 
 class NotFound(ModelyardError):
@@ -181,9 +273,21 @@ class PayloadTooLarge(ModelyardError):
 
     status_code = 413
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the request body is over the limit of {limit} bytes")
+    def __init__(self, limit: int, *, what: str = "the request body", hint: str = "") -> None:
+        super().__init__(
+            f"{what} is over the limit of {limit} bytes" + (f"; {hint}" if hint else "")
+        )
         self.limit = limit
+
+
+class RequestTimeout(ModelyardError):
+    """A client that did not send its whole request body within the server's read timeout."""
+
+    status_code = 408
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the request body did not arrive within {seconds:g} seconds")
+        self.seconds = seconds
 
 
 class MissingDependency(ModelyardError):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import getpass
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -78,10 +78,95 @@ class Settings(BaseSettings):
     """Serving: how often alert rules are evaluated."""
 
     alert_webhooks: list[str] = Field(default_factory=list)
-    """URL prefixes alert webhooks may post to (a JSON list); any other webhook is refused."""
+    """URLs alert webhooks may post to (a JSON list): a webhook needs the same scheme, host and
+    port as an entry and a path at or under the entry's (compared parsed and normalised, no
+    userinfo); any other webhook is refused."""
 
     serve_poll_seconds: float = Field(default=2.0, gt=0)
     """Serving: how often served aliases are checked for a move (then hot-swapped)."""
+
+    trusted_types: list[str] = Field(default_factory=list)
+    """Loading: skops types (`module.Name`, a JSON list) trusted beyond modelyard's fixed list of
+    safe scikit-learn types. Types recorded in a version's own files are never trusted."""
+
+    trusted_modules: list[str] = Field(default_factory=list)
+    """Loading: module prefixes (a JSON list, `mycompany.models` covers its submodules) whose
+    classes a version may name (a torch `class` setting) and a trusted pickle may import."""
+
+    probe_timeout_seconds: float = Field(default=60.0, gt=0)
+    """Loading: how long the probe of a natively loaded model (LightGBM, XGBoost) may take in
+    its own process, before a registry or serving process loads it."""
+
+    token: SecretStr | None = None
+    """Client: the bearer token sent to a `modelyard server` (an API token from `modelyard token
+    create`, or an OIDC access token)."""
+
+    auth: bool = False
+    """Server: require a bearer token on every request. Off, everyone acts as the server's own
+    user, which `modelyard server` allows only on a loopback address (or with `--insecure`)."""
+
+    auth_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    """Server: how long a verified token and the grants are cached in memory; a revoked token
+    or a removed grant stops working within this time."""
+
+    oidc_jwks_url: str | None = None
+    """Server: the identity provider's JWKS URL; set it (with issuer and audience) to accept
+    OIDC/JWT bearer tokens."""
+
+    oidc_issuer: str | None = None
+    """Server: the `iss` an OIDC token must carry."""
+
+    oidc_audience: str | None = None
+    """Server: the `aud` an OIDC token must carry."""
+
+    oidc_user_claim: str = "sub"
+    """Server: the OIDC claim naming the user (`sub`, or `preferred_username`, `email`, …)."""
+
+    oidc_groups_claim: str = "groups"
+    """Server: the OIDC claim listing the user's groups; grants to a group apply to them."""
+
+    trusted_proxies: list[str] = Field(default_factory=list)
+    """Server: addresses (or networks, `10.0.0.0/8`) of reverse proxies that authenticate users
+    themselves; only requests from them may name the user in `X-Modelyard-User` (a JSON list)."""
+
+    protected_aliases: list[str] = Field(default_factory=lambda: ["production"])
+    """Server: aliases that only an approver (or admin) may move, delete or roll back."""
+
+    require_signature: bool = False
+    """Loading and serving: refuse a version whose signature does not verify with one of
+    `trusted_keys` (see docs/signing.md)."""
+
+    trusted_keys: list[Path] = Field(default_factory=list)
+    """Signing: public keys (EC, PEM files; a JSON list) whose signatures are trusted, by
+    `require_signature`, `modelyard verify` and the `signed` gate."""
+
+    signing_key: Path | None = None
+    """Signing: a private key (EC, PEM) with which a version is signed when it is promoted into
+    one of `signing_states` through this client; unset signs nothing on promotion."""
+
+    signing_key_password: SecretStr | None = None
+    """Signing: the password of `signing_key` (and of `modelyard sign --key`), if encrypted."""
+
+    signing_states: list[str] = Field(default_factory=lambda: ["staging", "production"])
+    """Signing: the states whose entry signs a version with `signing_key` (a JSON list)."""
+
+    secret_key: SecretStr | None = None
+    """Registry: the secret that keys the audit chain and search page tokens (a key derived per
+    purpose). Unset, a random one is made once and kept in `<home>/secret.key` (mode 0600).
+    Every process writing the same database (several servers, a server and the CLI) needs the
+    same secret."""
+
+    server_max_body_bytes: int = Field(default=64 << 20, ge=1024)
+    """Registry server: the largest request body accepted (larger ones get 413); blob uploads
+    have their own limit."""
+
+    server_max_inline_bytes: int = Field(default=8 << 20, ge=0)
+    """Registry server: the most blob bytes that may ride along inline with one registration
+    (larger models upload their blobs first, as the client does by itself)."""
+
+    server_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    """Servers (`server` and `serve`): how long a client may take to send a request body, and
+    to send the headers of the next request on a kept-alive connection (then it is closed)."""
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

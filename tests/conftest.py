@@ -97,23 +97,33 @@ def make_yard(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[YardFa
     from tests.asgi import in_process_client
     from tests.servers import running_server
 
-    settings = Settings(home=tmp_path / "home", user="ana")
+    # The operator allows the test models' classes (tests.*), which torch versions name.
+    settings = Settings(home=tmp_path / "home", user="ana", trusted_modules=["tests"])
     made: list[Yard] = []
 
-    def factory(**options: object) -> YardFactory:
+    def factory(database_url: str | None = None, **options: object) -> YardFactory:
+        # Over HTTP the server requires tokens: each user gets one (and the admin role), since
+        # who acts is the token's user, not a setting of the client.
         def make(user: str = "ana") -> Yard:
-            made.append(Yard(settings.model_copy(update={"user": user}), **options))  # type: ignore[arg-type]
+            update: dict[str, object] = {"user": user}
+            if database_url is not None:
+                update["token"] = _admin_token(database_url, user)
+            made.append(Yard(settings.model_copy(update=update), **options))  # type: ignore[arg-type]
             return made[-1]
 
         return make
 
     with ExitStack() as stack:
         if request.param == "asgi":
-            client = stack.enter_context(in_process_client(create_app(settings)))
-            yield factory(url="http://testserver", http_client=client)
+            # No cache: a user's token and grant, made in the database, count at once.
+            app = create_app(settings.model_copy(update={"auth": True, "auth_cache_seconds": 0}))
+            client = stack.enter_context(in_process_client(app))
+            yield factory(settings.database_url, url="http://testserver", http_client=client)
         elif request.param == "server":
             database_url = request.getfixturevalue("fresh_postgres")
-            yield factory(url=stack.enter_context(running_server(tmp_path, database_url)))
+            env = {"MODELYARD_AUTH": "true", "MODELYARD_AUTH_CACHE_SECONDS": "0"}
+            server = running_server(tmp_path, database_url, env=env)
+            yield factory(database_url, url=stack.enter_context(server))
         else:
             yield factory()
         for yard in made:
@@ -123,3 +133,20 @@ def make_yard(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[YardFa
 @pytest.fixture
 def yard(make_yard: YardFactory) -> Yard:
     return make_yard()
+
+
+def _admin_token(database_url: str, user: str) -> object:
+    """A token acting as `user`, with the admin role, made in the registry's own database."""
+    from pydantic import SecretStr
+
+    from modelyard.registry import Database, Principals
+
+    database = Database(database_url)
+    database.open()
+    try:
+        database.migrate()
+        principals = Principals(database, actor="test")
+        principals.grant(user, "admin")
+        return SecretStr(principals.create_token(user=user).secret)
+    finally:
+        database.close()

@@ -22,11 +22,15 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(
-    home: Path, database_url: str | None = None, *, exit_codes: list[int] | None = None
+    home: Path,
+    database_url: str | None = None,
+    *,
+    exit_codes: list[int] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[str]:
     """`modelyard server` in its own process; yields its URL, stops it with SIGTERM after and
-    appends its exit code to `exit_codes` when given."""
-    env = {"MODELYARD_HOME": str(home / "server-home")}
+    appends its exit code to `exit_codes` when given. `env`: more MODELYARD_* settings."""
+    env = {"MODELYARD_HOME": str(home / "server-home"), **(env or {})}
     if database_url:
         env["MODELYARD_DATABASE_URL"] = database_url
     with _process(["server"], env=env, log=home / "server.log", ready="/health",

@@ -6,8 +6,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-import click
 import typer
 
 from modelyard.cli import app
@@ -35,10 +35,12 @@ def test_cli_reference_is_current(tmp_path: Path) -> None:
     assert generated.read_text() == current, "docs/cli.md is stale: run scripts/docs"
 
 
-def walk(command: click.Command, path: str) -> list[tuple[str, click.Command]]:
+def walk(command: Any, path: str) -> list[tuple[str, Any]]:
     found = [(path, command)]
-    if isinstance(command, click.Group):
-        for name, sub in command.commands.items():
+    # typer vendors its own click, so its groups are not `click.Group`: look for subcommands.
+    commands = getattr(command, "commands", None)
+    if commands:
+        for name, sub in commands.items():
             found += walk(sub, f"{path} {name}")
     return found
 

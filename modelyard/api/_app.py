@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from modelyard.__about__ import __version__
 from modelyard._yard import Yard
-from modelyard.api._blobs import blob_routes
+from modelyard._yard_signing import signature_problem
+from modelyard.api._access import Access
+from modelyard.api._acting import caller_dependency
+from modelyard.api._allow import method_not_allowed
+from modelyard.api._blobs import MAX_BLOB, blob_routes
 from modelyard.api._hot_routes import HotRoutes
+from modelyard.api._limits import RequestLimits
+from modelyard.api._principals import principal_routes
 from modelyard.api._registry import registry_routes
 from modelyard.api._responses import error_response
 from modelyard.api._runs import run_routes
@@ -40,9 +48,18 @@ def create_app(settings: Settings, *, yard: Yard | None = None) -> FastAPI:
     app.state.yard = client
     app.add_exception_handler(ModelyardError, error_response)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
-    for router in (registry_routes(client), run_routes(client), blob_routes(client)):
+    app.add_exception_handler(HTTPException, method_not_allowed)  # type: ignore[arg-type]
+    access = Access(settings, lambda: client.local_registry().database, clock=time.monotonic,
+                    signatures=lambda version: signature_problem(client, version))  # fmt: skip
+    acting = caller_dependency(access)
+    routers = (registry_routes(client, access, acting), run_routes(acting),
+               blob_routes(client, acting), principal_routes(access, acting))  # fmt: skip
+    for router in routers:
         app.include_router(router, prefix=API)
-    app.add_middleware(HotRoutes, yard=client, prefix=API)
+    app.add_middleware(HotRoutes, yard=client, access=access, prefix=API)
+    app.add_middleware(RequestLimits, max_body_bytes=settings.server_max_body_bytes,  # outermost
+                       read_timeout=settings.server_read_timeout_seconds,
+                       body_limits=[("PUT", f"{API}/blobs/", MAX_BLOB)])  # fmt: skip
 
     @app.get("/health", tags=["server"])
     def health() -> dict[str, str]:

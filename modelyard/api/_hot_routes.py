@@ -26,14 +26,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelyard._yard import Yard
 from modelyard.api import _schemas as body
-from modelyard.api._acting import acting_registry
-from modelyard.api._registry import register
+from modelyard.api._access import Access
+from modelyard.api._acting import Caller
+from modelyard.api._registry import register, registering, search_readable
 from modelyard.api._responses import encode, error_response
 from modelyard.errors import ModelyardError
-from modelyard.registry import Registry
+from modelyard.security import Role
 
 Call = Callable[..., BaseModel]
-"""(registry, body or None, **path and query parameters) -> the record to send back."""
+"""(caller, body or None, **path and query parameters) -> the record to send back; the call
+checks the caller's role itself, as the FastAPI route does."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,23 +50,22 @@ class HotRoute:
     status_code: int = 200
 
 
-def hot_routes(yard: Yard, *, prefix: str) -> list[HotRoute]:
+def hot_routes(yard: Yard, access: Access, *, prefix: str) -> list[HotRoute]:
     """The routes worth a shortcut: those a registry client calls for every model it logs,
     deploys or looks up."""
 
-    def create_version(registry: Registry, new: body.VersionCreate, *, name: str) -> BaseModel:
-        return register(yard, registry, name, new)
+    def create_version(caller: Caller, new: body.VersionCreate, *, name: str) -> BaseModel:
+        return register(yard, registering(caller, access, name, new), name, new)
 
-    def get_version(registry: Registry, _body: None, *, ref: str) -> BaseModel:
-        return registry.get_version(ref)
+    def get_version(caller: Caller, _body: None, *, ref: str) -> BaseModel:
+        return caller.need_ref(Role.READER, ref).registry.get_version(ref)
 
-    def set_alias(
-        registry: Registry, target: body.AliasTarget, *, name: str, alias: str
-    ) -> BaseModel:
+    def set_alias(caller: Caller, target: body.AliasTarget, *, name: str, alias: str) -> BaseModel:
+        registry = caller.need(access.alias_role(alias), name).registry
         return registry.set_alias(name, alias, target.version, reason=target.reason)
 
-    def search_versions(registry: Registry, search: body.Search) -> BaseModel:
-        return registry.search_versions(**search.model_dump())
+    def search_versions(caller: Caller, search: body.Search) -> BaseModel:
+        return search_readable(caller, search)
 
     def path(pattern: str) -> re.Pattern[str]:
         # The same segments FastAPI matches: {name} is one segment, {alias:path} the rest.
@@ -81,12 +82,16 @@ def hot_routes(yard: Yard, *, prefix: str) -> list[HotRoute]:
 
 
 class HotRoutes:
-    """ASGI middleware: answers the hot routes itself and passes everything else to `app`."""
+    """ASGI middleware: answers the hot routes itself and passes everything else to `app`.
 
-    def __init__(self, app: ASGIApp, *, yard: Yard, prefix: str) -> None:
+    It authenticates as the FastAPI routes do, from the same token cache: a cached token costs
+    a dict lookup; a miss is looked up in a thread before the body is read."""
+
+    def __init__(self, app: ASGIApp, *, yard: Yard, access: Access, prefix: str) -> None:
         self.app = app
         self.yard = yard
-        self.routes = hot_routes(yard, prefix=prefix)
+        self.access = access
+        self.routes = hot_routes(yard, access, prefix=prefix)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         found = self._match(scope)
@@ -94,6 +99,16 @@ class HotRoutes:
             await self.app(scope, receive, send)
             return
         route, parameters = found
+        loop = asyncio.get_running_loop()
+        try:
+            credentials = _credentials(scope)
+            principal = self.access.cached(**credentials)
+            if principal is None:
+                authenticate = functools.partial(self.access.authenticate, **credentials)
+                principal = await loop.run_in_executor(None, authenticate)
+        except ModelyardError as error:
+            await error_response(None, error)(scope, receive, send)
+            return
         messages: list[Message] = []
         content = await _read_body(receive, messages) if route.body is not None else b""
         arguments = _arguments(route, scope, content, parameters)
@@ -101,13 +116,14 @@ class HotRoutes:
             await self.app(scope, _replay(messages, receive), send)
             return
         record_body, values = arguments
-        call = functools.partial(self._call, route, _user(scope), record_body, values)
+        caller = Caller(principal, self.access)
+        call = functools.partial(route.call, caller, record_body, **values)
         try:
             # Registry calls block (SQLite, PostgreSQL), so they run in threads: the event
             # loop's own executor, which hands off directly. AnyIO's `to_thread`, which FastAPI
             # uses, spends longer finding its backend, limiter and cancel scope than reading one
             # version takes.
-            record = await asyncio.get_running_loop().run_in_executor(None, call)
+            record = await loop.run_in_executor(None, call)
         except ModelyardError as error:
             await error_response(None, error)(scope, receive, send)
             return
@@ -116,15 +132,6 @@ class HotRoutes:
                    (b"content-length", str(len(content)).encode())]  # fmt: skip
         await send({"type": "http.response.start", "status": route.status_code, "headers": headers})
         await send({"type": "http.response.body", "body": content})
-
-    def _call(
-        self,
-        route: HotRoute,
-        user: str | None,
-        record_body: BaseModel | None,
-        values: dict[str, str],
-    ) -> BaseModel:
-        return route.call(acting_registry(self.yard, user), record_body, **values)
 
     def _match(self, scope: Scope) -> tuple[HotRoute, dict[str, str]] | None:
         if scope["type"] != "http" or scope.get("root_path"):
@@ -185,6 +192,12 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-def _user(scope: Scope) -> str | None:
-    value = _header(scope, b"x-modelyard-user")
-    return value.decode("latin-1") if value is not None else None
+def _credentials(scope: Scope) -> dict[str, str | None]:
+    authorization = _header(scope, b"authorization")
+    user = _header(scope, b"x-modelyard-user")
+    client = scope.get("client")
+    return {
+        "authorization": authorization.decode("latin-1") if authorization is not None else None,
+        "client": client[0] if client else None,
+        "proxy_user": user.decode("latin-1") if user is not None else None,
+    }

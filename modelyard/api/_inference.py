@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import cache
 from importlib import resources
@@ -20,7 +18,9 @@ from typing import Any
 import orjson
 
 from modelyard._yard import Yard
-from modelyard.api._running import run, run_workers
+from modelyard.api._running import run, run_workers, with_read_timeout
+from modelyard.api._serving_auth import serving_auth
+from modelyard.api._workers import read_worker_spec, worker_environment
 from modelyard.errors import ModelyardError, NotFound, PayloadTooLarge, ServerBusy
 from modelyard.monitoring import parse_feedback, write_feedback
 from modelyard.monitoring._alerts import load_rules
@@ -98,9 +98,10 @@ class InferenceApp:
             elif action is None and method == "GET":
                 await _send(send, 200, orjson.dumps(self.plane.model_metadata(name, version)))
             else:
-                await _error(send, _MethodNotAllowed(method, path))
+                allowed = "POST" if action in ("/infer", "/explain", "/feedback") else "GET"
+                await _error(send, _MethodNotAllowed(method, path, allowed=allowed))
         elif method != "GET":
-            await _error(send, _MethodNotAllowed(method, path))
+            await _error(send, _MethodNotAllowed(method, path, allowed="GET"))
         elif path in ("/v2", "/v2/"):
             await _send(send, 200, orjson.dumps(self.plane.metadata()))
         elif path == "/v2/health/live":
@@ -241,10 +242,6 @@ def create_inference_app(
     )
 
 
-SPEC = "MODELYARD_SERVE_SPEC"
-"""How `serve` hands its configuration to worker processes (uvicorn starts them afresh)."""
-
-
 def serve(
     settings: Settings,
     refs: list[str],
@@ -263,38 +260,35 @@ def serve(
         "trust": trust, "canaries": dict(canaries or {}), "shadows": list(shadows)
     }  # fmt: skip
     if workers <= 1:
-        run(create_inference_app(settings, refs, yard=yard, **routing), host=host, port=port)
+        app = create_inference_app(settings, refs, yard=yard, **routing)
+        timeout = settings.server_read_timeout_seconds
+        limited = with_read_timeout(serving_auth(app, settings), read_timeout=timeout)
+        run(limited, host=host, port=port, read_timeout=timeout)
         return
     for ref in refs:
         Reference.parse(ref)  # a bad reference fails here, not in every worker
-    with tempfile.TemporaryDirectory(prefix="modelyard-metrics-") as metrics:
-        # Both are read by the workers, which uvicorn starts as new processes: prometheus_client
-        # picks its multiprocess mode from this variable when it is imported.
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics
-        os.environ[SPEC] = json.dumps(
-            {"settings": settings.model_dump(mode="json"), "refs": refs, **routing}
-        )
-        run_workers(f"{__name__}:app_from_environment", host=host, port=port, workers=workers)
+    # uvicorn starts the workers as new processes: they get a private spec file's path, and
+    # no secret in their environment (see `modelyard.api._workers`).
+    with worker_environment(settings, refs, routing):
+        run_workers(f"{__name__}:app_from_environment", host=host, port=port, workers=workers,
+                    read_timeout=settings.server_read_timeout_seconds)  # fmt: skip
 
 
-def app_from_environment() -> InferenceApp:
-    """The app of one worker process, from the configuration `serve` left in its environment."""
-    spec = json.loads(os.environ[SPEC])
-    return create_inference_app(
-        Settings.model_validate(spec["settings"]),
-        spec["refs"],
-        trust=spec["trust"],
-        canaries=spec["canaries"],
-        shadows=spec["shadows"],
-        multiprocess=True,
-    )
+def app_from_environment() -> Any:
+    """The app of one worker process, from the spec file `serve` handed it (behind the body
+    read timeout)."""
+    spec = read_worker_spec()
+    app = create_inference_app(spec.settings, spec.refs, **spec.options, multiprocess=True)
+    guarded = serving_auth(app, spec.settings)  # bearer tokens, with MODELYARD_AUTH
+    return with_read_timeout(guarded, read_timeout=spec.settings.server_read_timeout_seconds)
 
 
 class _MethodNotAllowed(ModelyardError):
     status_code = 405
 
-    def __init__(self, method: str, path: str) -> None:
-        super().__init__(f"{method} is not allowed on {path}")
+    def __init__(self, method: str, path: str, *, allowed: str) -> None:
+        super().__init__(f"{method} is not allowed on {path}; use {allowed}")
+        self.allowed = allowed
 
 
 async def _send(
@@ -308,6 +302,8 @@ async def _error(send: Send, error: ModelyardError) -> None:
     headers = list(_JSON)
     if isinstance(error, ServerBusy):
         headers.append((b"retry-after", str(error.retry_after).encode()))
+    elif isinstance(error, _MethodNotAllowed):
+        headers.append((b"allow", error.allowed.encode()))
     await _send(send, error.status_code, orjson.dumps({"error": error.message}), headers)
 
 

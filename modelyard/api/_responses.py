@@ -16,7 +16,7 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from modelyard.errors import ModelyardError
+from modelyard.errors import ModelyardError, Unauthenticated
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -52,4 +52,5 @@ def error_response(_request: Request | None, error: ModelyardError) -> JSONRespo
         if key != "message" and isinstance(value, str | int | float | list)
     }
     body = {"error": error.message, "type": type(error).__name__, "details": details}
-    return JSONResponse(body, status_code=error.status_code)
+    challenge = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthenticated) else None
+    return JSONResponse(body, status_code=error.status_code, headers=challenge)

@@ -1,31 +1,122 @@
-"""Run an ASGI app under uvicorn until SIGTERM or Ctrl-C, then drain and return (exit 0)."""
+"""Run an ASGI app under uvicorn until SIGTERM or Ctrl-C, then drain and return (exit 0).
+
+Both servers (`modelyard server`, `modelyard serve`) run here, with the same timeouts: an idle
+kept-alive connection is closed after `KEEP_ALIVE_SECONDS`; a client that has not sent a
+request's headers within `read_timeout` of connecting (or of its previous response) is
+disconnected (`HeaderTimeout`), and one that has not sent its body in that time gets 408
+(`RequestLimits`, which `with_read_timeout` puts in front of an app that lacks it).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
+import sys
 from collections.abc import Iterator
 from typing import Any
 
-OPTIONS: dict[str, Any] = {
-    "log_level": "warning",
-    "access_log": False,
-    "loop": "uvloop",
-    "http": "httptools",
-    "lifespan": "on",
-    "timeout_graceful_shutdown": 30,
-}
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from modelyard.api._limits import RequestLimits
+
+KEEP_ALIVE_SECONDS = 5.0
+"""How long an idle kept-alive connection stays open."""
+
+DEFAULT_READ_TIMEOUT = 30.0
+READ_TIMEOUT = "modelyard_read_timeout"
+"""The attribute of uvicorn's `Config` that carries the read timeout to `HeaderTimeout` (the
+config travels to worker processes; a class made per timeout would not)."""
 
 
-def run_workers(factory: str, *, host: str, port: int, workers: int) -> None:
-    """Serve the app `factory` (an import string) from `workers` processes sharing one socket;
-    SIGTERM drains every worker."""
+class HeaderTimeout(HttpToolsProtocol):
+    """uvicorn's httptools protocol, closing a connection whose request headers have not all
+    arrived within `read_timeout` seconds (uvicorn itself waits forever: a client trickling its
+    headers a byte at a time held a connection open as long as it liked)."""
+
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def on_headers_complete(self) -> None:
+        self._disarm_header_timer()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and not self.pipeline:  # pipelined: headers are in
+            self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        self._disarm_header_timer()
+        seconds = getattr(self.config, READ_TIMEOUT, DEFAULT_READ_TIMEOUT)
+        self._header_timer = self.loop.call_later(seconds, self._headers_too_slow)
+
+    def _disarm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def config(app: Any, *, host: str, port: int, read_timeout: float, **more: Any) -> Any:
+    """uvicorn's `Config` for both servers."""
     import uvicorn
 
-    uvicorn.run(factory, factory=True, host=host, port=port, workers=workers, **OPTIONS)
+    settings = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http=HeaderTimeout,
+        lifespan="on",
+        timeout_graceful_shutdown=30,
+        timeout_keep_alive=int(KEEP_ALIVE_SECONDS),
+        **more,
+    )
+    setattr(settings, READ_TIMEOUT, read_timeout)
+    return settings
 
 
-def run(app: Any, *, host: str = "127.0.0.1", port: int = 8080) -> None:
+def with_read_timeout(app: Any, *, read_timeout: float) -> Any:
+    """`app` behind `RequestLimits` bounding only the time a body may take (the app bounds its
+    size itself, as the inference server does)."""
+    return RequestLimits(app, max_body_bytes=sys.maxsize, read_timeout=read_timeout)
+
+
+def run_workers(
+    factory: str, *, host: str, port: int, workers: int, read_timeout: float = DEFAULT_READ_TIMEOUT
+) -> None:
+    """Serve the app `factory` (an import string) from `workers` processes sharing one socket;
+    SIGTERM drains every worker. The factory's app should bound body reads itself
+    (`with_read_timeout`)."""
+    from uvicorn.supervisors import Multiprocess
+
+    settings = config(
+        factory, host=host, port=port, read_timeout=read_timeout, factory=True, workers=workers
+    )
+    Multiprocess(settings, sockets=[settings.bind_socket()]).run()
+
+
+def run(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
+) -> None:
     """Serve `app` on `host:port` with uvloop and httptools; blocks until stopped."""
     import uvicorn
 
@@ -42,4 +133,4 @@ def run(app: Any, *, host: str = "127.0.0.1", port: int = 8080) -> None:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
 
-    Server(uvicorn.Config(app, host=host, port=port, **OPTIONS)).run()
+    Server(config(app, host=host, port=port, read_timeout=read_timeout)).run()

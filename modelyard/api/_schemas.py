@@ -113,3 +113,21 @@ class RunEnd(_Body):
     """How a run ended."""
 
     status: str = "finished"
+
+
+class TokenCreate(_Body):
+    """A new API token for `user`."""
+
+    user: str = Field(min_length=1, max_length=255)
+    expires_in_seconds: int | None = Field(default=None, ge=1, le=10 * 366 * 86400)
+    """Lifetime; None for a token that never expires."""
+    description: str = Field(default="", max_length=1000)
+
+
+class GrantCreate(_Body):
+    """A role given to a user (or a group) on the models matching `models`."""
+
+    subject: str = Field(min_length=1, max_length=255)
+    role: str
+    models: str = "*"
+    group: bool = False

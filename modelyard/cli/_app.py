@@ -5,9 +5,10 @@ from __future__ import annotations
 import typer
 
 from modelyard.__about__ import __version__
-from modelyard.cli import _explain, _lifecycle, _monitor, _registry, _serve, _server
+from modelyard.cli import _explain, _lifecycle, _monitor, _registry, _serve, _server, _signing
 from modelyard.cli._optimize import optimize_app
 from modelyard.cli._store import store_app
+from modelyard.cli._tokens import role_app, token_app
 from modelyard.cli._tune import tune as tune_command
 from modelyard.settings import Settings
 
@@ -36,6 +37,10 @@ app.add_typer(_monitor.monitor_app, name="monitor")
 app.add_typer(optimize_app, name="optimize")
 app.command("explain")(_explain.explain)
 app.command("tune")(tune_command)
+app.add_typer(token_app, name="token")
+app.add_typer(role_app, name="role")
+app.command("sign")(_signing.sign)
+app.command("verify")(_signing.verify)
 
 
 @app.callback()

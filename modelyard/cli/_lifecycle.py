@@ -10,7 +10,7 @@ from modelyard.cli._context import JsonFlag, emit_records, parse_pairs, settings
 from modelyard.cli._output import emit_json, emit_table, reports_errors
 from modelyard.registry import Database, ModelVersion
 
-audit_app = typer.Typer(help="Audit log: log, verify.", no_args_is_help=True)
+audit_app = typer.Typer(help="Audit log: log, verify, head.", no_args_is_help=True)
 db_app = typer.Typer(help="Registry database: upgrade, pending.", no_args_is_help=True)
 gate_app = typer.Typer(help="Promotion gates: add, list, rm.", no_args_is_help=True)
 
@@ -95,7 +95,13 @@ def _step_summary(version: ModelVersion) -> str:
 def add_gate(
     ctx: typer.Context,
     name: str,
-    kind: Annotated[str, typer.Argument(help="metric, tag, signature or approval.")],
+    kind: Annotated[
+        str,
+        typer.Argument(
+            help="metric, tag, signature (inputs and outputs declared), signed (a verified "
+            "signature) or approval."
+        ),
+    ],
     config: Annotated[list[str] | None, typer.Argument(help="KEY=VALUE settings.")] = None,
     to_state: Annotated[str, typer.Option(help="State the gate guards.")] = "production",
 ) -> None:
@@ -153,18 +159,46 @@ def audit_log(
 
 @audit_app.command("verify")
 @reports_errors
-def audit_verify(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+def audit_verify(
+    ctx: typer.Context,
+    head: Annotated[
+        str | None,
+        typer.Option(
+            help="A head recorded earlier with `modelyard audit head` (SEQ:HASH): also fail when "
+            "the chain no longer reaches it unchanged (events deleted or rewritten)."
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Walk the audit hash chain; exit 1 naming the first event that does not match."""
-    check = yard_of(ctx).verify_audit()
+    check = yard_of(ctx).verify_audit(head=head)
     if as_json:
         emit_json({"ok": check.ok, "checked": check.checked, "bad_seq": check.bad_seq,
-                   "reason": check.reason})  # fmt: skip
+                   "reason": check.reason, "unkeyed": check.unkeyed})  # fmt: skip
     elif check.ok:
         typer.echo(f"audit chain intact: {check.checked} events")
     else:
         typer.echo(f"audit chain broken at event {check.bad_seq}: {check.reason}", err=True)
+    if check.unkeyed and not as_json:
+        typer.echo(
+            f"note: the first {check.unkeyed} events were written before the chain was keyed; "
+            "only a head recorded earlier (--head) vouches for them",
+            err=True,
+        )
     if not check.ok:
         raise typer.Exit(1)
+
+
+@audit_app.command("head")
+@reports_errors
+def audit_head(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Print where the audit chain ends (SEQ:HASH). Keep it outside the registry's database;
+    `modelyard audit verify --head SEQ:HASH` later shows whether events were deleted since."""
+    head = yard_of(ctx).audit_head()
+    if as_json:
+        emit_json({"seq": head.seq, "hash": head.hash})
+    else:
+        typer.echo(str(head))
 
 
 @db_app.command("upgrade")

@@ -93,7 +93,7 @@ def export(
     from modelyard.monitoring._export import grafana_dashboard, prometheus_rules
 
     # Webhooks do not matter here: only the conditions become Prometheus rules.
-    loaded = load_rules(rules, allowed_webhooks=[""]) if rules is not None else []
+    loaded = load_rules(rules, allowed_webhooks=None) if rules is not None else []
     out.mkdir(parents=True, exist_ok=True)
     (out / "prometheus-rules.yml").write_text(
         yaml.safe_dump(prometheus_rules(loaded), sort_keys=False)

@@ -13,6 +13,7 @@ from modelyard.cli._context import JsonFlag, yard_of
 from modelyard.cli._output import emit_json, reports_errors
 from modelyard.errors import ConfigurationError, InvalidInput
 from modelyard.optimize import Optimized
+from modelyard.security import TrustPolicy
 
 optimize_app = typer.Typer(
     help="Optimization: quantize, prune, convert; each result is a new version, measured.",
@@ -36,6 +37,15 @@ Force = Annotated[bool, typer.Option(help="Register a result past the tolerance,
 Alias = Annotated[str | None, typer.Option(help="Point this alias at the new version.")]
 Name = Annotated[str | None, typer.Option(help="Register under this model (default: the same).")]
 Trust = Annotated[bool, typer.Option(help="Allow pickle-based files of the parent.")]
+TrustModule = Annotated[
+    list[str] | None,
+    typer.Option(help="A module prefix whose classes versions may name (torch 'class')."),
+]
+
+
+def _trust(trust: bool, modules: list[str] | None) -> TrustPolicy:
+    """`--trust` and `--trust-module`; the settings' allow-lists are added by the optimizer."""
+    return TrustPolicy(pickles=trust, modules=tuple(modules or ()))
 
 
 @optimize_app.command("quantize")
@@ -59,6 +69,7 @@ def quantize(
     alias: Alias = None,
     name: Name = None,
     trust: Trust = False,
+    trust_module: TrustModule = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Quantize REF to int8 or float16 (PyTorch dynamic; ONNX dynamic or static)."""
@@ -67,7 +78,7 @@ def quantize(
     result = yard_of(ctx).optimize.quantize(
         ref, eval_data=(inputs, truth), metric=metric, dtype=dtype, method=method,
         calibration=calibrate, per_channel=per_channel, tolerance=tolerance, force=force,
-        alias=alias, name=name, trust=trust,
+        alias=alias, name=name, trust=_trust(trust, trust_module),
     )  # fmt: skip
     _emit(result, as_json)
 
@@ -95,6 +106,7 @@ def prune(
     alias: Alias = None,
     name: Name = None,
     trust: Trust = False,
+    trust_module: TrustModule = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Prune REF (a torch version) by weight magnitude, or remove whole layers."""
@@ -102,7 +114,7 @@ def prune(
     result = yard_of(ctx).optimize.prune(
         ref, eval_data=(inputs, truth), metric=metric, sparsity=sparsity, structured=structured,
         layers=[layer.strip() for layer in layers.split(",")] if layers else None,
-        tolerance=tolerance, force=force, alias=alias, name=name, trust=trust,
+        tolerance=tolerance, force=force, alias=alias, name=name, trust=_trust(trust, trust_module),
     )  # fmt: skip
     _emit(result, as_json)
 
@@ -124,13 +136,14 @@ def convert(
     alias: Alias = None,
     name: Name = None,
     trust: Trust = False,
+    trust_module: TrustModule = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Convert REF (scikit-learn, XGBoost, LightGBM, PyTorch) to ONNX."""
     inputs, truth = read_eval(eval_file, target)
     result = yard_of(ctx).optimize.convert(
         ref, eval_data=(inputs, truth), metric=metric, to=to, opset=opset, tolerance=tolerance,
-        force=force, alias=alias, name=name, trust=trust,
+        force=force, alias=alias, name=name, trust=_trust(trust, trust_module),
     )  # fmt: skip
     _emit(result, as_json)
 

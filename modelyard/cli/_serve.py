@@ -30,6 +30,14 @@ def serve(
     trust: Annotated[
         bool, typer.Option(help="Allow pickle-based files and stored code (scanned first).")
     ] = False,
+    trust_type: Annotated[
+        list[str] | None,
+        typer.Option(help="A skops type to trust (module.Name), beyond the fixed safe list."),
+    ] = None,
+    trust_module: Annotated[
+        list[str] | None,
+        typer.Option(help="A module prefix whose classes versions may name (torch 'class')."),
+    ] = None,
     max_batch_size: Annotated[
         int | None, typer.Option(help="Most rows in one batched call of a model.")
     ] = None,
@@ -70,7 +78,11 @@ def serve(
         "serve_alerts": alerts,
     }
     base = settings_of(ctx)
-    given = {key: value for key, value in overrides.items() if value is not None}
+    given: dict[str, object] = {k: v for k, v in overrides.items() if v is not None}
+    if trust_type:
+        given["trusted_types"] = [*base.trusted_types, *trust_type]
+    if trust_module:
+        given["trusted_modules"] = [*base.trusted_modules, *trust_module]
     try:
         settings = Settings.model_validate({**base.model_dump(), **given})
     except ValidationError as error:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated
 
 import typer
 
 from modelyard.cli._context import settings_of
 from modelyard.cli._output import reports_errors
+from modelyard.errors import ConfigurationError
 
 
 @reports_errors
@@ -17,10 +19,60 @@ def server(
         "127.0.0.1"
     ),
     port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8080,
+    auth: Annotated[
+        bool | None,
+        typer.Option(
+            "--auth/--no-auth",
+            help="Require a bearer token on every request (default: MODELYARD_AUTH, off).",
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Allow a non-loopback address without auth: anyone who reaches it is admin.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the registry REST API (OpenAPI at /openapi.json) until SIGTERM or Ctrl-C, then
-    finish in-flight requests and exit 0."""
+    finish in-flight requests and exit 0.
+
+    Without auth every request acts as the server's own user with every role, so a server
+    bound beyond loopback refuses to start without `--auth` (or `--insecure`)."""
     from modelyard.api import create_app
     from modelyard.api._running import run
 
-    run(create_app(settings_of(ctx)), host=host, port=port)
+    settings = settings_of(ctx)
+    if auth is not None:
+        settings = settings.model_copy(update={"auth": auth})
+    check_exposure(host, auth=settings.auth, insecure=insecure)
+    if insecure and not settings.auth and not is_loopback(host):
+        typer.echo(f"warning: serving {host} without auth (--insecure)", err=True)
+    run(
+        create_app(settings),
+        host=host,
+        port=port,
+        read_timeout=settings.server_read_timeout_seconds,
+    )
+
+
+def check_exposure(host: str, *, auth: bool, insecure: bool) -> None:
+    """Refuse to serve without auth on an address other machines can reach."""
+    if auth or insecure or is_loopback(host):
+        return
+    raise ConfigurationError(
+        f"refusing to serve the registry on {host} without auth: anyone who can reach it could "
+        "change or delete any model. Start it with --auth (and create tokens with `modelyard "
+        "token create`), bind 127.0.0.1, or pass --insecure if something in front of it "
+        "authenticates every request"
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is a loopback address (127.0.0.0/8, ::1) or `localhost`."""
+    if host.strip().lower() in {"localhost", "localhost."}:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere

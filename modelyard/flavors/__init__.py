@@ -5,7 +5,8 @@
 >>> load_model("out/").predict(X)
 
 One module per framework registers a `Flavor` with `@flavor`; frameworks are imported only when a
-model of theirs is saved or loaded.
+model of theirs is saved or loaded. What loading may do (pickles, stored code, skops types, torch
+classes) is the operator's `TrustPolicy` (see docs/flavors.md), never what a version's files say.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from modelyard.flavors._models import (
     read_info,
     save_model,
 )
-from modelyard.flavors._pickles import check_trusted, is_pickle, load_pickle, scan
+from modelyard.flavors._paths import inside
+from modelyard.flavors._pickles import allowed, check_trusted, is_pickle, load_pickle, scan
+from modelyard.flavors._probe import PROBED, needs_probe, probe, probe_stored
 from modelyard.flavors._protocol import Flavor
 from modelyard.flavors._pyfunc import ModelContext, PythonModel
 from modelyard.flavors._signatures import Signature, TensorSpec, infer_signature, named_arrays
@@ -41,10 +44,12 @@ __all__ = [
     "MODEL_FILE",
     "ModelContext",
     "ModelInfo",
+    "PROBED",
     "PythonModel",
     "Signature",
     "TensorSpec",
     "adopt_pickle",
+    "allowed",
     "capture_environment",
     "check_environment",
     "check_trusted",
@@ -53,11 +58,15 @@ __all__ = [
     "flavors",
     "get_flavor",
     "infer_signature",
+    "inside",
     "is_pickle",
     "load_model",
     "load_pickle",
     "merge_folders",
     "named_arrays",
+    "needs_probe",
+    "probe",
+    "probe_stored",
     "read_info",
     "save_model",
     "scan",

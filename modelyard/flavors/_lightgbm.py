@@ -18,8 +18,10 @@ import numpy as np
 from modelyard._imports import require
 from modelyard.errors import UnsupportedModel
 from modelyard.flavors._catalog import flavor
+from modelyard.flavors._paths import inside
 from modelyard.flavors._protocol import Flavor, check_method, type_names
 from modelyard.flavors._trees import jsonable
+from modelyard.security import TrustPolicy
 
 MODEL_FILE = "model.txt"
 BOOSTER = "lightgbm.basic.Booster"
@@ -62,9 +64,11 @@ class LightGBMFlavor(Flavor):
             settings.update(_classes_settings(model.classes_))
         return settings
 
-    def load(self, path: Path, settings: Mapping[str, Any], *, trust: bool = False) -> Any:
+    def load(self, path: Path, settings: Mapping[str, Any], *, trust: TrustPolicy) -> Any:
+        # LightGBM aborts the process on some malformed files: long-lived processes call
+        # `probe` (a short-lived process) first.
         lightgbm = require("lightgbm", extra="lightgbm")
-        return lightgbm.Booster(model_file=path / settings["file"])
+        return lightgbm.Booster(model_file=inside(path, settings["file"]))
 
     def predict(self, model: Any, inputs: Any, settings: Mapping[str, Any]) -> Any:
         if WRAPPER in type_names(model):

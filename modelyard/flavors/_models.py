@@ -19,6 +19,7 @@ from modelyard.flavors._examples import load_example, save_example
 from modelyard.flavors._pickles import scan
 from modelyard.flavors._protocol import Flavor
 from modelyard.flavors._signatures import ContentType, Signature, infer_signature
+from modelyard.security import TrustPolicy
 
 MODEL_FILE = "modelyard.json"
 
@@ -116,14 +117,17 @@ def _check_options(chosen: Flavor, options: Mapping[str, Any]) -> None:
         )
 
 
-def adopt_pickle(file: str | Path, path: str | Path, *, flavor: str) -> ModelInfo:
+def adopt_pickle(
+    file: str | Path, path: str | Path, *, flavor: str, trust: TrustPolicy | None = None
+) -> ModelInfo:
     """Make a model folder of a pickle-based file as it is (a `.pkl`, `.joblib` or `torch.save`
-    file from elsewhere), scanning it first: one that imports something dangerous is refused
-    now, not when someone loads it. Loading it later still needs `trust=True`."""
+    file from elsewhere), scanning it first: one that imports anything outside the allow-list
+    (widened by `trust.modules`) is refused now, not when someone loads it. Loading it later
+    still needs `trust=True`."""
     chosen = get_flavor(flavor)
     source = Path(file)
     settings = chosen.pickle_settings(source.name)
-    found = scan(source)
+    found = scan(source, trust=trust)
     if found:
         raise UnsafeModel(str(source), imports=found)
     folder = Path(path)
@@ -154,8 +158,11 @@ def read_info(path: str | Path) -> ModelInfo:
         raise UnsupportedModel(f"{file} is not a valid model description: {error}") from None
 
 
-def load_model(path: str | Path, *, trust: bool = False) -> LoadedModel:
-    """Load a saved model folder; `trust=True` allows pickle-based files, after a scan.
+def load_model(path: str | Path, *, trust: bool | TrustPolicy = False) -> LoadedModel:
+    """Load a saved model folder as far as the operator's `trust` allows: `trust=True` (or a
+    `TrustPolicy` with `pickles`) allows pickle-based files and stored code, after a check
+    against an allow-list; a policy's `types` and `modules` widen what skops files and torch
+    `class` settings may name. Nothing in the folder itself widens it.
 
     Warns (`EnvironmentMismatch`) when a package's major version differs from the one it was
     saved with.
@@ -164,5 +171,5 @@ def load_model(path: str | Path, *, trust: bool = False) -> LoadedModel:
     info = read_info(folder)
     chosen = get_flavor(info.flavor)
     check_environment(info.environment, what=f"this {info.flavor} model")
-    native = chosen.load(folder, info.settings, trust=trust)
+    native = chosen.load(folder, info.settings, trust=TrustPolicy.of(trust))
     return LoadedModel(chosen, native, info, folder)

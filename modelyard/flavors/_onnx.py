@@ -17,8 +17,10 @@ import numpy as np
 from modelyard._imports import require
 from modelyard.errors import ConfigurationError, InvalidInput, UnsupportedModel
 from modelyard.flavors._catalog import flavor
+from modelyard.flavors._paths import inside
 from modelyard.flavors._protocol import Flavor
 from modelyard.flavors._signatures import _is_dataframe, datatype_of, datatype_or_kind
+from modelyard.security import TrustPolicy
 
 MODEL_FILE = "model.onnx"
 CPU = "CPUExecutionProvider"
@@ -63,8 +65,8 @@ class OnnxFlavor(Flavor):
         onnx.save_model(model, path / MODEL_FILE)
         return {"format": "onnx", "file": MODEL_FILE, "providers": list(providers)}
 
-    def load(self, path: Path, settings: Mapping[str, Any], *, trust: bool = False) -> Any:
-        return _session(str(path / settings["file"]), settings.get("providers", [CPU]))
+    def load(self, path: Path, settings: Mapping[str, Any], *, trust: TrustPolicy) -> Any:
+        return _session(str(inside(path, settings["file"])), settings.get("providers", [CPU]))
 
     def predict(self, model: Any, inputs: Any, settings: Mapping[str, Any]) -> Any:
         if self.matches(model):  # the ModelProto itself, while save_model infers the signature

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from modelyard.errors import ConfigurationError, UnsupportedModel
+from modelyard.security import TrustPolicy
 
 
 class Flavor:
@@ -37,8 +38,9 @@ class Flavor:
         """Write `model`'s files into the folder `path`; return the settings `load` needs."""
         raise NotImplementedError
 
-    def load(self, path: Path, settings: Mapping[str, Any], *, trust: bool = False) -> Any:
-        """Read the framework object back from the folder `path`."""
+    def load(self, path: Path, settings: Mapping[str, Any], *, trust: TrustPolicy) -> Any:
+        """Read the framework object back from the folder `path`, as far as the operator's
+        `trust` allows; every path taken from `settings` goes through `inside`."""
         raise NotImplementedError
 
     def predict(self, model: Any, inputs: Any, settings: Mapping[str, Any]) -> Any:

@@ -21,7 +21,9 @@ from typing import Any
 
 from modelyard.errors import ConfigurationError, UnsupportedModel, UntrustedModel
 from modelyard.flavors._catalog import flavor
+from modelyard.flavors._paths import inside
 from modelyard.flavors._protocol import Flavor, type_names
+from modelyard.security import TrustPolicy
 
 CODE_FOLDER = "code"
 ARTIFACTS_FOLDER = "artifacts"
@@ -96,13 +98,17 @@ class PyfuncFlavor(Flavor):
             "init": dict(init or {}),
         }
 
-    def load(self, path: Path, settings: Mapping[str, Any], *, trust: bool = False) -> Any:
-        if not trust:
-            raise UntrustedModel(str(path / settings["code"]), kind="stored Python code")
+    def load(self, path: Path, settings: Mapping[str, Any], *, trust: TrustPolicy) -> Any:
+        code = inside(path, settings["code"], setting="code")
+        if not trust.pickles:
+            raise UntrustedModel(str(code), kind="stored Python code")
+        artifacts = {
+            key: inside(path, value, setting=f"artifacts.{key}")
+            for key, value in settings.get("artifacts", {}).items()
+        }
         module_name, _, qualname = settings["class"].partition(":")
-        cls = _import(path / settings["code"], module_name, qualname)
+        cls = _import(code, module_name, qualname)
         model = cls(**settings.get("init", {}))
-        artifacts = {key: path / value for key, value in settings.get("artifacts", {}).items()}
         model.load_context(ModelContext(path, artifacts))
         return model
 
@@ -150,9 +156,13 @@ def _import(code: Path, module_name: str, qualname: str) -> type[Any]:
 
 def _module(code: Path, module_name: str) -> ModuleType:
     parts = module_name.split(".")
+    if not all(part.isidentifier() for part in parts):
+        raise UnsupportedModel(f"{module_name!r} is not a module name")
     file = code.joinpath(*parts).with_suffix(".py")
     if not file.is_file():
         file = code.joinpath(*parts, "__init__.py")
+    if not file.is_file():  # only the stored code is imported, never an installed module
+        raise UnsupportedModel(f"{module_name} is not in the stored code {code}")
     loaded = sys.modules.get(module_name)
     source = getattr(loaded, "__file__", None)
     if loaded is not None and source and Path(source).read_bytes() == file.read_bytes():

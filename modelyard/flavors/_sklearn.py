@@ -1,4 +1,5 @@
-"""scikit-learn: skops files by default (the types they hold recorded at save, checked at load);
+"""scikit-learn: skops files by default, loaded with skops' safe types, modelyard's fixed list and
+the operator's `trusted_types` only (the types recorded at save are information, never trust);
 joblib only when asked for, and then loaded only with `trust=True` after a scan."""
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from typing import Any
 from modelyard._imports import require
 from modelyard.errors import ConfigurationError, UntrustedModel
 from modelyard.flavors._catalog import flavor
+from modelyard.flavors._paths import inside
 from modelyard.flavors._pickles import load_pickle
 from modelyard.flavors._protocol import Flavor, check_method, top_modules
 from modelyard.flavors._trees import jsonable
+from modelyard.security import SAFE_SKOPS_TYPES, TrustPolicy
 
 SKOPS_FILE = "model.skops"
 JOBLIB_FILE = "model.joblib"
@@ -57,18 +60,20 @@ class SklearnFlavor(Flavor):
         trusted = sorted(skops.get_untrusted_types(file=path / SKOPS_FILE))
         return {"format": "skops", "file": SKOPS_FILE, "method": method, "trusted_types": trusted}
 
-    def load(self, path: Path, settings: Mapping[str, Any], *, trust: bool = False) -> Any:
-        file = path / settings["file"]
+    def load(self, path: Path, settings: Mapping[str, Any], *, trust: TrustPolicy) -> Any:
+        file = inside(path, settings["file"])
         if settings["format"] in ("joblib", "pickle"):
             return load_pickle(file, trust=trust)
         skops = require("skops.io", extra="sklearn")
-        recorded = set(settings.get("trusted_types", []))
-        unexpected = sorted(set(skops.get_untrusted_types(file=file)) - recorded)
-        if unexpected:
-            # Types that were not in the file when it was saved: the file was changed since.
-            raise UntrustedModel(f"{file} (it holds types not recorded at save: "
-                                 f"{', '.join(unexpected)})", kind="skops")  # fmt: skip
-        return skops.load(file, trusted=sorted(recorded))
+        # The types a version recorded at save are information only: what may be built is
+        # skops' own defaults, modelyard's fixed list and the operator's `trusted_types`.
+        unknown = sorted(
+            name for name in skops.get_untrusted_types(file=file) if not trust.allows_type(name)
+        )
+        if unknown:
+            raise UntrustedModel(str(file), kind="skops file", types=unknown)
+        allowed = sorted({*SAFE_SKOPS_TYPES, *trust.types})
+        return skops.load(file, trusted=allowed)
 
     def pickle_settings(self, file: str) -> dict[str, Any]:
         return {"format": "pickle", "file": file, "method": "predict"}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import sys
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -27,15 +28,19 @@ from typing import Any
 import numpy as np
 
 from modelyard._imports import require
-from modelyard.errors import ConfigurationError, UnsupportedModel
+from modelyard.errors import ConfigurationError, UnsupportedModel, UntrustedModel
 from modelyard.flavors._catalog import flavor
+from modelyard.flavors._paths import inside
 from modelyard.flavors._pickles import check_trusted, guarded_pickle_module
 from modelyard.flavors._protocol import Flavor, type_names
+from modelyard.flavors._torch_programs import check_program
 from modelyard.flavors._torch_quantized import quantized_modules, quantized_state, rebuild
+from modelyard.security import TrustPolicy
 
 WEIGHTS_FILE = "model.safetensors"
 PROGRAM_FILE = "model.pt2"
 PICKLE_FILE = "model.pt"
+MODEL_FILE = "modelyard.json"
 
 _MODULE = "torch.nn.modules.module.Module"
 
@@ -92,18 +97,26 @@ class TorchFlavor(Flavor):
         tied = _save_weights(model, path / WEIGHTS_FILE)
         return {**rebuild, "weights": WEIGHTS_FILE, "tied": tied}
 
-    def load(self, path: Path, settings: Mapping[str, Any], *, trust: bool = False) -> Any:
+    def load(self, path: Path, settings: Mapping[str, Any], *, trust: TrustPolicy) -> Any:
         torch = require("torch", extra="torch")
         kind = settings.get("format")
         if kind == "pickle":
-            file = path / settings["file"]
-            check_trusted(file, trust=trust, kind="torch.save (pickle)")
-            module = torch.load(file, weights_only=False, pickle_module=guarded_pickle_module(file))
+            file = inside(path, settings["file"])
+            policy = check_trusted(file, trust=trust, kind="torch.save (pickle)")
+            module = torch.load(
+                file, weights_only=False, pickle_module=guarded_pickle_module(file, policy)
+            )
             return module.eval()
-        weights = _load_weights(path / settings["weights"], settings.get("tied", {}))
+        if kind == "class":
+            # Refused before anything is read: the class named must be one the operator allows.
+            _check_class(path, settings.get("class"), trust)
+        weights_file = inside(path, settings["weights"], setting="weights")
         if kind == "export":
+            program = inside(path, settings["program"], setting="program")
+            check_program(program, trust)
             # An exported program was traced in eval mode and cannot switch modes any more.
-            return _load_program(path / settings["program"], weights)
+            return _load_program(program, _load_weights(weights_file, settings.get("tied", {})))
+        weights = _load_weights(weights_file, settings.get("tied", {}))
         if kind == "class" and "quantized" in settings:
             module = _instantiate(settings["class"], settings.get("init", {}))
             return rebuild(module, settings["quantized"], weights)
@@ -317,9 +330,44 @@ def _resolve(module: str, qualname: str) -> Any:
     return found
 
 
+def _check_class(path: Path, location: Any, trust: TrustPolicy) -> None:
+    """Refuse, before importing anything, a `class` setting the operator has not allowed:
+    importing a module runs its code. torch's own `torch.nn` modules are always allowed."""
+    if not isinstance(location, str) or location.count(":") != 1:
+        raise UnsupportedModel(f"{path}: the torch 'class' setting must be 'module:Class'")
+    module, _, qualname = location.partition(":")
+    names = [*module.split("."), *qualname.split(".")]
+    if not all(name.isidentifier() and not name.startswith("__") for name in names):
+        raise UnsupportedModel(f"{path}: {location!r} is not a 'module:Class' name")
+    if trust.pickles or trust.allows_module(module) or _under_torch_nn(module):
+        try:
+            importlib.import_module(module)  # allowed: `_instantiate` then finds it imported
+        except ImportError as error:
+            raise UnsupportedModel(
+                f"cannot rebuild the torch module: {location} is not importable here ({error}); "
+                "install the package that defines it"
+            ) from None
+        return
+    raise UntrustedModel(
+        f"{path / MODEL_FILE}", kind="torch 'class' setting", types=[location],
+        setting="trusted_modules",
+    )  # fmt: skip
+
+
+def _under_torch_nn(module: str) -> bool:
+    return module == "torch.nn" or module.startswith("torch.nn.")
+
+
 def _instantiate(location: str, init: Mapping[str, Any]) -> Any:
     torch = require("torch", extra="torch")
     module, _, qualname = location.partition(":")
+    if module not in sys.modules and not _under_torch_nn(module):
+        # Callers outside `load` (explainers, optimizers) give no policy: they may rebuild a
+        # class of a module already imported here, and import nothing new on a version's word.
+        raise UntrustedModel(
+            "the torch 'class' setting", kind="torch 'class' setting", types=[location],
+            setting="trusted_modules",
+        )  # fmt: skip
     try:
         cls = _resolve(module, qualname)
     except (ImportError, AttributeError) as error:
@@ -328,7 +376,9 @@ def _instantiate(location: str, init: Mapping[str, Any]) -> Any:
             "install the package that defines it"
         ) from None
     # Only a Module subclass is called: the settings could name any callable.
-    if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
+    if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)) or not isinstance(
+        init, Mapping
+    ):
         raise UnsupportedModel(f"{location} is not a torch.nn.Module class")
     return cls(**init)
 

@@ -15,8 +15,10 @@ from typing import Any
 from modelyard._imports import require
 from modelyard.errors import UnsupportedModel
 from modelyard.flavors._catalog import flavor
+from modelyard.flavors._paths import inside
 from modelyard.flavors._protocol import Flavor, check_method, type_names
 from modelyard.flavors._trees import jsonable
+from modelyard.security import TrustPolicy
 
 MODEL_FILE = "model.ubj"
 BOOSTER = "xgboost.core.Booster"
@@ -51,9 +53,9 @@ class XGBoostFlavor(Flavor):
         model.save_model(path / MODEL_FILE)
         return {"format": "ubj", "file": MODEL_FILE, "class": cls, "method": method}
 
-    def load(self, path: Path, settings: Mapping[str, Any], *, trust: bool = False) -> Any:
+    def load(self, path: Path, settings: Mapping[str, Any], *, trust: TrustPolicy) -> Any:
         model = _rebuild(settings["class"])
-        model.load_model(path / settings["file"])
+        model.load_model(inside(path, settings["file"]))
         return model
 
     def predict(self, model: Any, inputs: Any, settings: Mapping[str, Any]) -> Any:

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from modelyard.monitoring._alerts import Action, AlertRule
+from modelyard.monitoring._webhooks import parse_webhook
 
 log = logging.getLogger("modelyard.alerts")
 
@@ -71,12 +72,15 @@ def _run(
 
 
 def _post(url: str, body: dict[str, Any], client: httpx.Client | None) -> str:
+    """POST to `url` as checked by the allow-list (`load_rules` normalised it), never following
+    a redirect: a 3xx is an answer, or an allowed hook could send the alert anywhere."""
+    target = parse_webhook(url).url  # the normalised form, whatever built the rule
     owned = client is None
-    http = client or httpx.Client(timeout=5)
+    http = client or httpx.Client(timeout=5, follow_redirects=False)
     try:
         for attempt in range(RETRIES):
             try:
-                response = http.post(url, json=body)
+                response = http.post(target, json=body, follow_redirects=False)
                 if response.status_code < 500:
                     return f"webhook {response.status_code}"
             except httpx.TransportError:

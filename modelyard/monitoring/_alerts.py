@@ -38,6 +38,7 @@ from pydantic import (
 
 from modelyard.errors import ConfigurationError
 from modelyard.monitoring._reports import MonitorReport
+from modelyard.monitoring._webhooks import webhook_url
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
@@ -113,9 +114,11 @@ class AlertRule(BaseModel):
         return _OPS[self.op](value, self.threshold)
 
 
-def load_rules(path: Path, *, allowed_webhooks: list[str]) -> list[AlertRule]:
-    """Read a rules file; webhooks must start with one of `allowed_webhooks` (so a rules file
-    cannot make the server post data anywhere)."""
+def load_rules(path: Path, *, allowed_webhooks: list[str] | None) -> list[AlertRule]:
+    """Read a rules file; each webhook must be admitted by an entry of `allowed_webhooks`
+    (compared by scheme, host, port and path: see `modelyard.monitoring._webhooks`), so a
+    rules file cannot make the server post data anywhere else. Webhook URLs come back
+    normalised. `None` skips the check, for callers that never post (`monitor export`)."""
     try:
         document = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as error:
@@ -130,18 +133,25 @@ def load_rules(path: Path, *, allowed_webhooks: list[str]) -> list[AlertRule]:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "rule"
             raise ConfigurationError(f"{path}: rule {index}: {where}: {first['msg']}") from None
-    for rule in rules:
-        for action in rule.actions:
-            if action.type == "webhook" and not _allowed(action.url, allowed_webhooks):
+    if allowed_webhooks is None:
+        return rules
+    return [_checked(rule, allowed_webhooks) for rule in rules]
+
+
+def _checked(rule: AlertRule, allowed: list[str]) -> AlertRule:
+    actions = []
+    for action in rule.actions:
+        if action.type == "webhook":
+            try:
+                action = action.model_copy(update={"url": webhook_url(action.url or "", allowed)})
+            except ValueError as error:
                 raise ConfigurationError(
-                    f"rule {rule.name!r}: webhook {action.url!r} is not allowed; add its "
-                    "prefix to MODELYARD_ALERT_WEBHOOKS"
-                )
-    return rules
-
-
-def _allowed(url: str | None, prefixes: list[str]) -> bool:
-    return url is not None and any(url.startswith(prefix) for prefix in prefixes)
+                    f"rule {rule.name!r}: webhook {action.url!r} is not allowed: {error}; "
+                    "MODELYARD_ALERT_WEBHOOKS lists the URLs (scheme, host, port and path "
+                    "prefix) webhooks may post to"
+                ) from None
+        actions.append(action)
+    return rule.model_copy(update={"actions": actions})
 
 
 def signal_value(rule: AlertRule, report: MonitorReport) -> float | None:

@@ -32,8 +32,18 @@ def parse_feedback(body: bytes) -> list[dict[str, Any]]:
     for index, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("id"), str) or "label" not in item:
             raise InvalidInput(f"feedback item {index} needs a string id and a label")
-        records.append({"id": item["id"], "label": item["label"]})
+        label = item["label"]
+        if not _scalar(label) and not (isinstance(label, list) and all(map(_scalar, label))):
+            raise InvalidInput(
+                f"feedback item {index}: a label is a number, string or boolean, or a flat list "
+                "of them (one per row)"
+            )
+        records.append({"id": item["id"], "label": label})
     return records
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool)
 
 
 def write_feedback(root: Path, model: str, records: Sequence[dict[str, Any]]) -> None:

@@ -17,6 +17,7 @@ from modelyard.flavors import LoadedModel, load_model
 from modelyard.optimize._measure import Metric, measure, metric_named
 from modelyard.optimize._report import REPORT_FILE, OptimizeReport
 from modelyard.registry import ModelVersion
+from modelyard.security import TrustPolicy
 
 if TYPE_CHECKING:
     from modelyard._yard import Yard
@@ -241,6 +242,12 @@ class Optimizer:
 
     # the common end of every step ---------------------------------------------------------------
 
+    def _trust(self, options: dict[str, Any]) -> TrustPolicy:
+        """`trust=` as given, widened by the operator's `trusted_types` and `trusted_modules`."""
+        settings = self._yard.settings
+        return TrustPolicy.of(options.get("trust", False), types=settings.trusted_types,
+                              modules=settings.trusted_modules)  # fmt: skip
+
     def _load(
         self, ref: str, options: dict[str, Any], eval_data: EvalData, metric: str | Metric
     ) -> _Start:
@@ -250,7 +257,8 @@ class Optimizer:
             raise ConfigurationError(f"unknown option {sorted(unknown)[0]!r}")
         check = _check_of(eval_data, metric, options)  # bad settings refused before any work
         version = self._yard.get_version(ref)
-        model = load_model(self._yard._cached(version), trust=options.get("trust", False))
+        self._yard.check_signature(version)  # settings.require_signature, as on every load
+        model = load_model(self._yard._cached(version), trust=self._trust(options))
         return _Start(version, model, check)
 
     def _finish(
@@ -272,7 +280,7 @@ class Optimizer:
             else:
                 folder = model_folder(child, Path(scratch), flavor=flavor,
                                       example=parent.input_example(), options=save)  # fmt: skip
-            result = load_model(folder, trust=options.get("trust", False))
+            result = load_model(folder, trust=self._trust(options))
             before, after = measure([parent, result], check.inputs, check.truth, check.score)
             report = OptimizeReport(
                 step=step, settings=settings, parent=version.ref, metric=check.metric,

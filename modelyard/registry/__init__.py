@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from modelyard.registry._aliases import AliasNotFound
-from modelyard.registry._audit import ChainCheck
+from modelyard.registry._audit import AuditHeadMissing, ChainCheck
 from modelyard.registry._database import Database
 from modelyard.registry._diff import Change, FileChange, TensorChange, VersionDiff
 from modelyard.registry._filters import InvalidFilter
 from modelyard.registry._lifecycle import GateFailed, InvalidTransition, SelfApproval
 from modelyard.registry._lineage import Lineage, LineageEdge
+from modelyard.registry._principals import ApiToken, IssuedToken, Principals, RoleGrant
 from modelyard.registry._records import (
     AliasEvent,
     AuditEvent,
+    AuditHead,
     Gate,
     MetricPoint,
     Model,
@@ -29,7 +31,10 @@ from modelyard.registry._versions import ModelNotFound, VersionInUse, VersionNot
 __all__ = [
     "AliasEvent",
     "AliasNotFound",
+    "ApiToken",
     "AuditEvent",
+    "AuditHead",
+    "AuditHeadMissing",
     "ChainCheck",
     "Change",
     "Database",
@@ -38,14 +43,17 @@ __all__ = [
     "GateFailed",
     "InvalidFilter",
     "InvalidTransition",
+    "IssuedToken",
     "Lineage",
     "LineageEdge",
     "MetricPoint",
     "Model",
     "ModelNotFound",
     "ModelVersion",
+    "Principals",
     "Reference",
     "Registry",
+    "RoleGrant",
     "Run",
     "RunNotFound",
     "SearchPage",

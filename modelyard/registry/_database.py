@@ -12,6 +12,7 @@ revision in `alembic_version` until the next `migrate()`, which moves it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,8 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.exc import OperationalError as SQLOperationalError
 
 from modelyard.errors import ConfigurationError, RegistryUnavailable
+from modelyard.registry._audit import SEAL_OPTION, AuditSeal
+from modelyard.security import derive_key
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 VERSION_TABLE = "modelyard_alembic_version"
@@ -37,6 +40,9 @@ CACHE_KIB = 32 * 1024
 class Database:
     """A registry database at `url`; `open()` connects, `migrate()` brings the schema up to date.
 
+    `secret` (the server secret, `modelyard.security.load_secret`) keys the audit chain and the
+    search page tokens; every process that writes the same database needs the same secret.
+
     >>> database = Database("sqlite:////tmp/registry.db")
     >>> database.open()
     >>> database.migrate()
@@ -45,10 +51,15 @@ class Database:
     OPTIMIZE_EVERY = 500
     """SQLite: refresh the planner's statistics after this many write transactions."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, secret: bytes | None = None) -> None:
         self.url = url
         self._engine: Engine | None = None
         self._writes = 0
+        # Keys derived from the server secret (see modelyard.security): the audit chain's (None
+        # without a secret: unkeyed, for tests and tools) and the search page tokens' (without
+        # a secret, random: tokens then hold for this process only).
+        self.audit_seal = AuditSeal(derive_key(secret, "audit-chain") if secret else None)
+        self.page_key = derive_key(secret, "page-tokens") if secret else os.urandom(32)
 
     @property
     def engine(self) -> Engine:
@@ -164,7 +175,9 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """A connection in a write transaction: committed on success, rolled back on error."""
         with self._connect() as connection:
-            connection = connection.execution_options(**{_WRITE: True})
+            connection = connection.execution_options(
+                **{_WRITE: True, SEAL_OPTION: self.audit_seal}
+            )
             with connection.begin():
                 yield connection
             self._writes += 1

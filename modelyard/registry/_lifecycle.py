@@ -63,7 +63,13 @@ OPERATORS: Mapping[str, Callable[[float, float], bool]] = {
     "==": operator.eq,
 }
 
-GATE_KINDS = ("metric", "tag", "signature", "approval")
+GATE_KINDS = ("metric", "tag", "signature", "signed", "approval")
+"""`signature`: the version declares its inputs and outputs. `signed`: its files carry a
+cryptographic signature that verifies with the operator's trusted keys (docs/signing.md)."""
+
+SignedCheck = Callable[[], str]
+"""Why the version being moved fails a `signed` gate ('' when it passes); the registry cannot
+check a signature itself (it has no blob store), so whoever opened it passes one in."""
 
 
 def check_gate_config(kind: str, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,7 +87,7 @@ def check_gate_config(kind: str, config: Mapping[str, Any]) -> dict[str, Any]:
     elif kind == "approval":
         if not isinstance(config.get("count", 1), int) or config.get("count", 1) < 1:
             raise ConfigurationError("an approval gate's 'count' must be a positive integer")
-    elif kind != "signature":
+    elif kind not in ("signature", "signed"):
         raise ConfigurationError(f"unknown gate kind {kind!r}; use one of {', '.join(GATE_KINDS)}")
     return dict(config)
 
@@ -143,24 +149,33 @@ def list_gates(connection: Connection, *, model: Row[Any]) -> list[Gate]:
 
 
 def failed_gates(
-    connection: Connection, *, model: Row[Any], version: Row[Any], to_state: State
+    connection: Connection,
+    *,
+    model: Row[Any],
+    version: Row[Any],
+    to_state: State,
+    signed: SignedCheck | None = None,
 ) -> list[str]:
     """Every gate for `to_state` that the version does not pass, as sentences."""
     failures = []
     for gate in list_gates(connection, model=model):
         if gate.to_state == to_state:
-            problem = _evaluate(connection, gate, version)
+            problem = _evaluate(connection, gate, version, signed)
             if problem:
                 failures.append(problem)
     return failures
 
 
-def _evaluate(connection: Connection, gate: Gate, version: Row[Any]) -> str:
+def _evaluate(
+    connection: Connection, gate: Gate, version: Row[Any], signed: SignedCheck | None
+) -> str:
     config = gate.config
     if gate.kind == "metric":
         actual = version.metrics.get(config["metric"])
         if actual is None:
             return f"metric {config['metric']} is missing (needs {config['op']} {config['value']})"
+        if not isinstance(config["value"], int | float):  # a non-finite value stored as null
+            return f"the gate's threshold is {config['value']!r}; remove the gate and add it again"
         if not OPERATORS[config["op"]](actual, config["value"]):
             return f"metric {config['metric']} = {actual} (needs {config['op']} {config['value']})"
     elif gate.kind == "tag":
@@ -171,6 +186,10 @@ def _evaluate(connection: Connection, gate: Gate, version: Row[Any]) -> str:
     elif gate.kind == "signature":
         if not version.signature:
             return "a signature is required"
+    elif gate.kind == "signed":  # never the tag alone: the caller verifies the signature itself
+        if signed is None:
+            return "a signature by a trusted key is required, and no verifier is configured here"
+        return signed()
     else:
         count = connection.execute(
             select(func.count()).where(approvals.c.version_id == version.id)
@@ -214,13 +233,16 @@ def transition(
     to_state: State,
     actor: str,
     comment: str,
+    signed: SignedCheck | None = None,
 ) -> None:
     """Move a version to `to_state` if the lifecycle and every gate allow it."""
     current = State(version.state)
     ref = f"{version.name}:{version.number}"
     if to_state not in allowed_moves(current):
         raise InvalidTransition(ref, current, to_state)
-    failures = failed_gates(connection, model=model, version=version, to_state=to_state)
+    failures = failed_gates(
+        connection, model=model, version=version, to_state=to_state, signed=signed
+    )
     if failures:
         raise GateFailed(ref, to_state, failures)
     moment = now()

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from modelyard.errors import ConfigurationError
+
+
+def _nan_for_null(value: Any) -> Any:
+    """A metric stored as `null`: a non-finite number written by a modelyard that accepted them
+    (JSON has no infinity); read back as NaN so old rows still load."""
+    return math.nan if value is None else value
+
+
+Number = Annotated[float, BeforeValidator(_nan_for_null)]
+"""A metric value: finite when written now; NaN (`null` in JSON) for a non-finite value an older
+modelyard stored."""
 
 
 class State(StrEnum):
@@ -49,7 +64,7 @@ class ModelVersion(_Record):
     signature: dict[str, Any] | None = None
     description: str = ""
     params: dict[str, str] = Field(default_factory=dict)
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metrics: dict[str, Number] = Field(default_factory=dict)
     tags: dict[str, str] = Field(default_factory=dict)
     state: State = State.REGISTERED
     run_id: str | None = None
@@ -101,7 +116,7 @@ class MetricPoint(_Record):
 
     key: str
     step: int
-    value: float
+    value: Number
     timestamp: datetime
 
 
@@ -119,7 +134,7 @@ class Run(_Record):
     created_by: str = ""
     started_at: datetime
     ended_at: datetime | None = None
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metrics: dict[str, Number] = Field(default_factory=dict)
 
 
 class AuditEvent(_Record):
@@ -134,6 +149,26 @@ class AuditEvent(_Record):
     after: Any = None
     prev_hash: str
     hash: str
+
+
+class AuditHead(_Record):
+    """Where the audit chain ends: the last event's `seq` and `hash`; written `SEQ:HASH`."""
+
+    seq: int
+    hash: str
+
+    def __str__(self) -> str:
+        return f"{self.seq}:{self.hash}"
+
+    @classmethod
+    def parse(cls, text: str) -> AuditHead:
+        """Read `SEQ:HASH` (as `modelyard audit head` prints it)."""
+        seq, _, digest = text.strip().partition(":")
+        if not seq.isdigit() or len(seq) > 18 or re.fullmatch(r"[0-9a-f]{64}", digest) is None:
+            raise ConfigurationError(
+                f"audit head {text!r} is not SEQ:HASH (a number, ':', 64 hex digits)"
+            )
+        return cls(seq=int(seq), hash=digest)
 
 
 class SearchPage(_Record):

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from modelyard.errors import ConfigurationError, InvalidReference, NotFound
-from modelyard.registry import _aliases, _audit, _lifecycle, _runs, _search, _versions
+from modelyard.registry import _aliases, _audit, _lifecycle, _numbers, _runs, _search, _versions
 from modelyard.registry._audit import ChainCheck
 from modelyard.registry._database import Database
 from modelyard.registry._diff import VersionDiff, diff_versions
@@ -17,6 +17,7 @@ from modelyard.registry._lineage import Lineage, lineage_of
 from modelyard.registry._records import (
     AliasEvent,
     AuditEvent,
+    AuditHead,
     Gate,
     MetricPoint,
     Model,
@@ -42,9 +43,16 @@ class Registry:
         >>> registry.set_alias("fraud", "production", version.ref)
     """
 
-    def __init__(self, database: Database, *, actor: str) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        actor: str,
+        signatures: Callable[[ModelVersion], str] | None = None,
+    ) -> None:
         self.database = database
         self.actor = actor
+        self.signatures = signatures  # checks `signed` gates: why a version fails, '' if not
 
     # models -----------------------------------------------------------------------------------
 
@@ -102,8 +110,9 @@ class Registry:
                 f"relation {relation!r} must be 1-32 lowercase letters, digits, '-' or '_', "
                 "starting with a letter"
             )
+        _numbers.json_numbers([params, signature], what="a version's params and signature")
         clean_params = {str(k): str(v) for k, v in (params or {}).items()}
-        clean_metrics = _metrics(metrics or {})
+        clean_metrics = _numbers.finite_values(metrics or {}, what="metric")
         clean_tags = {str(k): str(v) for k, v in (tags or {}).items()}
         with self.database.write() as connection:
             model = _versions.take_number(connection, name, actor=self.actor)
@@ -183,14 +192,17 @@ class Registry:
         ...                                 order_by="metrics.auc desc", limit=20)
         >>> more = registry.search_versions(..., page_token=page.next_page_token)
         """
-        query = _search.search_query(filter, order_by=order_by, limit=limit, page_token=page_token)
-        offset = _search.page_offset(page_token, filter, order_by)
+        key = self.database.page_key
+        query = _search.search_query(
+            filter, order_by=order_by, limit=limit, page_token=page_token, key=key
+        )
+        offset = _search.page_offset(page_token, filter, order_by, key=key)
         with self.database.read() as connection:
             rows = connection.execute(query).all()
             found = _versions.to_versions(rows[:limit])
         token = None
         if len(rows) > limit:
-            token = _search.next_page_token(filter, order_by, offset=offset + limit)
+            token = _search.next_page_token(filter, order_by, offset=offset + limit, key=key)
         return SearchPage(versions=found, next_page_token=token)
 
     def delete_version(self, ref: str) -> None:
@@ -277,6 +289,7 @@ class Registry:
                 to_state=wanted,
                 actor=self.actor,
                 comment=comment,
+                signed=self._signed_check(row),
             )
             if wanted == State.PRODUCTION and move_alias:
                 _aliases.move(
@@ -288,6 +301,10 @@ class Registry:
                     reason=comment or "promoted",
                 )
             return _versions.to_version(_versions.resolve_id(connection, row.id))
+
+    def _signed_check(self, row: Any) -> Callable[[], str] | None:
+        check = self.signatures
+        return None if check is None else lambda: check(_versions.to_version(row))
 
     def transitions(self, ref: str) -> list[Transition]:
         """The version's state changes, oldest first."""
@@ -308,6 +325,7 @@ class Registry:
         >>> registry.add_gate("fraud", "metric", metric="auc", op=">=", value=0.9)
         >>> registry.add_gate("fraud", "approval", count=1)
         """
+        _numbers.json_numbers(config, what="a gate's settings")
         with self.database.write() as connection:
             model = _versions.ensure_model(connection, name, actor=self.actor)
             return _lifecycle.add_gate(
@@ -342,6 +360,7 @@ class Registry:
         code_revision: str | None = None,
     ) -> Run:
         """Start a run; log to it with `log_params`/`log_metrics`, close it with `end_run`."""
+        _numbers.json_numbers([params, tags], what="a run's params and tags")
         with self.database.write() as connection:
             run_id = _runs.create_run(
                 connection,
@@ -356,6 +375,7 @@ class Registry:
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         """Add params to a run."""
+        _numbers.json_numbers(params, what="a run's params")
         with self.database.write() as connection:
             _runs.merge_fields(connection, run_id, "params", params)
 
@@ -418,13 +438,24 @@ class Registry:
         """Audit events, oldest first; `target` narrows to a model (and its versions)."""
         if target is not None:
             check_name(Reference.parse(target).name)
+        if limit is not None:
+            _numbers.int64(limit, what="limit", low=0)
         with self.database.read() as connection:
             return list(_audit.events(connection, target=target, limit=limit))
 
-    def verify_audit(self) -> ChainCheck:
-        """Walk the audit chain; name the first event that does not match."""
+    def verify_audit(self, *, head: AuditHead | str | None = None) -> ChainCheck:
+        """Walk the audit chain; name the first event that does not match. With `head` (an
+        `audit_head()` recorded earlier, or its `SEQ:HASH` text) also check that the chain still
+        reaches it unchanged: deleting the last events shows."""
+        recorded = AuditHead.parse(head) if isinstance(head, str) else head
         with self.database.read() as connection:
-            return _audit.verify(connection)
+            return _audit.verify(connection, key=self.database.audit_seal.key, head=recorded)
+
+    def audit_head(self) -> AuditHead:
+        """Where the audit chain ends now (`seq` and `hash`); keep it outside the database to
+        check later with `verify_audit(head=…)`."""
+        with self.database.read() as connection:
+            return _audit.head(connection)
 
 
 _RELATION = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -437,13 +468,3 @@ def _state(state: State | str) -> State:
         raise ConfigurationError(
             f"unknown state {state!r}; states are {', '.join(s.value for s in State)}"
         ) from None
-
-
-def _metrics(metrics: Mapping[str, float]) -> dict[str, float]:
-    clean: dict[str, float] = {}
-    for key, value in metrics.items():
-        try:
-            clean[str(key)] = float(value)
-        except (TypeError, ValueError):
-            raise ConfigurationError(f"metric {key!r} must be a number, got {value!r}") from None
-    return clean

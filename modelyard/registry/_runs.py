@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Row, func, insert, select, update
 
 from modelyard.errors import ConfigurationError, NotFound
 from modelyard.registry._audit import utc
+from modelyard.registry._numbers import finite_values, int64
 from modelyard.registry._records import MetricPoint, Run
 from modelyard.registry._tables import run_metrics, runs
 from modelyard.registry._versions import new_id, now
@@ -81,15 +82,14 @@ def log_metrics(
     timestamp: datetime | None = None,
 ) -> None:
     """Record metric values at `step` (default: one past the last step of each metric)."""
+    values = finite_values(metrics, what="metric")
+    if step is not None:
+        int64(step, what="step")
     run_row(connection, run_id)
     moment = timestamp or now()
     rows = []
-    for key, value in metrics.items():
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ConfigurationError(f"metric {key!r} must be a number, got {value!r}") from None
-        at = step if step is not None else _next_step(connection, run_id, str(key))
+    for key, number in values.items():
+        at = step if step is not None else _next_step(connection, run_id, key)
         rows.append(
             {"run_id": run_id, "key": str(key), "step": at, "value": number, "timestamp": moment}
         )
@@ -103,7 +103,7 @@ def _next_step(connection: Connection, run_id: str, key: str) -> int:
             run_metrics.c.run_id == run_id, run_metrics.c.key == key
         )
     ).scalar()
-    return 0 if last is None else int(last) + 1
+    return 0 if last is None else int64(int(last) + 1, what=f"the next step of metric {key!r}")
 
 
 def finish(connection: Connection, run_id: str, status: str) -> None:

@@ -10,16 +10,39 @@ import base64
 import binascii
 import functools
 import hashlib
+import hmac
 import json
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Float, Integer, Select, and_, bindparam, cast, exists, not_, or_, select
+from sqlalchemy import (
+    Float,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    case,
+    cast,
+    exists,
+    not_,
+    or_,
+    select,
+)
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 
-from modelyard.registry._filters import Compare, InvalidFilter, Logical, Node, parse_filter
+from modelyard.registry._filters import (
+    MAX_LENGTH,
+    Compare,
+    InvalidFilter,
+    Logical,
+    Node,
+    parse_filter,
+)
+from modelyard.registry._numbers import INT32_MAX, INT32_MIN
 from modelyard.registry._tables import (
     models,
     version_metrics,
@@ -44,6 +67,8 @@ COLUMNS: dict[str, Any] = {
 }
 KEYED = {"metrics": version_metrics, "params": version_params, "tags": version_tags}
 KNOWN = ", ".join([*COLUMNS, "metrics.KEY", "params.KEY", "tags.KEY"])
+MAX_ORDER_FIELDS = 8
+"""The most fields one ordering may name."""
 
 
 def compile_filter(node: Node, *, drive: bool = True) -> ColumnElement[bool]:
@@ -85,7 +110,7 @@ def _keyed(node: Compare, *, drive: bool) -> ColumnElement[bool]:
     if kind == "metrics":
         value = _written_out(_numbers(node))
     elif kind == "params" and node.op in ("<", "<=", ">", ">=") and isinstance(node.value, float):
-        value_column, value = cast(table.c.value, Float), node.value
+        value_column, value = NumericText(table.c.value), node.value
     else:
         value = _strings(node)
     condition = _apply(value_column, node.op, value)
@@ -94,6 +119,32 @@ def _keyed(node: Compare, *, drive: bool) -> ColumnElement[bool]:
         return versions.c.id.in_(matching)
     probe = exists().where(table.c.version_id == versions.c.id, table.c.key == key)
     return probe.where(condition)
+
+
+class NumericText(FunctionElement[float]):
+    """A text column read as a number, for `params.lr < 0.1`. SQLite's CAST reads what is not a
+    number as 0; PostgreSQL's raises (one version with `params.opt = 'adam'` made every such
+    search fail), so there only text that is a number within float range is cast, and the rest
+    is NULL (matching nothing)."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(NumericText)
+def _cast(element: NumericText, compiler: Any, **options: Any) -> str:
+    return compiler.process(cast(list(element.clauses)[0], Float), **options)  # type: ignore[no-any-return]
+
+
+@compiles(NumericText, "postgresql")
+def _guarded_cast(element: NumericText, compiler: Any, **options: Any) -> str:
+    column = list(element.clauses)[0]
+    guarded = case((column.regexp_match(_NUMBER_TEXT), cast(column, Float)), else_=None)
+    return compiler.process(guarded, **options)  # type: ignore[no-any-return]
+
+
+_NUMBER_TEXT = r"^\s*[-+]?([0-9]{1,200}(\.[0-9]{0,200})?|\.[0-9]{1,200})([eE][-+]?[0-9]{1,2})?\s*$"
+"""Decimal text whose value stays inside a double's range (at most about 1e299)."""
 
 
 def _written_out(value: Any) -> Any:
@@ -122,8 +173,18 @@ def _each(node: Compare) -> Sequence[Any]:
 def _numbers(node: Compare) -> Any:
     if node.op == "like" or not all(isinstance(v, float) for v in _each(node)):
         raise InvalidFilter(f"{node.field} compares with numbers, not {node.value!r}")
-    values = [int(v) if node.field.lower() in ("version", "number") else v for v in _each(node)]
+    whole = node.field.lower() in ("version", "number")
+    values = [_version_number(node.field, v) if whole else v for v in _each(node)]
     return tuple(values) if isinstance(node.value, tuple) else values[0]
+
+
+def _version_number(field: str, value: float) -> int:
+    """A version number to compare with: whole and within the column's range (32 bits)."""
+    if not (value.is_integer() and INT32_MIN <= value <= INT32_MAX):
+        raise InvalidFilter(
+            f"{field} compares with whole numbers from {INT32_MIN} to {INT32_MAX}, not {value!r}"
+        )
+    return int(value)
 
 
 def _strings(node: Compare) -> Any:
@@ -157,7 +218,12 @@ def compile_order(text: str | None) -> list[Any]:
     database, and one join fewer for PostgreSQL's planner to order (a third of its planning).
     """
     clauses: list[Any] = []
-    for part in (text or "created desc").split(","):
+    parts = (text or "created desc").split(",")
+    if len(text or "") > MAX_LENGTH or len(parts) > MAX_ORDER_FIELDS:
+        raise InvalidFilter(
+            f"an ordering may name at most {MAX_ORDER_FIELDS} fields in {MAX_LENGTH} characters"
+        )
+    for part in parts:
         words = part.split()
         if (
             not words
@@ -183,16 +249,24 @@ def compile_order(text: str | None) -> list[Any]:
     return clauses
 
 
-def search_query(
-    filter: str | None, *, order_by: str | None, limit: int, page_token: str | None
-) -> Select[Any]:
-    """The SELECT for one page of versions (limit + 1 rows, to tell whether more follow).
+MAX_LIMIT = 10_000
+"""The most versions one page holds."""
 
-    >>> search_query("metrics.auc > 0.9", order_by="created", limit=50, page_token=None)
+MAX_OFFSET = 2**53
+"""The furthest a page may start: far past any registry, well inside 64 bits."""
+
+
+def search_query(
+    filter: str | None, *, order_by: str | None, limit: int, page_token: str | None, key: bytes
+) -> Select[Any]:
+    """The SELECT for one page of versions (limit + 1 rows, to tell whether more follow);
+    `key` checks the page token (see `next_page_token`).
+
+    >>> search_query("metrics.auc > 0.9", order_by="created", limit=50, page_token=None, key=k)
     """
-    if not 1 <= limit <= 10_000:
-        raise InvalidFilter(f"limit must be between 1 and 10000, not {limit}")
-    offset = _offset(page_token, filter, order_by)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise InvalidFilter(f"limit must be between 1 and {MAX_LIMIT}, not {limit!r}")
+    offset = _offset(page_token, filter, order_by, key=key)
     return _page_query(filter, order_by, offset, limit)
 
 
@@ -220,29 +294,48 @@ def _ordered_query(filter: str | None, order_by: str | None) -> Select[Any]:
     return query.order_by(*compile_order(order_by))
 
 
-def next_page_token(filter: str | None, order_by: str | None, *, offset: int) -> str:
-    """An opaque token for the page starting at `offset` of this search."""
-    payload = json.dumps({"o": offset, "h": _fingerprint(filter, order_by)}).encode()
-    return base64.urlsafe_b64encode(payload).decode().rstrip("=")
+def next_page_token(filter: str | None, order_by: str | None, *, offset: int, key: bytes) -> str:
+    """An opaque token for the page starting at `offset` of this search: the offset and the
+    search's fingerprint, signed with `key` (HMAC-SHA256), so a client cannot forge or edit it.
+    """
+    payload = base64.urlsafe_b64encode(
+        json.dumps({"o": offset, "h": _fingerprint(filter, order_by)}).encode()
+    ).rstrip(b"=")
+    return (payload + b"." + _signature(payload, key)).decode()
 
 
-def page_offset(page_token: str | None, filter: str | None, order_by: str | None) -> int:
+def page_offset(
+    page_token: str | None, filter: str | None, order_by: str | None, *, key: bytes
+) -> int:
     """Where the page a token names starts (0 without a token)."""
-    return _offset(page_token, filter, order_by)
+    return _offset(page_token, filter, order_by, key=key)
 
 
-def _offset(page_token: str | None, filter: str | None, order_by: str | None) -> int:
+def _offset(page_token: str | None, filter: str | None, order_by: str | None, *, key: bytes) -> int:
     if not page_token:
         return 0
+    invalid = InvalidFilter(
+        "page token is not valid: pass back the next_page_token of the previous page unchanged "
+        "(tokens are signed by the server that made them)"
+    )
+    payload, _, signature = page_token.encode("utf-8", "replace").partition(b".")
+    if len(page_token) > 512 or not hmac.compare_digest(signature, _signature(payload, key)):
+        raise invalid
     try:
-        padded = page_token + "=" * (-len(page_token) % 4)
-        payload = json.loads(base64.urlsafe_b64decode(padded))
-        offset, fingerprint = int(payload["o"]), str(payload["h"])
+        decoded = json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
+        offset, fingerprint = decoded["o"], str(decoded["h"])
     except (ValueError, KeyError, TypeError, binascii.Error):
-        raise InvalidFilter(f"page token {page_token!r} is not valid") from None
-    if fingerprint != _fingerprint(filter, order_by) or offset < 0:
+        raise invalid from None
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
+        raise invalid
+    if fingerprint != _fingerprint(filter, order_by):
         raise InvalidFilter("page token does not belong to this search (filter or order changed)")
     return offset
+
+
+def _signature(payload: bytes, key: bytes) -> bytes:
+    digest = hmac.new(key, b"page-token:" + payload, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=")
 
 
 def _fingerprint(filter: str | None, order_by: str | None) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -225,4 +226,30 @@ audit_events = Table(
     Column("after", JSON, nullable=True),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("user", NAME, nullable=False),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_by", NAME, nullable=False, default=""),
+    Column("created_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp, nullable=True),
+    Column("revoked_at", Timestamp, nullable=True),
+)
+
+role_grants = Table(
+    "role_grants",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("subject", NAME, nullable=False),
+    Column("is_group", Boolean, nullable=False, default=False),
+    Column("role", String(16), nullable=False),
+    Column("models", NAME, nullable=False, default="*"),
+    Column("created_by", NAME, nullable=False, default=""),
+    Column("created_at", Timestamp, nullable=False),
+    UniqueConstraint("subject", "is_group", "role", "models", name="uq_role_grants_grant"),
 )

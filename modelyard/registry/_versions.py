@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
 from modelyard.errors import InvalidReference, ModelyardError, NotFound
 from modelyard.registry._audit import append, utc
+from modelyard.registry._numbers import INT32_MAX
 from modelyard.registry._records import Model, ModelVersion, State
 from modelyard.registry._references import Reference, check_name
 from modelyard.registry._tables import (
@@ -257,6 +258,8 @@ def resolve(
     """The version row a reference names (with the model's name as `name`); pass the model's
     row when the caller has it already, to save a query."""
     ref = Reference.parse(reference) if isinstance(reference, str) else reference
+    if ref.number is not None and ref.number > INT32_MAX:
+        raise InvalidReference(str(ref), expected=f"a version number up to {INT32_MAX}")
     if model is None or model.name != ref.name:
         row = _resolve_directly(connection, ref)
         if row is not None:

@@ -24,7 +24,8 @@ from modelyard.errors import ModelNotReady, ServerBusy
 from modelyard.serving._codecs import Request
 
 Outputs = dict[str, np.ndarray[Any, Any]]
-Run = Callable[[list[Request]], list[Outputs]]
+Run = Callable[[list[Request]], list[Outputs | Exception]]
+"""Answers a batch: per request, its outputs or the error that is its alone."""
 """Answer a batch of requests (in a worker thread): one set of outputs per request, in order."""
 
 
@@ -112,7 +113,11 @@ class Batcher:
                     self.executor, self.run, [item.request for item in batch]
                 )
                 for item, outputs in zip(batch, results, strict=True):
-                    if not item.future.done():  # the client may have gone
+                    if item.future.done():  # the client may have gone
+                        continue
+                    if isinstance(outputs, Exception):
+                        item.future.set_exception(outputs)
+                    else:
                         item.future.set_result(outputs)
             except Exception as error:  # the model's error goes to every request of the batch
                 for item in batch:

@@ -23,6 +23,12 @@ _DATATYPES = frozenset(
     "BOOL UINT8 UINT16 UINT32 UINT64 INT8 INT16 INT32 INT64 FP16 FP32 FP64 BYTES".split()
 )
 
+MAX_DIMENSIONS = 32
+"""The most dimensions an input tensor may have (NumPy itself stops at 64)."""
+
+MAX_SIZE = 2**31 - 1
+"""The largest size of one dimension; the data sent must fill the whole shape anyway."""
+
 
 @dataclass(slots=True)
 class Request:
@@ -62,8 +68,8 @@ def decode_request(body: bytes) -> Request:
     return Request(
         inputs=inputs,
         id=None if request_id is None else str(request_id),
-        parameters=document.get("parameters") or {},
-        outputs=[o["name"] for o in document.get("outputs") or [] if isinstance(o, dict)],
+        parameters=_parameters(document.get("parameters"), "parameters"),
+        outputs=_output_names(document.get("outputs")),
     )
 
 
@@ -71,27 +77,64 @@ def _decode_input(item: dict[str, Any], document: Any) -> tuple[str, np.ndarray[
     name, shape, datatype, data = (item.get(k) for k in ("name", "shape", "datatype", "data"))
     if not isinstance(name, str) or not isinstance(shape, list) or data is None:
         _explain(document)
-    if datatype not in _DATATYPES:
+    if not isinstance(datatype, str) or datatype not in _DATATYPES:
         raise InvalidInput(
             f"input {name!r} has datatype {datatype!r}; expected one of "
             f"{', '.join(sorted(_DATATYPES))}"
         )
-    if not all(isinstance(size, int) and size >= 0 for size in shape):
-        raise InvalidInput(f"input {name!r} has shape {shape}: sizes must be integers >= 0")
+    _parameters(item.get("parameters"), f"input {name!r}: parameters")
+    expected = _check_shape(name, shape)
     try:
         if datatype == "BYTES":
             array = np.array(data, dtype=object)
-        else:
-            array = np.asarray(data, dtype=numpy_dtype(datatype))
-    except (ValueError, TypeError, OverflowError) as error:
+        else:  # a value past the type's range is an error, not a silent inf
+            with np.errstate(over="raise", invalid="raise"):
+                array = np.asarray(data, dtype=numpy_dtype(datatype))
+    except (ValueError, TypeError, OverflowError, FloatingPointError) as error:
         raise InvalidInput(f"input {name!r}: data are not {datatype} values ({error})") from None
-    expected = math.prod(shape)
     if array.size != expected:
         raise InvalidInput(
             f"input {name!r} has shape {shape}, which holds {expected} values, "
             f"but its data has {array.size}"
         )
     return name, array.reshape(shape)
+
+
+def _check_shape(name: str, shape: list[Any]) -> int:
+    """How many values `shape` holds, after checking that it is a shape a client may send: at
+    most `MAX_DIMENSIONS` sizes, each an integer (JSON `true` is not one) from 1 to
+    `MAX_SIZE`. The product is taken over Python integers, so it cannot overflow, and is then
+    compared with the data actually sent; an empty tensor is refused (no model answers one)."""
+    if len(shape) > MAX_DIMENSIONS:
+        raise InvalidInput(
+            f"input {name!r} has {len(shape)} dimensions; at most {MAX_DIMENSIONS} are accepted"
+        )
+    for size in shape:
+        if type(size) is not int or not 0 <= size <= MAX_SIZE:
+            raise InvalidInput(
+                f"input {name!r} has shape {shape}: sizes must be integers from 0 to {MAX_SIZE}"
+            )
+    if 0 in shape:
+        raise InvalidInput(f"input {name!r} has shape {shape}, which holds no values")
+    return math.prod(shape)
+
+
+def _parameters(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{where} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _output_names(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(
+        isinstance(item, dict) and isinstance(item.get("name"), str) for item in value
+    ):
+        raise InvalidInput('outputs must be a list of objects such as {"name": "output-0"}')
+    return [item["name"] for item in value]
 
 
 def _explain(document: Any) -> NoReturn:

@@ -16,7 +16,7 @@ from modelyard.__about__ import __version__
 from modelyard.errors import ConfigurationError, InvalidInput, ModelyardError
 from modelyard.serving._batching import Outputs
 from modelyard.serving._codecs import Request
-from modelyard.serving._metrics import Metrics
+from modelyard.serving._metrics import UNKNOWN, Metrics
 from modelyard.serving._pool import ModelPool, ServedVersion
 from modelyard.serving._predictions import PredictionLog
 from modelyard.serving._traffic import Traffic
@@ -143,16 +143,14 @@ class DataPlane:
         """Run one request through the version's batcher (the canary's, for its share), and a
         copy through the shadow version's when there is one."""
         began = time.perf_counter()
-        label = version or "default"
+        label = "default" if version is None else UNKNOWN
         try:
             model = self.pool.model(name)
             served = model.route(version)
             label = str(served.version.number)
             outputs = await served.infer(request)
         except ModelyardError as error:
-            elapsed = time.perf_counter() - began
-            self.metrics.observe(name, label, error.status_code, elapsed)
-            self.traffic.record(name, error.status_code, elapsed)
+            self._count_failure(name, label, error.status_code, time.perf_counter() - began)
             raise
         if version is None:
             for shadow in model.shadows:
@@ -168,6 +166,16 @@ class DataPlane:
                 request.id = uuid.uuid4().hex
             self.log.record(name, label, request, outputs, seconds)
         return Inference(name, label, outputs, request.id)
+
+    def _count_failure(self, name: str, label: str, status: int, seconds: float) -> None:
+        """Count a failed request. The labels are bounded: a model that is not served (any name
+        a client invents) is counted once as `<unknown>`, and so is a version it asked for that
+        is not served, so requests cannot add series (or traffic rings) without end."""
+        if name not in self.pool.models:
+            self.metrics.observe(UNKNOWN, UNKNOWN, status, seconds)
+            return
+        self.metrics.observe(name, label, status, seconds)
+        self.traffic.record(name, status, seconds)
 
 
 def _agree(a: Outputs, b: Outputs) -> bool:

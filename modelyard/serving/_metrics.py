@@ -16,6 +16,10 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 Gauges = Callable[[], Iterable[tuple[str, str, int]]]
 """(model, version, queued requests) for every loaded version, read at scrape time."""
 
+UNKNOWN = "<unknown>"
+"""The one label value for every model or version a request names that is not served: labels
+come from requests only through this bound, so no client can add series without end."""
+
 
 class Metrics:
     """The metrics of one serving process, in a registry of its own (tests run many)."""

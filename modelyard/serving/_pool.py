@@ -4,7 +4,9 @@ a served alias moves.
 `fraud@production` follows the alias: a watcher checks the registry every `poll_seconds`, and
 when the alias points elsewhere the new version is loaded and warmed in the background, then
 becomes the one that answers, all at once; the old one finishes what it has queued and is
-dropped. `iris:3` pins a version; `iris` serves the latest version at start.
+dropped. A version whose loading is refused (the operator's trust policy, or a LightGBM or XGBoost
+file that crashes the probe process) is logged and skipped, and the old one keeps serving.
+`iris:3` pins a version; `iris` serves the latest version at start.
 """
 
 from __future__ import annotations
@@ -13,18 +15,27 @@ import asyncio
 import gc
 import logging
 import random
+import tempfile
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelyard._yard import Yard
-from modelyard.errors import ConfigurationError, ModelNotReady, NotFound
-from modelyard.flavors import named_arrays
+from modelyard.errors import (
+    ConfigurationError,
+    ModelNotReady,
+    NotFound,
+    UnsupportedModel,
+    UntrustedModel,
+)
+from modelyard.flavors import named_arrays, needs_probe, probe
 from modelyard.registry import ModelVersion, Reference
+from modelyard.security import TrustPolicy
 from modelyard.serving._batching import Batcher, Outputs
 from modelyard.serving._codecs import Request
 from modelyard.serving._metrics import Metrics
@@ -112,12 +123,20 @@ class ModelPool:
     """Load, serve and hot-swap model versions from a registry."""
 
     def __init__(
-        self, yard: Yard, settings: Settings, *, metrics: Metrics, trust: bool = False
+        self,
+        yard: Yard,
+        settings: Settings,
+        *,
+        metrics: Metrics,
+        trust: bool | TrustPolicy = False,
     ) -> None:
         self.yard = yard
         self.settings = settings
         self.metrics = metrics
-        self.trust = trust
+        self.trust = TrustPolicy.of(
+            trust, types=settings.trusted_types, modules=settings.trusted_modules
+        )
+        self.refused: dict[tuple[str, int], str] = {}  # versions refused at a swap, and why
         self.models: dict[str, ServedModel] = {}
         self._candidates: list[tuple[str, str, float]] = []  # (ref, "canary"|"shadow", share)
         self._watcher: asyncio.Task[None] | None = None
@@ -222,6 +241,9 @@ class ModelPool:
                 await self._retire(model, previous)
 
     def _load(self, version: ModelVersion) -> ServedVersion:
+        self.yard.check_signature(version)  # settings.require_signature: before even the probe
+        if needs_probe(version.flavor):
+            self._probe(version)
         loaded = self.yard.load_model(version.ref, trust=self.trust)
         runner = Runner(loaded, name=version.ref)
         example = loaded.input_example()
@@ -240,6 +262,13 @@ class ModelPool:
         )
         return ServedVersion(version, runner, batcher, executor)
 
+    def _probe(self, version: ModelVersion) -> None:
+        """Load and predict `version` in a child process first: a file that crashes the
+        process natively (LightGBM, XGBoost) must crash that child, not this server."""
+        with tempfile.TemporaryDirectory(prefix="modelyard-probe-") as scratch:
+            folder = self.yard.download(version.ref, Path(scratch) / "model")
+            probe(folder, trust=self.trust, timeout=self.settings.probe_timeout_seconds)
+
     async def _retire(self, model: ServedModel, number: int) -> None:
         if number in model.pinned or number == model.default:
             return
@@ -255,13 +284,23 @@ class ModelPool:
                 if model.alias is None:
                     continue
                 try:
-                    target = await asyncio.to_thread(
-                        self.yard.get_version, f"{model.name}@{model.alias}"
-                    )
-                    if target.number != model.default:
-                        await self._install(model, target, default=True)
+                    await self._follow(model)
                 except Exception:  # a registry hiccup or a bad version must not stop serving
                     log.exception("%s@%s: could not follow the alias", model.name, model.alias)
+
+    async def _follow(self, model: ServedModel) -> None:
+        """Swap in the version the alias points at, unless it was refused already; a version
+        that is refused (untrusted, unsafe, crashing) leaves the old one serving."""
+        target = await asyncio.to_thread(self.yard.get_version, f"{model.name}@{model.alias}")
+        key = (model.name, target.number)
+        if target.number == model.default or key in self.refused:
+            return
+        try:
+            await self._install(model, target, default=True)
+        except (UnsupportedModel, UntrustedModel) as error:
+            self.refused[key] = str(error)
+            log.error("%s@%s: refused version %s, still serving version %s: %s", model.name,
+                      model.alias, target.number, model.default, error)  # fmt: skip
 
     def _gauges(self) -> Iterator[tuple[str, str, int]]:
         for served in list(self.loaded()):

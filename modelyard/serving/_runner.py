@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from modelyard._imports import require
-from modelyard.errors import InferenceError, InvalidInput
+from modelyard.errors import InferenceError, InvalidInput, ModelyardError
 from modelyard.flavors import LoadedModel, Signature
 from modelyard.serving._batching import Outputs
 from modelyard.serving._codecs import Request
@@ -34,22 +34,38 @@ class Runner:
             )
         self.signature.check(request.inputs)
 
-    def __call__(self, requests: list[Request]) -> list[Outputs]:
-        """Predict a batch (in a worker thread) and give each request its own rows."""
+    def __call__(self, requests: list[Request]) -> list[Outputs | Exception]:
+        """Predict a batch (in a worker thread) and give each request its own rows. When the
+        batch fails, each request is answered alone, so one client's bad values (a NaN the
+        model raises on) fail that request only, not everyone batched with it. A batch of one
+        raises its error."""
         if len(requests) == 1:
             return [self._predict(requests[0].inputs)]
         stacked = {
             name: np.concatenate([request.inputs[name] for request in requests])
             for name in requests[0].inputs
         }
-        outputs = self._predict(stacked)
+        try:
+            outputs = self._predict(stacked)
+        except ModelyardError:
+            return [self._alone(request) for request in requests]
         rows = [request.rows for request in requests]
         if any(array.ndim == 0 or array.shape[0] != sum(rows) for array in outputs.values()):
             # The model's answer is not one row per input row: answer each request alone.
-            return [self._predict(request.inputs) for request in requests]
+            return [self._alone(request) for request in requests]
         bounds = np.cumsum(rows)[:-1]
         parts = {name: np.split(array, bounds) for name, array in outputs.items()}
         return [{name: parts[name][i] for name in outputs} for i in range(len(requests))]
+
+    def answer(self, request: Request) -> Outputs:
+        """Predict one request on the calling thread; errors are raised."""
+        return self._predict(request.inputs)
+
+    def _alone(self, request: Request) -> Outputs | Exception:
+        try:
+            return self._predict(request.inputs)
+        except ModelyardError as error:
+            return error
 
     def _predict(self, inputs: dict[str, np.ndarray[Any, Any]]) -> Outputs:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from modelyard.store._cache import FolderCache
 from modelyard.store._digests import check_digest, digest_bytes
 from modelyard.store._folders import restore_directory, store_directory
 from modelyard.store._gc import GarbageReport, collect_garbage
@@ -28,6 +29,7 @@ __all__ = [
     "BlobStore",
     "Chunk",
     "Entry",
+    "FolderCache",
     "GarbageReport",
     "LocalStore",
     "Manifest",

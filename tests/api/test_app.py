@@ -51,13 +51,23 @@ def test_errors_render_as_oip_error_bodies(client: httpx.Client) -> None:
     assert unknown_field.status_code == 400 and "filtr" in unknown_field.json()["error"]
 
 
-def test_actor_comes_from_the_header(client: httpx.Client) -> None:
+def test_the_user_header_is_ignored_from_untrusted_addresses(client: httpx.Client) -> None:
     created = client.post(
         "/api/v1/models/fraud/versions", json={}, headers={"X-Modelyard-User": "ana"}
     )
-    assert created.status_code == 201 and created.json()["created_by"] == "ana"
-    anonymous = client.post("/api/v1/models/fraud/versions", json={})
-    assert anonymous.json()["created_by"] == "server"
+    assert created.status_code == 201 and created.json()["created_by"] == "server"
+
+
+def test_a_trusted_proxy_names_the_actor(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, user="server", trusted_proxies=["127.0.0.0/8"])
+    with in_process_client(create_app(settings)) as client:  # its client is 127.0.0.1
+        created = client.post(
+            "http://testserver/api/v1/models/fraud/versions", json={},
+            headers={"X-Modelyard-User": "ana"},
+        )  # fmt: skip
+        assert created.status_code == 201 and created.json()["created_by"] == "ana"
+        anonymous = client.post("http://testserver/api/v1/models/fraud/versions", json={})
+        assert anonymous.json()["created_by"] == "server"
 
 
 def test_gate_failures_come_back_typed_with_every_failure(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from modelyard import Settings, Yard
 from modelyard.api import create_app
+from modelyard.api._access import Access
 from modelyard.api._hot_routes import HotRoutes
 from tests.asgi import in_process_client
 
@@ -111,13 +113,21 @@ def test_repeated_or_unexpected_query_parameters_go_to_fastapi(client: httpx.Cli
     assert search.status_code == 200 and len(search.json()["versions"]) == 1
 
 
-def test_the_acting_user_comes_from_the_header(client: httpx.Client) -> None:
-    client.post("/models/fraud/versions", json={}, headers={"X-Modelyard-User": "ana"})
-    moved = client.put("/models/fraud/aliases/prod", json={"version": "fraud:1"},
-                       headers={"X-Modelyard-User": "ben"})  # fmt: skip
-    assert moved.json()["created_by"] == "ana"
-    history = client.get("/models/fraud/alias-history").json()
-    assert history[0]["actor"] == "ben"
+def test_the_acting_user_comes_from_a_trusted_proxy_only(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, user="server", trusted_proxies=["127.0.0.1"])
+    with in_process_client(create_app(settings)) as client:  # its client is 127.0.0.1
+        client.base_url = httpx.URL("http://testserver/api/v1")
+        client.post("/models/fraud/versions", json={}, headers={"X-Modelyard-User": "ana"})
+        moved = client.put("/models/fraud/aliases/prod", json={"version": "fraud:1"},
+                           headers={"X-Modelyard-User": "ben"})  # fmt: skip
+        assert moved.json()["created_by"] == "ana"
+        history = client.get("/models/fraud/alias-history").json()
+        assert history[0]["actor"] == "ben"
+
+
+def test_the_user_header_is_ignored_from_other_addresses(client: httpx.Client) -> None:
+    created = client.post("/models/fraud/versions", json={}, headers={"X-Modelyard-User": "ana"})
+    assert created.json()["created_by"] == "server"
 
 
 # The middleware alone, around a stand-in for FastAPI that records what reaches it.
@@ -152,6 +162,11 @@ def _scope(method: str, path: str, **extra: Any) -> Scope:
             "root_path": "", "headers": headers, **extra}  # fmt: skip
 
 
+def _middleware(inner: Any, yard: Yard) -> HotRoutes:
+    access = Access(yard.settings, lambda: yard.local_registry().database, clock=time.monotonic)
+    return HotRoutes(inner, yard=yard, access=access, prefix="/api/v1")
+
+
 @pytest.fixture
 def yard(tmp_path: Path) -> Iterator[Yard]:
     with Yard(Settings(home=tmp_path, user="server")) as yard:
@@ -160,7 +175,7 @@ def yard(tmp_path: Path) -> Iterator[Yard]:
 
 def test_other_requests_pass_through_untouched(yard: Yard) -> None:
     inner = Recorder()
-    middleware = HotRoutes(inner, yard=yard, prefix="/api/v1")
+    middleware = _middleware(inner, yard)
     lifespan: Scope = {"type": "lifespan"}
     _call(middleware, lifespan, [])
     mounted = _scope("GET", "/api/v1/version", root_path="/under", query_string=b"ref=a")
@@ -172,7 +187,7 @@ def test_other_requests_pass_through_untouched(yard: Yard) -> None:
 
 def test_a_refused_body_is_replayed_to_fastapi_chunk_by_chunk(yard: Yard) -> None:
     inner = Recorder()
-    middleware = HotRoutes(inner, yard=yard, prefix="/api/v1")
+    middleware = _middleware(inner, yard)
     chunks: list[Message] = [
         {"type": "http.request", "body": b'{"filter": ', "more_body": True},
         {"type": "http.request", "body": b"42}", "more_body": False},
@@ -187,7 +202,7 @@ def test_a_refused_body_is_replayed_to_fastapi_chunk_by_chunk(yard: Yard) -> Non
 
 def test_a_body_in_chunks_is_answered(yard: Yard) -> None:
     yard.registry.create_version("fraud")
-    middleware = HotRoutes(Recorder(), yard=yard, prefix="/api/v1")
+    middleware = _middleware(Recorder(), yard)
     chunks: list[Message] = [
         {"type": "http.request", "body": b'{"filter": "name ', "more_body": True},
         {"type": "http.request", "body": b"= 'fraud'\"}"},

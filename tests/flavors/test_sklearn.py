@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import operator
 import pickle
 import shutil
 from pathlib import Path
@@ -11,7 +12,7 @@ import skops.io
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.tree import DecisionTreeRegressor
 
 from modelyard.errors import ConfigurationError, UnsafeModel, UnsupportedModel, UntrustedModel
@@ -24,6 +25,7 @@ from modelyard.flavors import (
     save_model,
 )
 from modelyard.flavors._trees import summary_changes
+from modelyard.security import TrustPolicy
 from tests.flavors.conftest import predict_in_fresh_process
 from tests.flavors.malicious import SystemCall
 
@@ -91,13 +93,24 @@ def test_histogram_boosting_summary() -> None:
     assert summary["trees"] == model.n_iter_ and 1 <= summary["depth"] <= 3
 
 
-def test_tampered_skops_file_is_refused(tmp_path: Path) -> None:
+def test_skops_types_are_trusted_by_the_operator_never_by_the_file(tmp_path: Path) -> None:
+    x = np.ones((3, 2))
+    save_model(FunctionTransformer(operator.neg).fit(x), tmp_path / "m", method="transform")
+    # Saving records the types, for information; loading does not trust them.
+    assert read_info(tmp_path / "m").settings["trusted_types"] == ["_operator.neg"]
+    with pytest.raises(UntrustedModel, match="names _operator.neg.*`trusted_types` setting"):
+        load_model(tmp_path / "m")
+    with pytest.raises(UntrustedModel, match="_operator.neg"):
+        load_model(tmp_path / "m", trust=True)  # trusting pickles is not trusting skops types
+    loaded = load_model(tmp_path / "m", trust=TrustPolicy(types=("_operator.neg",)))
+    np.testing.assert_array_equal(loaded.predict(x), -x)
+
+
+def test_fitted_trees_load_with_the_fixed_safe_list(tmp_path: Path) -> None:
     x, y = np.arange(40.0).reshape(20, 2), np.arange(20) % 2
     save_model(LogisticRegression().fit(x, y), tmp_path / "m")
-    assert read_info(tmp_path / "m").settings["trusted_types"] == []
     skops.io.dump(RandomForestClassifier(n_estimators=2).fit(x, y), tmp_path / "m/model.skops")
-    with pytest.raises(UntrustedModel, match="types not recorded at save: sklearn.tree._tree.Tree"):
-        load_model(tmp_path / "m")
+    assert load_model(tmp_path / "m").predict(x).shape == (20,)
 
 
 def test_joblib_serialization_needs_trust(tmp_path: Path, data) -> None:  # type: ignore[no-untyped-def]

@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 from modelyard.errors import ConfigurationError, UnsafeModel, UntrustedModel
 from modelyard.flavors import _torch, flavor_for, load_model, read_info, save_model
 from modelyard.flavors._pickles import guarded_pickle_module
-from tests.flavors.conftest import predict_in_fresh_process
+from modelyard.security import TrustPolicy
+from tests.flavors.conftest import OPERATOR, predict_in_fresh_process
 from tests.flavors.torch_models import MLP, TiedLM, TwoHeads, seeded
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +47,7 @@ def test_exported_program_stores_the_weights_once(tmp_path: Path) -> None:
     program = (tmp_path / "model" / "model.pt2").stat().st_size
     assert weights > 500_000
     assert program < weights / 10
-    loaded = load_model(tmp_path / "model")
+    loaded = load_model(tmp_path / "model", trust=OPERATOR)
     batch = np.random.default_rng(2).random((3, 256)).astype(np.float32)
     np.testing.assert_array_equal(loaded.predict(batch),
                                   model(torch.from_numpy(batch)).detach().numpy())  # fmt: skip
@@ -68,7 +69,7 @@ def test_export_can_be_turned_off(tmp_path: Path) -> None:
     info = save_model(seeded(MLP()), tmp_path / "model", input_example=np.zeros((2, 4)),
                       export=False)  # fmt: skip
     assert info.settings["format"] == "class"
-    assert load_model(tmp_path / "model").native.training is False
+    assert load_model(tmp_path / "model", trust=OPERATOR).native.training is False
 
 
 def test_tied_weights_are_stored_once(tmp_path: Path) -> None:
@@ -80,7 +81,9 @@ def test_tied_weights_are_stored_once(tmp_path: Path) -> None:
         assert info.settings["tied"] == {"out.weight": "embed.weight"}
         assert set(load_file(folder / "model.safetensors")) == {"embed.weight"}
         expected = model(torch.from_numpy(tokens[:1])).detach().numpy()
-        np.testing.assert_array_equal(load_model(folder).predict(tokens[:1]), expected)
+        np.testing.assert_array_equal(
+            load_model(folder, trust=OPERATOR).predict(tokens[:1]), expected
+        )
 
 
 def test_keyword_inputs_and_tuple_outputs(tmp_path: Path) -> None:
@@ -88,7 +91,7 @@ def test_keyword_inputs_and_tuple_outputs(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     example = {"left": rng.random((1, 3)), "right": rng.random((1, 5))}
     save_model(model, tmp_path / "model", input_example=example)
-    loaded = load_model(tmp_path / "model")
+    loaded = load_model(tmp_path / "model", trust=OPERATOR)
     batch = {"left": rng.random((4, 3)), "right": rng.random((4, 5))}
     total, best = loaded.predict(batch)
     expected = model(**{k: torch.from_numpy(v).float() for k, v in batch.items()})
@@ -130,8 +133,13 @@ def test_pickle_needs_trust(tmp_path: Path) -> None:
     info = save_model(model, tmp_path / "model", serialization="pickle")
     assert info.settings["format"] == "pickle"
     with pytest.raises(UntrustedModel, match=r"torch\.save \(pickle\) file"):
-        load_model(tmp_path / "model")
-    loaded = load_model(tmp_path / "model", trust=True)
+        load_model(tmp_path / "model", trust=OPERATOR)
+    # Trusting pickles is not trusting every class: MLP's module must be allowed as well.
+    with pytest.raises(UnsafeModel, match="tests.flavors.torch_models.MLP"):
+        load_model(tmp_path / "model", trust=True)
+    loaded = load_model(
+        tmp_path / "model", trust=TrustPolicy(pickles=True, modules=OPERATOR.modules)
+    )
     assert isinstance(loaded.native, MLP) and not loaded.native.training
     batch = np.random.default_rng(6).random((3, 4)).astype(np.float32)
     np.testing.assert_array_equal(loaded.predict(batch),
@@ -171,7 +179,7 @@ def test_guarded_load_refuses_what_the_scan_did_not_see(tmp_path: Path) -> None:
 def test_bfloat16_model_keeps_its_dtype(tmp_path: Path) -> None:
     model = seeded(MLP()).to(torch.bfloat16)
     save_model(model, tmp_path / "model")
-    loaded = load_model(tmp_path / "model")
+    loaded = load_model(tmp_path / "model", trust=OPERATOR)
     assert loaded.native.first.weight.dtype == torch.bfloat16
     batch = np.random.default_rng(7).random((2, 4))
     output = loaded.predict(batch)  # float64 in, bfloat16 inside, float32 out

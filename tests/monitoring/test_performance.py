@@ -46,6 +46,9 @@ def test_feedback_bodies() -> None:
         (b'{"feedback": []}', "must be"),
         (b'{"id": 3, "label": 1}', "item 0 needs a string id and a label"),
         (b'{"feedback": [{"id": "a"}]}', "item 0 needs"),
+        (b'{"id": "a", "label": [[1], [1, 2]]}', "flat list"),  # would break monitoring later
+        (b'{"id": "a", "label": {"x": 1}}', "flat list"),
+        (b'{"id": "a", "label": null}', "flat list"),
     ]:
         with pytest.raises(InvalidInput, match=message):
             parse_feedback(body)

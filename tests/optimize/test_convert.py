@@ -33,6 +33,7 @@ from modelyard import Yard
 from modelyard.errors import ConfigurationError, UnsupportedModel
 from modelyard.flavors import LoadedModel, infer_signature, load_model, save_model
 from modelyard.optimize._convert import optimize_graph, to_onnx
+from tests.flavors.conftest import OPERATOR
 from tests.optimize.models import DigitsMLP
 
 X, Y = make_classification(300, 8, n_informative=5, n_classes=3, random_state=0)
@@ -62,7 +63,7 @@ def _pair(tmp_path: Path, model: Any, x: Any, **options: Any) -> tuple[LoadedMod
     """The parent as saved by its flavor, and its ONNX graph as saved by the ONNX flavor."""
     example = x if isinstance(x, dict) else x[:5]
     save_model(model, tmp_path / "parent", input_example=example, **options)
-    parent = load_model(tmp_path / "parent")
+    parent = load_model(tmp_path / "parent", trust=OPERATOR)
     save_model(to_onnx(parent), tmp_path / "onnx", input_example=example)
     return parent, load_model(tmp_path / "onnx")
 
@@ -308,7 +309,7 @@ def test_refuses_torch_versions_it_cannot_export(tmp_path: Path) -> None:
     save_model(quantize_int8(DigitsMLP(hidden=8).eval()), tmp_path / "int8", input_example=x,
                init={"hidden": 8})  # fmt: skip
     with pytest.raises(UnsupportedModel, match="int8 torch version cannot be exported"):
-        to_onnx(load_model(tmp_path / "int8"))
+        to_onnx(load_model(tmp_path / "int8", trust=OPERATOR))
 
     frame = pd.DataFrame(x[:, :3], columns=["a", "b", "c"])
     save_model(DigitsMLP(inputs=3, hidden=4).eval(), tmp_path / "frame", input_example=frame)
@@ -317,4 +318,4 @@ def test_refuses_torch_versions_it_cannot_export(tmp_path: Path) -> None:
 
     save_model(Untraceable(), tmp_path / "numpy", input_example=x, export=False)
     with pytest.raises(UnsupportedModel, match="torch.onnx cannot convert Untraceable"):
-        to_onnx(load_model(tmp_path / "numpy"))
+        to_onnx(load_model(tmp_path / "numpy", trust=OPERATOR))

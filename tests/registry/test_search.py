@@ -178,7 +178,7 @@ def test_metric_thresholds_are_written_into_the_sql_and_strings_are_not() -> Non
 
     query = search_query(
         "metrics.auc >= 0.25 and tags.team = 'x''; drop table versions; --'",
-        order_by=None, limit=10, page_token=None,
+        order_by=None, limit=10, page_token=None, key=b"k" * 32,
     )  # fmt: skip
     compiled = query.compile(dialect=postgresql.dialect())
     sql = str(compiled)

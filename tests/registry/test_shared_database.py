@@ -13,6 +13,9 @@ from sqlalchemy import inspect, text
 from modelyard.registry import Database, Registry
 from modelyard.registry._database import LEGACY_VERSION_TABLE, VERSION_TABLE
 
+MIGRATIONS = ["0001_initial", "0002_principals"]
+HEAD = MIGRATIONS[-1]
+
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
@@ -54,7 +57,7 @@ def make_old_style(database: Database, extra: str | None = None, *, keep: bool =
         connection.execute(
             text(f"CREATE TABLE {LEGACY_VERSION_TABLE} (version_num VARCHAR(32) PRIMARY KEY)")
         )
-        for revision in ["0001_initial", *([extra] if extra else [])]:
+        for revision in [HEAD, *([extra] if extra else [])]:
             connection.execute(
                 text(f"INSERT INTO {LEGACY_VERSION_TABLE} VALUES (:r)"), {"r": revision}
             )
@@ -75,9 +78,9 @@ def _study(url: str, name: str) -> int:
 
 def test_migrations_are_recorded_in_a_table_of_our_own(fresh_url: str) -> None:
     with _opened(fresh_url) as database:
-        assert database.pending() == ["0001_initial"]
-        assert database.migrate() == ["0001_initial"]
-        assert _versions(database, VERSION_TABLE) == ["0001_initial"]
+        assert database.pending() == MIGRATIONS
+        assert database.migrate() == MIGRATIONS
+        assert _versions(database, VERSION_TABLE) == [HEAD]
         assert _versions(database, LEGACY_VERSION_TABLE) is None
         assert database.pending() == [] and database.migrate() == []
 
@@ -89,7 +92,7 @@ def test_an_old_style_database_is_adopted(fresh_url: str) -> None:
         make_old_style(database)
         assert database.pending() == []  # its schema is current: it keeps working as it is
         assert database.migrate() == []  # nothing applied, the revision moved
-        assert _versions(database, VERSION_TABLE) == ["0001_initial"]
+        assert _versions(database, VERSION_TABLE) == [HEAD]
         assert _versions(database, LEGACY_VERSION_TABLE) is None
         assert Registry(database, actor="ana").get_version("fraud:1").metrics == {"auc": 0.9}
     assert _study(fresh_url, "after-adoption") == 2
@@ -100,10 +103,10 @@ def test_adoption_leaves_revisions_that_are_not_ours(tmp_path: Path, keep: bool)
     with _opened(f"sqlite:///{tmp_path / 'mixed.db'}") as database:
         database.migrate()
         make_old_style(database, extra="v3.2.0.a", keep=keep)
-        assert database.legacy_revisions() == ["0001_initial"]
+        assert database.legacy_revisions() == [HEAD]
         database.migrate()
         assert database.legacy_revisions() == []
-        assert _versions(database, VERSION_TABLE) == ["0001_initial"]
+        assert _versions(database, VERSION_TABLE) == [HEAD]
         assert _versions(database, LEGACY_VERSION_TABLE) == ["v3.2.0.a"]
 
 
@@ -112,7 +115,7 @@ def test_optuna_then_the_registry_in_one_database(fresh_url: str) -> None:
     with _opened(fresh_url) as database:
         optuna_revision = _versions(database, LEGACY_VERSION_TABLE)
         assert optuna_revision and optuna_revision[0] != "0001_initial"
-        assert database.migrate() == ["0001_initial"]
+        assert database.migrate() == MIGRATIONS
         assert _versions(database, LEGACY_VERSION_TABLE) == optuna_revision  # left alone
         Registry(database, actor="ana").create_version("fraud")
     assert _study(fresh_url, "first") == 4

@@ -88,7 +88,7 @@ def test_drift_fires_a_webhook_and_rolls_back(tmp_path: Path) -> None:
         env = {
             "MODELYARD_SERVE_ALERT_SECONDS": "0.5",
             "MODELYARD_SERVE_POLL_SECONDS": "0.2",
-            "MODELYARD_ALERT_WEBHOOKS": '["http://127.0.0.1:"]',
+            "MODELYARD_ALERT_WEBHOOKS": json.dumps([hook]),  # scheme, host, port and path
         }
         args = ("fraud@production", "--log-sample", "1", "--alerts", str(rules))
         with serving_process(home, *args, env=env) as url:

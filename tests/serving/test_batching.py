@@ -125,3 +125,17 @@ async def test_a_broken_run_fails_its_batch_and_the_next_still_runs() -> None:
         await queue.submit(request(1))
     assert (await queue.submit(request(1)))["y"].shape == (1, 2)
     await queue.close()
+
+
+async def test_an_error_of_one_request_reaches_that_request_only() -> None:
+    def picky(requests: list[Request]) -> list[Outputs | Exception]:
+        return [ValueError("mine") if r.rows == 2 else {"y": r.inputs["x"]} for r in requests]
+
+    queue = batcher(picky)
+    queue.start()
+    results = await asyncio.gather(
+        queue.submit(request(1)), queue.submit(request(2)), queue.submit(request(1)),
+        return_exceptions=True,
+    )  # fmt: skip
+    assert [type(r).__name__ for r in results] == ["dict", "ValueError", "dict"]
+    await queue.close()
