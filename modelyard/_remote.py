@@ -49,6 +49,11 @@ INLINE_BUDGET = 8 << 20
 """At most this many bytes of small blobs ride along with one registration."""
 
 
+_TLS_HINT = (
+    "; if the server's certificate comes from your own CA, point MODELYARD_TLS_CA_FILE at it"
+)
+
+
 def _error_types() -> dict[str, type[ModelyardError]]:
     found: dict[str, type[ModelyardError]] = {}
     pending: list[type[ModelyardError]] = [ModelyardError]
@@ -96,8 +101,9 @@ class HttpRegistry:
         try:
             response = self.client.request(method, path, headers=self.headers, **options)
         except httpx.TransportError as error:
+            hint = _TLS_HINT if "CERTIFICATE_VERIFY_FAILED" in str(error) else ""
             raise RegistryUnavailable(
-                f"cannot reach the modelyard server at {self.client.base_url}: {error}"
+                f"cannot reach the modelyard server at {self.client.base_url}: {error}{hint}"
             ) from None
         raise_for(response)
         return response

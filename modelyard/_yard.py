@@ -14,6 +14,7 @@ import httpx
 from modelyard._active_run import ActiveRun
 from modelyard._model_folders import model_folder, with_reference
 from modelyard._remote import HttpRegistry, HttpStore, PendingBlobs
+from modelyard._tls import client_verify
 from modelyard._yard_signing import (
     Signing,
     check_policy,
@@ -95,7 +96,9 @@ class Yard(Watching, Signing):
     def registry(self) -> Registry | HttpRegistry:
         """The registry, opened (and for SQLite, migrated) on first use."""
         if self._registry is None and self.url:
-            client = self._http_client or httpx.Client(timeout=60)
+            client = self._http_client or httpx.Client(
+                timeout=60, verify=client_verify(self.settings)
+            )
             client.base_url = httpx.URL(self.url.rstrip("/") + "/api/v1")
             token = self.settings.token
             secret = token.get_secret_value() if token is not None else ""

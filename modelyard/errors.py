@@ -21,6 +21,7 @@
     │   └── BlobNotFound (404)          no blob with that digest
     ├── IntegrityError (500)            stored bytes no longer match their digest
     ├── InferenceError (500)            a model raised while predicting
+    │   └── InputRejected (422)         … a ValueError, TypeError, KeyError or IndexError
     ├── ModelNotReady (503)             a served model is still loading, or failed to
     ├── ServerBusy (429)                the request queue is full; retry after `retry_after` s
     ├── PayloadTooLarge (413)           a request body over the configured limit
@@ -247,6 +248,14 @@ class InferenceError(ModelyardError):
     def __init__(self, model: str, message: str) -> None:
         super().__init__(f"{model} failed to predict: {message}")
         self.model = model
+
+
+class InputRejected(InferenceError):
+    """The model refused the request's values: it raised `ValueError`, `TypeError`, `KeyError`
+    or `IndexError`, the errors Python code raises for arguments it cannot take. The request
+    matched the signature, so only the model can say what is wrong; the message is its own."""
+
+    status_code = 422
 
 
 class ModelNotReady(ModelyardError):

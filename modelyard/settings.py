@@ -168,9 +168,22 @@ class Settings(BaseSettings):
     """Servers (`server` and `serve`): how long a client may take to send a request body, and
     to send the headers of the next request on a kept-alive connection (then it is closed)."""
 
+    tls_certfile: Path | None = None
+    """Servers (`server` and `serve`): serve HTTPS with this certificate chain (PEM); needs
+    `tls_keyfile`. Unset means plain HTTP (put a TLS proxy in front beyond loopback)."""
+
+    tls_keyfile: Path | None = None
+    """Servers: the private key (PEM) of `tls_certfile`."""
+
+    tls_ca_file: Path | None = None
+    """Clients: a CA bundle (PEM) to verify a server's certificate with, such as a team's own
+    CA; unset means the system's trusted CAs."""
+
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
         self.home = self.home.expanduser()
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("tls_certfile and tls_keyfile go together: set both or neither")
         if not self.database_url:
             self.database_url = f"sqlite:///{self.home / 'registry.db'}"
         if not self.store_url:

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from modelyard._yard import Yard
-from modelyard.api._running import run, run_workers, with_read_timeout
+from modelyard.api._running import run, run_workers, tls_options, with_read_timeout
 from modelyard.api._serving_auth import serving_auth
 from modelyard.api._workers import read_worker_spec, worker_environment
 from modelyard.errors import ModelyardError, NotFound, PayloadTooLarge, ServerBusy
@@ -263,7 +263,7 @@ def serve(
         app = create_inference_app(settings, refs, yard=yard, **routing)
         timeout = settings.server_read_timeout_seconds
         limited = with_read_timeout(serving_auth(app, settings), read_timeout=timeout)
-        run(limited, host=host, port=port, read_timeout=timeout)
+        run(limited, host=host, port=port, read_timeout=timeout, tls=tls_options(settings))
         return
     for ref in refs:
         Reference.parse(ref)  # a bad reference fails here, not in every worker
@@ -271,7 +271,8 @@ def serve(
     # no secret in their environment (see `modelyard.api._workers`).
     with worker_environment(settings, refs, routing):
         run_workers(f"{__name__}:app_from_environment", host=host, port=port, workers=workers,
-                    read_timeout=settings.server_read_timeout_seconds)  # fmt: skip
+                    read_timeout=settings.server_read_timeout_seconds,
+                    tls=tls_options(settings))  # fmt: skip
 
 
 def app_from_environment() -> Any:

@@ -13,12 +13,14 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from modelyard.api._limits import RequestLimits
+from modelyard.errors import ConfigurationError
+from modelyard.settings import Settings
 
 KEEP_ALIVE_SECONDS = 5.0
 """How long an idle kept-alive connection stays open."""
@@ -90,6 +92,16 @@ def config(app: Any, *, host: str, port: int, read_timeout: float, **more: Any) 
     return settings
 
 
+def tls_options(settings: Settings) -> dict[str, str]:
+    """uvicorn's HTTPS options from the settings (none: plain HTTP)."""
+    if settings.tls_certfile is None or settings.tls_keyfile is None:
+        return {}
+    for path in (settings.tls_certfile, settings.tls_keyfile):
+        if not path.is_file():
+            raise ConfigurationError(f"TLS file {path} does not exist")
+    return {"ssl_certfile": str(settings.tls_certfile), "ssl_keyfile": str(settings.tls_keyfile)}
+
+
 def with_read_timeout(app: Any, *, read_timeout: float) -> Any:
     """`app` behind `RequestLimits` bounding only the time a body may take (the app bounds its
     size itself, as the inference server does)."""
@@ -97,16 +109,21 @@ def with_read_timeout(app: Any, *, read_timeout: float) -> Any:
 
 
 def run_workers(
-    factory: str, *, host: str, port: int, workers: int, read_timeout: float = DEFAULT_READ_TIMEOUT
+    factory: str,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
+    tls: Mapping[str, str] | None = None,
 ) -> None:
     """Serve the app `factory` (an import string) from `workers` processes sharing one socket;
     SIGTERM drains every worker. The factory's app should bound body reads itself
     (`with_read_timeout`)."""
     from uvicorn.supervisors import Multiprocess
 
-    settings = config(
-        factory, host=host, port=port, read_timeout=read_timeout, factory=True, workers=workers
-    )
+    settings = config(factory, host=host, port=port, read_timeout=read_timeout, factory=True,
+                      workers=workers, **(tls or {}))  # fmt: skip
     Multiprocess(settings, sockets=[settings.bind_socket()]).run()
 
 
@@ -116,8 +133,10 @@ def run(
     host: str = "127.0.0.1",
     port: int = 8080,
     read_timeout: float = DEFAULT_READ_TIMEOUT,
+    tls: Mapping[str, str] | None = None,
 ) -> None:
-    """Serve `app` on `host:port` with uvloop and httptools; blocks until stopped."""
+    """Serve `app` on `host:port` with uvloop and httptools (HTTPS with `tls`, from
+    `tls_options`); blocks until stopped."""
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -133,4 +152,4 @@ def run(
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
 
-    Server(config(app, host=host, port=port, read_timeout=read_timeout)).run()
+    Server(config(app, host=host, port=port, read_timeout=read_timeout, **(tls or {}))).run()

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from modelyard._remote import raise_for
+from modelyard._tls import client_verify
 from modelyard.api._access import CACHE_LIMIT, Access
 from modelyard.errors import ModelyardError, RegistryUnavailable, Unauthenticated
 from modelyard.registry import Database
@@ -67,7 +68,9 @@ def serving_auth(app: App, settings: Settings) -> App:
     if not settings.auth:
         return app
     if settings.url:
-        remote = RemoteCheck(settings.url, ttl=settings.auth_cache_seconds)
+        client = httpx.Client(base_url=settings.url.rstrip("/") + "/api/v1", timeout=10,
+                              verify=client_verify(settings))  # fmt: skip
+        remote = RemoteCheck(settings.url, ttl=settings.auth_cache_seconds, client=client)
         return ServingAuth(app, check=remote.check, fast=remote.cached)
     local = LocalCheck(settings)
     return ServingAuth(app, check=local.check, fast=local.cached)

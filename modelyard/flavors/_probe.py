@@ -14,6 +14,7 @@ so scikit-learn, torch and pyfunc loads pay nothing.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -32,6 +33,7 @@ PROBED = frozenset({"lightgbm", "xgboost"})
 """Flavors probed in a child process before a long-lived process loads them."""
 
 _CHILD = "import sys; from modelyard.flavors._probe import _main; sys.exit(_main(*sys.argv[1:3]))"
+_CHILD_ENVIRONMENT = {"PATH": os.defpath, "OMP_NUM_THREADS": "1"}
 _NOT_HERE = "MissingDependency"  # the framework is not installed here: nothing to protect
 
 
@@ -51,7 +53,9 @@ def probe(folder: str | Path, *, trust: bool | TrustPolicy = False, timeout: flo
     command = [sys.executable, "-c", _CHILD, str(folder), json.dumps(asdict(policy))]
     named = _model_file(Path(folder))
     try:
-        result = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
+        # A bare environment: the child needs none of this process's settings or secrets.
+        result = subprocess.run(command, capture_output=True, timeout=timeout, check=False,
+                                env=_CHILD_ENVIRONMENT)  # fmt: skip
     except subprocess.TimeoutExpired:
         raise ModelCrashed(named, signal=f"no answer in {timeout:g} s") from None
     if result.returncode == 0:

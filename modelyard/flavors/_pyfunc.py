@@ -168,6 +168,8 @@ def _module(code: Path, module_name: str) -> ModuleType:
     if loaded is not None and source and Path(source).read_bytes() == file.read_bytes():
         return loaded  # the same code is imported already
     sys.path.insert(0, str(code))  # for the stored module's own imports of its siblings
+    # No __pycache__ in the model's folder: it is a verified cache, restored when it changes.
+    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
     try:
         if loaded is None:
             return importlib.import_module(module_name)
@@ -182,4 +184,5 @@ def _module(code: Path, module_name: str) -> ModuleType:
         spec.loader.exec_module(module)
         return module
     finally:
+        sys.dont_write_bytecode = writes_bytecode
         sys.path.remove(str(code))

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from modelyard._imports import require
-from modelyard.errors import InferenceError, InvalidInput, ModelyardError
+from modelyard.errors import InferenceError, InputRejected, InvalidInput, ModelyardError
 from modelyard.flavors import LoadedModel, Signature
 from modelyard.serving._batching import Outputs
 from modelyard.serving._codecs import Request
@@ -72,6 +72,8 @@ class Runner:
             output = self.model.predict(self._model_input(inputs))
         except InvalidInput:
             raise
+        except (ValueError, TypeError, KeyError, IndexError) as error:  # the values, not a bug
+            raise InputRejected(self.name, f"{type(error).__name__}: {error}") from error
         except Exception as error:
             raise InferenceError(self.name, f"{type(error).__name__}: {error}") from error
         return self._named(output)

@@ -24,12 +24,15 @@ class Scaler(PythonModel):
 
 
 class Picky(PythonModel):
-    """Sums each row; refuses rows with a negative number, as a model with a bug would."""
+    """Sums each row; refuses rows with a negative number (a ValueError: the values are the
+    client's to fix) and breaks on one past a million, as a model with a bug would."""
 
     def predict(self, inputs: Any) -> Any:
         array = np.asarray(inputs, dtype=np.float64)
         if (array < 0).any():
             raise ValueError("negative values are not supported")
+        if (array > 1e6).any():
+            raise RuntimeError("the accumulator overflowed")
         return array.sum(axis=1)
 
 

@@ -49,6 +49,8 @@ def test_changed_code_loads_beside_the_imported_module(tmp_path: Path, factor: P
     loaded = load_model(tmp_path / "m", trust=True)
     assert loaded.predict([1.0]).tolist() == [30.0]
     assert type(loaded.native) is not Scaler  # the stored code, not the imported module
+    # Importing it wrote nothing into the folder (a cached folder is re-verified on open).
+    assert not list((tmp_path / "m").rglob("__pycache__"))
 
 
 def test_code_paths_are_stored(tmp_path: Path, factor: Path) -> None:

@@ -119,11 +119,16 @@ async def test_unknown_routes_and_versions(yard: Yard) -> None:
         assert (await client.get("/v2/models/sum/versions/x")).status_code == 404
 
 
-async def test_a_failing_model_answers_500_and_the_server_goes_on(yard: Yard) -> None:
+async def test_a_failing_model_answers_4xx_or_500_and_the_server_goes_on(yard: Yard) -> None:
     async with serving(yard, "picky") as client:
-        bad = await client.post("/v2/models/picky/infer", content=infer_body(-X))
-        assert bad.status_code == 500
-        assert "picky:1 failed to predict: ValueError: negative values" in bad.json()["error"]
+        # The model refused the client's values (ValueError): the client's to fix, a 422.
+        refused = await client.post("/v2/models/picky/infer", content=infer_body(-X))
+        assert refused.status_code == 422
+        assert "picky:1 failed to predict: ValueError: negative values" in refused.json()["error"]
+        # The model broke (any other exception): the server's problem, a 500.
+        broken = await client.post("/v2/models/picky/infer", content=infer_body(X + 2e6))
+        assert broken.status_code == 500
+        assert "RuntimeError: the accumulator overflowed" in broken.json()["error"]
         good = await client.post("/v2/models/picky/infer", content=infer_body(X))
         assert good.status_code == 200
 
