@@ -7,7 +7,9 @@ A few minutes at the defaults; needs `wrk` (apt-get install wrk). In a fresh tem
 logs a scikit-learn HistGradientBoostingClassifier and a small torch MLP (20 float32 features
 each), serves each with `modelyard serve NAME@production` in its own process and drives it with
 `wrk` (1 thread, one open connection per concurrent client) at concurrency 1, 8 and 64 with 1-row
-and 100-row requests. Where `taskset` exists the server runs on core 0 and wrk on core 1.
+and 100-row requests. Where `taskset` exists the server runs on core 0 and wrk on core 1. Then
+hgb is served twice more, open and with bearer tokens (`MODELYARD_AUTH=true`), and the two are
+driven in turns to give the token check's cost as a ratio (`--auth-only` runs just that).
 
 Reading the table: `req/s` and the latency percentiles are wrk's; `batch rows` is the mean rows
 per call of the model during the run (from /metrics); `direct rows/s` is the same model called in
@@ -19,6 +21,7 @@ batching, so with 1-row requests at high concurrency the server's batches can be
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -53,6 +56,8 @@ GOAL_RPS, GOAL_P99_MS = 5 * MLSERVER_RPS, 50.0
 FEATURES = 20
 ROWS = (1, 100)
 CONCURRENCY = (1, 8, 64)
+AUTH_CONCURRENCY = (1, 64)
+AUTH_ROUNDS = 5
 WARMUP_S = 2
 LUA = """local file = io.open("{body}", "rb")
 wrk.method = "POST"
@@ -101,9 +106,12 @@ def train(yard: Yard) -> dict[str, Predict]:
 
 
 @contextmanager
-def served(ref: str, *, home: Path, log: Path, omp_threads: int, pin: bool) -> Iterator[str]:
-    """`modelyard serve REF` in its own process; yields its URL once ready, stops it after."""
-    env = {**os.environ, "MODELYARD_HOME": str(home)}
+def served(
+    ref: str, *, home: Path, log: Path, omp_threads: int, pin: bool, auth: bool = False
+) -> Iterator[str]:
+    """`modelyard serve REF` in its own process (requiring bearer tokens with `auth`); yields
+    its URL once ready, stops it after."""
+    env = {**os.environ, "MODELYARD_HOME": str(home), "MODELYARD_AUTH": str(auth).lower()}
     # OpenMP worker threads (HGB's predict, torch's intra-op pool) spin while they wait for
     # work, and on a 2-core machine they take the core the event loop needs. Measured once
     # here, not pinned (--no-pin --omp-threads 0 against 1): hgb served 4x fewer 100-row
@@ -217,16 +225,130 @@ def direct_slices(
     return rates
 
 
-def write_bodies(work: Path, x: np.ndarray[Any, Any]) -> dict[int, Path]:
-    """A wrk script per request size, POSTing a fixed OIP v2 body of that many rows."""
+def write_bodies(work: Path, x: np.ndarray[Any, Any], *, token: str = "") -> dict[int, Path]:
+    """A wrk script per request size, POSTing a fixed OIP v2 body of that many rows (with
+    `token` as its bearer when given)."""
     scripts = {}
     for rows in ROWS:
         body = {"inputs": [{"name": "input-0", "shape": [rows, FEATURES], "datatype": "FP32",
                             "data": x[:rows].ravel().tolist()}]}  # fmt: skip
         (work / f"body-{rows}.json").write_text(json.dumps(body))
-        scripts[rows] = work / f"post-{rows}.lua"
-        scripts[rows].write_text(LUA.format(body=work / f"body-{rows}.json"))
+        scripts[rows] = work / f"post-{rows}{'-auth' if token else ''}.lua"
+        header = f'wrk.headers["Authorization"] = "Bearer {token}"\n' if token else ""
+        scripts[rows].write_text(LUA.format(body=work / f"body-{rows}.json") + header)
     return scripts
+
+
+def bench_auth(
+    x: np.ndarray[Any, Any], *, work: Path, args: argparse.Namespace, pin: bool
+) -> list[dict[str, Any]]:
+    """hgb served twice from one home, open and with `MODELYARD_AUTH=true` (every request
+    carrying a reader's bearer token), driven in turns, `AUTH_ROUNDS` rounds, so both see the
+    same machine; the cost of the token check is the ratio of their median req/s."""
+    from modelyard.registry import Principals
+
+    with Yard(Settings(home=work / "home")) as yard:
+        principals = Principals(yard.local_registry().database, actor="bench")
+        principals.grant("bench", "reader")
+        token = principals.create_token(user="bench").secret
+    scripts = {False: write_bodies(work, x), True: write_bodies(work, x, token=token)}
+    rows = []
+    with contextlib.ExitStack() as stack:
+        urls = {
+            auth: stack.enter_context(served(
+                "hgb@production", home=work / "home", log=work / f"hgb-auth-{auth}.log",
+                omp_threads=args.omp_threads, pin=pin, auth=auth))
+            for auth in (False, True)
+        }  # fmt: skip
+        for size, connections in itertools.product(ROWS, AUTH_CONCURRENCY):
+            runs: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
+            for auth in (False, True):  # warm both
+                run_wrk(f"{urls[auth]}/v2/models/hgb/infer", scripts[auth][size],
+                        connections=connections, seconds=WARMUP_S, pin=pin)  # fmt: skip
+            for _, auth in itertools.product(range(AUTH_ROUNDS), (False, True)):
+                runs[auth].append(run_wrk(f"{urls[auth]}/v2/models/hgb/infer",
+                                          scripts[auth][size], connections=connections,
+                                          seconds=args.seconds, pin=pin))  # fmt: skip
+            if any(run["non_2xx"] for run in runs[False] + runs[True]):
+                raise RuntimeError(f"requests failed in the auth runs: {runs}")
+            median = {auth: statistics.median(r["req_s"] for r in runs[auth]) for auth in runs}
+            rows.append({"rows": size, "concurrency": connections,
+                         "req_s_open": median[False], "req_s_auth": median[True],
+                         "ratio": median[True] / median[False],
+                         "p99_ms_open": statistics.median(r["p99_ms"] for r in runs[False]),
+                         "p99_ms_auth": statistics.median(r["p99_ms"] for r in runs[True]),
+                         "runs": {str(auth).lower(): [round(r["req_s"]) for r in runs[auth]]
+                                  for auth in runs}})  # fmt: skip
+            print(f"  auth rows={size} c={connections}: {rows[-1]['ratio']:.3f}", file=sys.stderr)
+    check = inprocess_auth(work, token)
+    for row in rows:  # the check's cost against each request's time when served open
+        row["check_share"] = check["check_us"] * 1e-6 * row["req_s_open"]
+    rows.append({"rows": 1, "concurrency": "in-process", **check})
+    return rows
+
+
+def inprocess_auth(work: Path, token: str, *, calls: int = 5000) -> dict[str, float]:
+    """What the token check itself costs, free of the network's noise: a request through the
+    bearer-token middleware in front of an app that answers at once, against that app alone,
+    in turns (`AUTH_ROUNDS` rounds of `calls`); microseconds per request."""
+    import asyncio
+
+    from modelyard.api._serving_auth import serving_auth
+
+    settings = Settings(home=work / "home", auth=True)
+    headers = [(b"authorization", f"Bearer {token}".encode())]
+    scope = {"type": "http", "method": "POST", "path": "/v2/models/hgb/infer",
+             "headers": headers, "client": ("127.0.0.1", 1), "query_string": b""}  # fmt: skip
+    statuses: set[int] = set()
+
+    async def answer(_scope: Any, _receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.add(message["status"])
+
+    async def per_call(target: Any) -> float:
+        began = time.perf_counter()
+        for _ in range(calls):
+            await target(dict(scope), receive, send)
+        return (time.perf_counter() - began) / calls * 1e6
+
+    async def measure() -> dict[str, float]:
+        guarded = serving_auth(answer, settings)
+        await per_call(guarded)  # the first call verifies the token; the rest hit the cache
+        times: dict[str, list[float]] = {"bare": [], "guarded": []}
+        for _ in range(AUTH_ROUNDS):
+            times["bare"].append(await per_call(answer))
+            times["guarded"].append(await per_call(guarded))
+        bare, guarded_us = (statistics.median(times[k]) for k in ("bare", "guarded"))
+        return {"check_us": guarded_us - bare}
+
+    measured = asyncio.run(measure())
+    if statuses != {200}:
+        raise RuntimeError(f"the token was refused in-process: {sorted(statuses)}")
+    return measured
+
+
+def print_auth_table(rows: list[dict[str, Any]]) -> None:
+    print(
+        f"\nbearer tokens on (MODELYARD_AUTH=true) against off, hgb, median of {AUTH_ROUNDS} "
+        "runs each, in turns; goal: at most 5% fewer req/s"
+    )
+    print(f"{'rows/req':>8} {'conc':>4} {'open req/s':>10} {'auth req/s':>10} {'ratio':>6} "
+          f"{'open p99':>8} {'auth p99':>8} {'check share':>11}")  # fmt: skip
+    for row in rows:
+        if row["concurrency"] == "in-process":
+            print(f"the token check alone, in-process (cached token): {row['check_us']:.2f} us "
+                  "per request; `check share` is that over each request's served time")  # fmt: skip
+            continue
+        print(f"{row['rows']:>8} {row['concurrency']:>4} {row['req_s_open']:>10,.0f} "
+              f"{row['req_s_auth']:>10,.0f} {row['ratio']:>6.3f} {row['p99_ms_open']:>8.2f} "
+              f"{row['p99_ms_auth']:>8.2f} {row['check_share']:>10.2%}")  # fmt: skip
 
 
 def bench_model(
@@ -268,8 +390,7 @@ def bench_model(
     return rows
 
 
-def print_table(rows: list[dict[str, Any]], header: str) -> dict[str, Any]:
-    print(header)
+def print_table(rows: list[dict[str, Any]]) -> dict[str, Any]:
     print(f"{'model':<5} {'rows/req':>8} {'conc':>4} {'req/s':>8} {'rows/s':>9} {'p50 ms':>7} "
           f"{'p99 ms':>7} {'batch rows':>10} {'direct rows/s':>13} {'ratio':>6}")  # fmt: skip
     for row in rows:
@@ -298,6 +419,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/serving.json")
     parser.add_argument("--omp-threads", type=int, default=1, help="server's; 0 leaves it unset")
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    parser.add_argument("--auth-only", action="store_true",
+                        help="only the auth on/off comparison (a few minutes less)")  # fmt: skip
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench/serving.py needs wrk on PATH: apt-get install wrk")
@@ -311,13 +434,19 @@ def main() -> None:
         yard.close()
         x = np.random.default_rng(0).normal(size=(100, FEATURES)).round(4).astype(np.float32)
         scripts = write_bodies(work, x)
-        rows = [row for name, predict in predictors.items()
-                for row in bench_model(name, predict, x, work=work, scripts=scripts, args=args,
-                                       pin=pin)]  # fmt: skip
+        rows = [] if args.auth_only else [
+            row for name, predict in predictors.items()
+            for row in bench_model(name, predict, x, work=work, scripts=scripts, args=args,
+                                   pin=pin)]  # fmt: skip
+        auth_rows = bench_auth(x, work=work, args=args, pin=pin)
     where = "server on core 0, wrk on core 1 (taskset)" if pin else "not pinned"
     omp = f"OMP_NUM_THREADS={args.omp_threads}" if args.omp_threads else "OMP_NUM_THREADS unset"
-    goal = print_table(rows, f"{where}; server {omp}; wrk -t1, {args.seconds} s per run after "
-                             f"{WARMUP_S} s warm-up; direct: this process, 1 thread")  # fmt: skip
+    print(
+        f"{where}; server {omp}; wrk -t1, {args.seconds} s per run after {WARMUP_S} s warm-up; "
+        "direct: this process, 1 thread"
+    )
+    goal = print_table(rows) if rows else None
+    print_auth_table(auth_rows)
     import sklearn
     import torch
 
@@ -332,8 +461,8 @@ def main() -> None:
         "total_seconds": round(time.perf_counter() - began, 1),
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"environment": environment, "goal": goal, "rows": rows},
-                                   indent=2))  # fmt: skip
+    args.out.write_text(json.dumps({"environment": environment, "goal": goal, "rows": rows,
+                                    "auth": auth_rows}, indent=2))  # fmt: skip
     print(f"\nwrote {args.out}")
 
 

@@ -17,6 +17,7 @@ from modelyard._yard_signing import signature_problem
 from modelyard.api._access import Access
 from modelyard.api._acting import caller_dependency
 from modelyard.api._allow import method_not_allowed
+from modelyard.api._authenticate_first import AuthenticateFirst
 from modelyard.api._blobs import MAX_BLOB, blob_routes
 from modelyard.api._hot_routes import HotRoutes
 from modelyard.api._limits import RequestLimits
@@ -57,9 +58,12 @@ def create_app(settings: Settings, *, yard: Yard | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router, prefix=API)
     app.add_middleware(HotRoutes, yard=client, access=access, prefix=API)
-    app.add_middleware(RequestLimits, max_body_bytes=settings.server_max_body_bytes,  # outermost
+    app.add_middleware(RequestLimits, max_body_bytes=settings.server_max_body_bytes,
                        read_timeout=settings.server_read_timeout_seconds,
                        body_limits=[("PUT", f"{API}/blobs/", MAX_BLOB)])  # fmt: skip
+    open_paths = frozenset({"/health", "/docs/oauth2-redirect"} | {
+        path for path in (app.openapi_url, app.docs_url, app.redoc_url) if path})  # fmt: skip
+    app.add_middleware(AuthenticateFirst, access=access, open_paths=open_paths)  # outermost
 
     @app.get("/health", tags=["server"])
     def health() -> dict[str, str]:

@@ -4,6 +4,7 @@ identity" list is refused, roles are checked per model, and the audit names the 
 from __future__ import annotations
 
 import base64
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -256,3 +257,20 @@ def test_the_sdk_sends_the_token_and_says_what_is_missing(server: Server) -> Non
         assert rita.get_model("sdk-model").latest_version == 1
         with pytest.raises(PermissionDenied):
             rita.store.put(b"x")
+
+
+def test_an_anonymous_body_is_refused_before_it_is_read(server: Server) -> None:
+    # Headers promising 50 MiB, then nothing: the server answers 401 at once instead of
+    # buffering the body (or waiting the read timeout for it) before looking at the token.
+    host, port = server.url.removeprefix("http://").split(":")
+    for authorization in ("", "Authorization: Bearer myd_forged\r\n"):
+        with socket.create_connection((host, int(port)), timeout=10) as connection:
+            began = time.monotonic()
+            connection.sendall(
+                f"POST {API}/models/fraud/versions HTTP/1.1\r\nHost: {host}\r\n"
+                f"{authorization}Content-Type: application/json\r\n"
+                f"Content-Length: {50 << 20}\r\n\r\n".encode()
+            )
+            answer = connection.recv(4096).decode()
+            assert answer.startswith("HTTP/1.1 401"), answer
+            assert time.monotonic() - began < 5
