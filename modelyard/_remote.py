@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import base64
 import functools
+import logging
+import random
+import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -48,6 +52,8 @@ INLINE_BLOB = 1 << 20
 INLINE_BUDGET = 8 << 20
 """At most this many bytes of small blobs ride along with one registration."""
 
+
+log = logging.getLogger("modelyard.client")
 
 _TLS_HINT = (
     "; if the server's certificate comes from your own CA, point MODELYARD_TLS_CA_FILE at it"
@@ -91,22 +97,57 @@ class HttpRegistry:
     """The registry of a `modelyard server`, with `Registry`'s methods."""
 
     def __init__(
-        self, client: httpx.Client, *, actor: str, headers: Mapping[str, str] | None = None
+        self,
+        client: httpx.Client,
+        *,
+        actor: str,
+        headers: Mapping[str, str] | None = None,
+        retries: int = 3,
+        backoff: float = 0.25,
     ) -> None:
         self.client = client
         self.actor = actor
         self.headers = dict(headers or {})  # `Authorization: Bearer …` when there is a token
+        self.retries = retries  # for requests an idempotency key makes safe to repeat
+        self.backoff = backoff
 
-    def _send(self, method: str, path: str, **options: Any) -> httpx.Response:
-        try:
-            response = self.client.request(method, path, headers=self.headers, **options)
-        except httpx.TransportError as error:
-            hint = _TLS_HINT if "CERTIFICATE_VERIFY_FAILED" in str(error) else ""
-            raise RegistryUnavailable(
-                f"cannot reach the modelyard server at {self.client.base_url}: {error}{hint}"
-            ) from None
-        raise_for(response)
-        return response
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        retries: int = 0,
+        **options: Any,
+    ) -> httpx.Response:
+        """Send a request; with `retries`, send it again after a dropped connection or a 5xx
+        answer (only for a request that is safe to repeat), waiting longer each time."""
+        sent = {**self.headers, **headers} if headers else self.headers
+        attempt = 0
+        while True:
+            try:
+                response = self.client.request(method, path, headers=sent, **options)
+            except httpx.TransportError as error:
+                tls = "CERTIFICATE_VERIFY_FAILED" in str(error)
+                if attempt < retries and not tls:
+                    attempt = self._pause(attempt, retries, f"{type(error).__name__}: {error}")
+                    continue
+                raise RegistryUnavailable(
+                    f"cannot reach the modelyard server at {self.client.base_url}: {error}"
+                    + (_TLS_HINT if tls else "")
+                ) from None
+            if response.status_code >= 500 and attempt < retries:
+                attempt = self._pause(attempt, retries, f"HTTP {response.status_code}")
+                continue
+            raise_for(response)
+            return response
+
+    def _pause(self, attempt: int, retries: int, why: str) -> int:
+        delay = min(self.backoff * 2**attempt, 5.0) * random.uniform(0.5, 1.0)
+        log.warning("the modelyard server at %s failed (%s); retrying in %.1f s (%d of %d)",
+                    self.client.base_url, why, delay, attempt + 1, retries)  # fmt: skip
+        time.sleep(delay)
+        return attempt + 1
 
     def _one(self, record: type[R], method: str, path: str, **options: Any) -> R:
         return record.model_validate_json(self._send(method, path, **options).content)
@@ -124,10 +165,16 @@ class HttpRegistry:
     def delete_model(self, name: str) -> None:
         self._send("DELETE", f"/models/{name}")
 
-    def create_version(self, name: str, **fields: Any) -> ModelVersion:
+    def create_version(
+        self, name: str, *, idempotency_key: str | None = None, **fields: Any
+    ) -> ModelVersion:
+        # One key per logical registration, made here unless the caller brings its own: a
+        # retry after a lost answer then returns the version the first attempt made.
         path = f"/models/{name}/versions"
+        once = {"headers": {"Idempotency-Key": idempotency_key or str(uuid.uuid4())},
+                "retries": self.retries}  # fmt: skip
         try:
-            return self._one(ModelVersion, "POST", path, json=_plain(fields))
+            return self._one(ModelVersion, "POST", path, json=_plain(fields), **once)
         except PayloadTooLarge:
             blobs = fields.pop("blobs", None)
             if not blobs:
@@ -135,7 +182,7 @@ class HttpRegistry:
         # The server takes fewer inline bytes than this client sends: upload them first.
         for digest, encoded in blobs.items():
             self._send("PUT", f"/blobs/{digest}", content=base64.b64decode(encoded))
-        return self._one(ModelVersion, "POST", path, json=_plain(fields))
+        return self._one(ModelVersion, "POST", path, json=_plain(fields), **once)
 
     def get_version(self, ref: str) -> ModelVersion:
         # The query written out: httpx parses the URL again for each `params` merge, and this

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +13,7 @@ import httpx
 from modelyard._active_run import ActiveRun
 from modelyard._model_folders import model_folder, with_reference
 from modelyard._remote import HttpRegistry, HttpStore, PendingBlobs
+from modelyard._scratch import clean_scratch, scratch_folder
 from modelyard._tls import client_verify
 from modelyard._yard_signing import (
     Signing,
@@ -49,6 +49,7 @@ from modelyard.registry import (
     State,
     Transition,
     VersionDiff,
+    bytes_only_in,
 )
 from modelyard.security import TrustPolicy, load_secret
 from modelyard.settings import Settings
@@ -58,6 +59,8 @@ if TYPE_CHECKING:
 from modelyard.store import (
     BlobStore,
     FolderCache,
+    UniqueBytes,
+    guard_writes,
     open_store,
     restore_directory,
     store_directory,
@@ -95,6 +98,8 @@ class Yard(Watching, Signing):
     @property
     def registry(self) -> Registry | HttpRegistry:
         """The registry, opened (and for SQLite, migrated) on first use."""
+        if self._registry is None:  # scratch folders of killed processes go on each open
+            clean_scratch(self.settings.home)
         if self._registry is None and self.url:
             client = self._http_client or httpx.Client(
                 timeout=60, verify=client_verify(self.settings)
@@ -103,7 +108,8 @@ class Yard(Watching, Signing):
             token = self.settings.token
             secret = token.get_secret_value() if token is not None else ""
             headers = {"Authorization": f"Bearer {secret}"} if secret else {}
-            self._registry = HttpRegistry(client, actor=self.settings.user, headers=headers)
+            self._registry = HttpRegistry(client, actor=self.settings.user, headers=headers,
+                                          retries=self.settings.client_retries)  # fmt: skip
             self._store = HttpStore(client, headers=headers)
         if self._registry is None:
             database = Database(self.settings.database_url, secret=self._secret())
@@ -179,6 +185,7 @@ class Yard(Watching, Signing):
         run: Run | str | None = None,
         description: str = "",
         relation: str | None = None,
+        idempotency_key: str | None = None,
     ) -> ModelVersion:
         """Save and register `model` as the next version of `name`.
 
@@ -193,8 +200,13 @@ class Yard(Watching, Signing):
         The parent is `parents` if given, else the version `alias` points at (the alias then
         moves to the new version), else the latest version; `relation` names the step that
         made it from them in the lineage (`quantize`, `prune`, `tune`, …).
+
+        Over HTTP each call sends an idempotency key (`idempotency_key`, or a fresh UUID) and
+        retries a dropped connection or a 5xx answer `client_retries` times: a retry never
+        registers a second version.
         """
-        with tempfile.TemporaryDirectory(prefix="modelyard-") as scratch:
+        # Garbage collection waits from the first put until the version is committed.
+        with guard_writes(self.store), scratch_folder(self.settings.home, prefix="log") as scratch:
             folder = model_folder(
                 model, Path(scratch), flavor=flavor, example=input_example, options=options
             )
@@ -218,24 +230,25 @@ class Yard(Watching, Signing):
             else:
                 manifest = store_directory(self.store, folder)
                 manifest_digest, tags = detach_signature(self.store, manifest, folder, tags)
-        return registry.create_version(
-            name,
-            **extra,
-            manifest_digest=manifest_digest,
-            flavor=flavor,
-            signature=signature,
-            params=params,
-            metrics=metrics,
-            tags=tags,
-            parents=parents,
-            description=description,
-            run_id=run.id if isinstance(run, Run) else run,
-            alias=alias,
-            relation=relation,
-        )
+            return registry.create_version(
+                name,
+                **extra,
+                manifest_digest=manifest_digest,
+                flavor=flavor,
+                signature=signature,
+                params=params,
+                metrics=metrics,
+                tags=tags,
+                parents=parents,
+                description=description,
+                run_id=run.id if isinstance(run, Run) else run,
+                alias=alias,
+                relation=relation,
+                idempotency_key=idempotency_key,
+            )
 
     def _store_path(self, path: str | Path) -> str:
-        with tempfile.TemporaryDirectory(prefix="modelyard-") as scratch:
+        with scratch_folder(self.settings.home, prefix="store") as scratch:
             folder = model_folder(path, Path(scratch), flavor=None, example=None, options=None)
             return store_directory(self.store, folder).digest
 
@@ -362,7 +375,7 @@ class Yard(Watching, Signing):
         self.check_signature(first)  # settings.require_signature, as on every load
         self.check_signature(second)
         folder_a, folder_b = self._cached(first), self._cached(second)
-        with tempfile.TemporaryDirectory(prefix="modelyard-merge-") as scratch:
+        with scratch_folder(self.settings.home, prefix="merge") as scratch:
             merged = Path(scratch) / "merged"
             merge_folders(folder_a, folder_b, merged, weights=weights)
             return self.log_model(
@@ -502,13 +515,30 @@ class Yard(Watching, Signing):
         """Untag a version."""
         return self.registry.delete_tag(ref, key)
 
-    def delete_version(self, ref: str) -> None:
-        """Delete a version no alias points at (its blobs go at the next garbage collection)."""
-        self.registry.delete_version(ref)
+    def delete_version(self, ref: str) -> UniqueBytes | None:
+        """Delete a version no alias points at. Returns the blobs and bytes only it referenced,
+        which the next `modelyard store gc` frees (None through a server: its roots, and its
+        role checks, are the server's)."""
+        registry = self.registry
+        if not isinstance(registry, Registry):
+            registry.delete_version(ref)
+            return None
+        version = registry.get_version(ref)  # the bytes counted are those of the one deleted
+        freed = bytes_only_in(registry.database, self.store, version_ids={version.id})
+        registry.delete_version(version.ref)
+        return freed
 
-    def delete_model(self, name: str) -> None:
-        """Delete a model and all its versions."""
-        self.registry.delete_model(name)
+    def delete_model(self, name: str) -> UniqueBytes | None:
+        """Delete a model and all its versions; returns what only they referenced, as
+        `delete_version` does."""
+        registry = self.registry
+        if not isinstance(registry, Registry):
+            registry.delete_model(name)
+            return None
+        ids = {version.id for version in registry.list_versions(name)}
+        freed = bytes_only_in(registry.database, self.store, version_ids=ids)
+        registry.delete_model(name)
+        return freed
 
     def audit_log(self, *, target: str | None = None, limit: int | None = None) -> list[AuditEvent]:
         """The audit trail, oldest first."""

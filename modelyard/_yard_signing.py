@@ -29,6 +29,7 @@ from modelyard.errors import (
 from modelyard.security import (
     MAX_SIGNATURE_BYTES,
     SIGNATURE_FILE,
+    SIGNATURE_TAG,
     Verified,
     sign_folder,
     verify_folder,
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
     from modelyard.registry import ModelVersion, Registry
     from modelyard.settings import Settings
 
-SIGNATURE_TAG = "modelyard.signature"
 """The version tag that points at the signature bundle's blob (`sha256:…`)."""
 
 log = logging.getLogger("modelyard.signing")

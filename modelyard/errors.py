@@ -19,6 +19,8 @@
     │                                   that differ from what was signed
     ├── NotFound (404)
     │   └── BlobNotFound (404)          no blob with that digest
+    ├── IdempotencyConflict (409)       an idempotency key reused for a different request
+    ├── CollectionRefused (409)         garbage collection that could delete something referenced
     ├── IntegrityError (500)            stored bytes no longer match their digest
     ├── InferenceError (500)            a model raised while predicting
     │   └── InputRejected (422)         … a ValueError, TypeError, KeyError or IndexError
@@ -28,9 +30,13 @@
     ├── RequestTimeout (408)            a request body that did not arrive in time
     ├── MissingDependency (500)         an optional extra is not installed
     ├── RegistryUnavailable (503)       the registry database cannot be used right now
+    │   ├── DatabaseReplaced (503)      the SQLite file was replaced or deleted under this process
+    │   └── InvalidDatabase (503)       a SQLite file that is not a registry: a stub, truncated
+    ├── DatabaseInUse (409)             a restore over a database that processes have open
     └── StoreUnavailable (503)          the blob store cannot be used right now
         ├── StoreAccessDenied (503)     credentials refused
         ├── BucketNotFound (503)        the configured bucket does not exist
+        ├── StoreBusy (503)             writes and garbage collection waited too long for each other
         └── StorageFull (507)           no space left to write
 
 Catch `ModelyardError` to handle them all; `str(error)` is a sentence that says what to do.
@@ -310,10 +316,62 @@ class MissingDependency(ModelyardError):
         self.extra = extra
 
 
+class IdempotencyConflict(ModelyardError):
+    """An idempotency key already used for a different request to the same model."""
+
+    status_code = 409
+
+    def __init__(self, key: str, *, model: str, version: str) -> None:
+        super().__init__(
+            f"idempotency key {key!r} already registered {version} with a different request; "
+            f"send a new key for a new version of {model!r}"
+        )
+        self.key = key
+        self.model = model
+        self.version = version
+
+
 class RegistryUnavailable(ModelyardError):
     """The registry database cannot be reached or used."""
 
     status_code = 503
+
+
+class DatabaseReplaced(RegistryUnavailable):
+    """The SQLite file this process opened was replaced (a restore, a copy) or deleted while it
+    ran: writing on would go into a file nobody else sees, so nothing more is written."""
+
+    def __init__(self, path: str, *, vanished: bool) -> None:
+        what = "was deleted" if vanished else "was replaced by another file"
+        super().__init__(
+            f"the registry database {path} {what} while this process had it open; nothing "
+            "more is written to it. Restart this process (servers too) to use the file now there"
+        )
+        self.path = path
+        self.vanished = vanished
+
+
+class DatabaseInUse(ModelyardError):
+    """A restore refused: other processes have the target database open."""
+
+    status_code = 409
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"the registry database {path} is open in another process (a server, a serve, a "
+            "script); stop them and restore again, or pass --force and restart them after"
+        )
+        self.path = path
+
+
+class InvalidDatabase(RegistryUnavailable):
+    """A file at the registry's path that is not a usable registry (an empty stub, a truncated
+    copy, another kind of file); it is never migrated over."""
+
+    def __init__(self, path: str, *, reason: str) -> None:
+        super().__init__(f"the registry database {path} cannot be used: {reason}")
+        self.path = path
+        self.reason = reason
 
 
 class StoreUnavailable(ModelyardError):
@@ -341,6 +399,16 @@ class StorageFull(StoreUnavailable):
     """No space is left where the store writes."""
 
     status_code = 507
+
+
+class StoreBusy(StoreUnavailable):
+    """Garbage collection waited too long for writes in flight (or a write for a collection)."""
+
+
+class CollectionRefused(ModelyardError):
+    """Garbage collection refused to run: it could not know everything that is referenced."""
+
+    status_code = 409
 
 
 class OptimizationRefused(ModelyardError):

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     user: str = ""
     """Who is acting, as recorded in the audit log; empty means the login name."""
 
+    client_retries: int = Field(default=3, ge=0)
+    """How many times a client of a `modelyard server` sends a registration again after a
+    dropped connection or a 5xx answer (with backoff); its idempotency key makes that safe."""
+
     s3_endpoint_url: str | None = None
     """Endpoint of an S3-compatible server (SeaweedFS, MinIO, …); unset means AWS itself."""
 
@@ -50,6 +54,13 @@ class Settings(BaseSettings):
 
     s3_secret_access_key: str | None = None
     """Secret key for S3, paired with `s3_access_key_id`."""
+
+    s3_timeout_seconds: float = Field(default=10.0, gt=0)
+    """How long the S3 client waits to connect, and for each answer, before it gives up on an
+    attempt: an endpoint that stops answering fails with `StoreUnavailable` instead of hanging."""
+
+    s3_retries: int = Field(default=2, ge=0)
+    """How many times a failed S3 call is tried again (with backoff) before `StoreUnavailable`."""
 
     serve_max_batch_size: int = Field(default=64, ge=1)
     """Serving: the most rows one batched call of a model gets."""

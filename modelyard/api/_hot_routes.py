@@ -48,14 +48,19 @@ class HotRoute:
     body: type[BaseModel] | None = None
     query: frozenset[str] = frozenset()
     status_code: int = 200
+    headers: frozenset[str] = frozenset()
+    """Request headers passed to the call by name (`idempotency-key` as `idempotency_key`)."""
 
 
 def hot_routes(yard: Yard, access: Access, *, prefix: str) -> list[HotRoute]:
     """The routes worth a shortcut: those a registry client calls for every model it logs,
     deploys or looks up."""
 
-    def create_version(caller: Caller, new: body.VersionCreate, *, name: str) -> BaseModel:
-        return register(yard, registering(caller, access, name, new), name, new)
+    def create_version(
+        caller: Caller, new: body.VersionCreate, *, name: str, idempotency_key: str | None = None
+    ) -> BaseModel:
+        registry = registering(caller, access, name, new)
+        return register(yard, registry, name, new, idempotency_key=idempotency_key)
 
     def get_version(caller: Caller, _body: None, *, ref: str) -> BaseModel:
         return caller.need_ref(Role.READER, ref).registry.get_version(ref)
@@ -73,7 +78,8 @@ def hot_routes(yard: Yard, access: Access, *, prefix: str) -> list[HotRoute]:
 
     return [
         HotRoute("POST", path(r"/models/(?P<name>[^/]+)/versions"), create_version,
-                 body=body.VersionCreate, status_code=201),
+                 body=body.VersionCreate, status_code=201,
+                 headers=frozenset({"idempotency-key"})),
         HotRoute("GET", path(r"/version"), get_version, query=frozenset({"ref"})),
         HotRoute("PUT", path(r"/models/(?P<name>[^/]+)/aliases/(?P<alias>.+)"), set_alias,
                  body=body.AliasTarget),
@@ -153,6 +159,10 @@ def _arguments(
     if len(values) != len(query) or values.keys() != route.query:
         return None
     values.update(parameters)
+    for name in route.headers:
+        header = _header(scope, name.encode())
+        if header is not None:
+            values[name.replace("-", "_")] = header.decode("latin-1")
     if route.body is None:
         return None, values
     if _header(scope, b"content-type") != b"application/json":

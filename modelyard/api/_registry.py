@@ -10,7 +10,7 @@ import base64
 import binascii
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Response
 
 from modelyard._yard import Yard
 from modelyard.api import _schemas as body
@@ -34,8 +34,17 @@ from modelyard.registry import (
     VersionDiff,
 )
 from modelyard.security import Role
+from modelyard.store import BlobStore, guard_writes, load_manifest
 
 Ref = Annotated[str, Query(description="fraud, fraud:3, fraud@production or fraud@production~1")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="a key unique to this registration (a UUID): a retry with the same key "
+        "returns the version already made; a different request with it answers 409",
+    ),
+]
 
 
 def registry_routes(yard: Yard, access: Access, acting: Any) -> APIRouter:
@@ -63,8 +72,14 @@ def registry_routes(yard: Yard, access: Access, acting: Any) -> APIRouter:
 
     @router.post("/models/{name}/versions", status_code=201)
     @fast_json(201)
-    def create_version(name: str, new: body.VersionCreate, caller: Caller = acting) -> ModelVersion:
-        return register(yard, registering(caller, access, name, new), name, new)
+    def create_version(
+        name: str,
+        new: body.VersionCreate,
+        idempotency_key: IdempotencyKey = None,
+        caller: Caller = acting,
+    ) -> ModelVersion:
+        registry = registering(caller, access, name, new)
+        return register(yard, registry, name, new, idempotency_key=idempotency_key)
 
     @router.get("/models/{name}/versions")
     @fast_json()
@@ -230,9 +245,16 @@ def readable_events(caller: Caller, *, target: str | None, limit: int | None) ->
     ]
 
 
-def register(yard: Yard, registry: Registry, name: str, new: body.VersionCreate) -> ModelVersion:
+def register(
+    yard: Yard,
+    registry: Registry,
+    name: str,
+    new: body.VersionCreate,
+    *,
+    idempotency_key: str | None = None,
+) -> ModelVersion:
     """Store the blobs sent along (at most `server_max_inline_bytes` of them), check the manifest
-    is here, then register the version."""
+    is here, then register the version (once per `idempotency_key`)."""
     inline = sum(_decoded_size(encoded) for encoded in (new.blobs or {}).values())
     if inline > yard.settings.server_max_inline_bytes:
         raise PayloadTooLarge(
@@ -240,17 +262,34 @@ def register(yard: Yard, registry: Registry, name: str, new: body.VersionCreate)
             what=f"the blobs sent inline with this registration ({inline} bytes)",
             hint="upload large blobs with PUT /api/v1/blobs/{digest} first",
         )
-    for digest, encoded in (new.blobs or {}).items():
-        store_verified(yard.store, digest, _decode(digest, encoded))
-    if new.manifest_digest is not None and not yard.store.exists(new.manifest_digest):
+    # Garbage collection waits until the version is committed; blobs the client found already
+    # stored (and did not send) are checked again under that guard, since a collection may have
+    # run between its check and this request.
+    with guard_writes(yard.store):
+        for digest, encoded in (new.blobs or {}).items():
+            store_verified(yard.store, digest, _decode(digest, encoded))
+        if new.manifest_digest is not None:
+            _check_stored(yard.store, new.manifest_digest)
+        # A LightGBM/XGBoost file that would crash a process natively is refused (in a child).
+        probe_stored(yard.store, new.manifest_digest, flavor=new.flavor,
+                     timeout=yard.settings.probe_timeout_seconds)  # fmt: skip
+        fields = new.model_dump(exclude={"blobs"})
+        return registry.create_version(name, **fields, idempotency_key=idempotency_key)
+
+
+def _check_stored(store: BlobStore, manifest_digest: str) -> None:
+    if not store.exists(manifest_digest):
         raise InvalidManifest(
-            f"manifest {new.manifest_digest} is not stored on this server; upload the "
+            f"manifest {manifest_digest} is not stored on this server; upload the "
             "model's blobs (and its manifest, last) before registering it"
         )
-    # A LightGBM/XGBoost file that would crash a process natively is refused now (in a child).
-    probe_stored(yard.store, new.manifest_digest, flavor=new.flavor,
-                 timeout=yard.settings.probe_timeout_seconds)  # fmt: skip
-    return registry.create_version(name, **new.model_dump(exclude={"blobs"}))
+    missing = [d for d in load_manifest(store, manifest_digest).blob_digests()
+               if not store.exists(d)]  # fmt: skip
+    if missing:
+        raise InvalidManifest(
+            f"manifest {manifest_digest} names {len(missing)} blob(s) this server does not "
+            f"hold ({', '.join(missing[:3])}); upload them and register again"
+        )
 
 
 def _decoded_size(encoded: str) -> int:

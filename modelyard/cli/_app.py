@@ -5,7 +5,16 @@ from __future__ import annotations
 import typer
 
 from modelyard.__about__ import __version__
-from modelyard.cli import _explain, _lifecycle, _monitor, _registry, _serve, _server, _signing
+from modelyard.cli import (
+    _backup,
+    _explain,
+    _lifecycle,
+    _monitor,
+    _registry,
+    _serve,
+    _server,
+    _signing,
+)
 from modelyard.cli._optimize import optimize_app
 from modelyard.cli._store import store_app
 from modelyard.cli._tokens import role_app, token_app
@@ -41,6 +50,8 @@ app.add_typer(token_app, name="token")
 app.add_typer(role_app, name="role")
 app.command("sign")(_signing.sign)
 app.command("verify")(_signing.verify)
+app.command("backup")(_backup.backup)
+app.command("restore")(_backup.restore)
 
 
 @app.callback()

@@ -9,6 +9,7 @@ import typer
 
 from modelyard.cli._context import JsonFlag, yard_of
 from modelyard.cli._output import emit_json, reports_errors
+from modelyard.security import SIGNATURE_TAG
 
 
 @reports_errors
@@ -27,7 +28,7 @@ def sign(
     `modelyard versions download` writes (it includes `model.sig`).
     """
     version = yard_of(ctx).sign(ref, key=key)
-    digest = version.tags["modelyard.signature"]
+    digest = version.tags[SIGNATURE_TAG]
     if as_json:
         emit_json({"ref": version.ref, "signature": digest})
     else:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from modelyard.cli._context import JsonFlag, settings_of
+from modelyard._scratch import clean_scratch
+from modelyard.cli._context import JsonFlag, settings_of, yard_of
 from modelyard.cli._output import emit_json, emit_table, human_bytes, reports_errors
-from modelyard.errors import BlobNotFound, IntegrityError
+from modelyard.errors import BlobNotFound, ConfigurationError, IntegrityError
+from modelyard.registry import Registry, Root, registry_roots
 from modelyard.store import (
+    GarbageReport,
     LocalStore,
     collect_garbage,
     load_manifest,
@@ -116,30 +120,88 @@ def verify(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 def gc(
     ctx: typer.Context,
     keep: Annotated[
-        list[str] | None, typer.Option("--keep", help="Manifest digest to keep (repeatable).")
+        list[str] | None,
+        typer.Option("--keep", help="Manifest digest to keep too (repeatable)."),
     ] = None,
+    store_only: Annotated[
+        bool,
+        typer.Option(
+            "--store-only",
+            help="Keep only the --keep manifests: ignore the registry (a store without one).",
+        ),
+    ] = False,
     delete: Annotated[
         bool, typer.Option("--delete", help="Delete; without it, only list.")
     ] = False,
     grace_minutes: Annotated[
-        float, typer.Option("--grace-minutes", help="Spare blobs younger than this.")
+        float,
+        typer.Option("--grace-minutes", help="Spare unreferenced blobs younger than this."),
     ] = 60.0,
+    wait_seconds: Annotated[
+        float,
+        typer.Option("--wait-seconds", help="How long to wait for registrations in flight."),
+    ] = 300.0,
     as_json: JsonFlag = False,
 ) -> None:
-    """Find (and with --delete remove) blobs that no kept manifest references."""
-    store = open_store(settings_of(ctx))
+    """Find (and with --delete remove) blobs that nothing in the registry references.
+
+    Everything a registered version, a run or a signature references is kept, whatever its
+    age; so are unreferenced blobs younger than the grace period. Run it where the registry
+    database is (not through MODELYARD_URL).
+    """
+    settings = settings_of(ctx)
+    kept = list(keep or [])
+    roots: Callable[[], Iterable[str | Root]]
+    if store_only:
+        if not kept:
+            raise ConfigurationError(
+                "--store-only keeps only the manifests named with --keep; name at least one "
+                "(a collection that keeps nothing would delete every blob)"
+            )
+        roots = kept.copy
+    else:
+        registry = _local_registry(ctx)
+        roots = lambda: [*kept, *registry_roots(registry.database)]  # noqa: E731
+    store = open_store(settings)
     grace = timedelta(minutes=grace_minutes)
-    report = collect_garbage(store, keep or [], dry_run=not delete, grace=grace)
+    report = collect_garbage(store, roots, dry_run=not delete, grace=grace, wait=wait_seconds)
     if isinstance(store, LocalStore) and delete:
         store.remove_stale_temporaries(older_than=grace.total_seconds())
-    verb = "deleted" if delete else "would delete"
+    if delete:  # scratch folders under <home>/tmp/ that killed processes left
+        clean_scratch(settings.home)
+    _render(report, as_json=as_json)
+
+
+def _local_registry(ctx: typer.Context) -> Registry:
+    yard = yard_of(ctx)
+    if yard.url:
+        raise ConfigurationError(
+            f"garbage collection runs where the registry database is, not through a server "
+            f"({yard.url}): run `modelyard store gc` on that host with its "
+            "MODELYARD_DATABASE_URL and MODELYARD_STORE_URL, and MODELYARD_URL unset"
+        )
+    return yard.local_registry()
+
+
+def _render(report: GarbageReport, *, as_json: bool) -> None:
+    verb = "would delete" if report.dry_run else "deleted"
     if as_json:
-        digests = [info.digest for info in report.unreferenced]
-        emit_json({"dry_run": report.dry_run, "unreferenced": digests, "kept": report.kept})
+        emit_json(
+            {
+                "dry_run": report.dry_run,
+                "unreferenced": [info.digest for info in report.unreferenced],
+                "bytes": report.reclaimable_bytes,
+                "kept": report.kept,
+                "roots": report.roots,
+                "missing": report.missing,
+            }
+        )
         return
     for info in report.unreferenced:
         typer.echo(f"{verb} {info.digest} ({human_bytes(info.size)})")
+    for holder in report.missing:
+        typer.echo(f"missing: the blob of {holder} is not in the store", err=True)
     typer.echo(
         f"{verb} {len(report.unreferenced)} blobs ({human_bytes(report.reclaimable_bytes)}), "
-        f"kept {report.kept}"
+        f"kept {report.kept} ({report.roots} references in the registry and --keep)"
     )

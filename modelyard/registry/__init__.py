@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from modelyard.registry._aliases import AliasNotFound
 from modelyard.registry._audit import AuditHeadMissing, ChainCheck
+from modelyard.registry._backup import PG_DUMP_GUIDANCE, Backup, back_up, restore_backup
 from modelyard.registry._database import Database
 from modelyard.registry._diff import Change, FileChange, TensorChange, VersionDiff
 from modelyard.registry._filters import InvalidFilter
@@ -25,6 +26,7 @@ from modelyard.registry._records import (
 )
 from modelyard.registry._references import Reference
 from modelyard.registry._registry import Registry
+from modelyard.registry._roots import Root, bytes_only_in, registry_roots
 from modelyard.registry._runs import RunNotFound
 from modelyard.registry._versions import ModelNotFound, VersionInUse, VersionNotFound
 
@@ -35,6 +37,7 @@ __all__ = [
     "AuditEvent",
     "AuditHead",
     "AuditHeadMissing",
+    "Backup",
     "ChainCheck",
     "Change",
     "Database",
@@ -50,10 +53,12 @@ __all__ = [
     "Model",
     "ModelNotFound",
     "ModelVersion",
+    "PG_DUMP_GUIDANCE",
     "Principals",
     "Reference",
     "Registry",
     "RoleGrant",
+    "Root",
     "Run",
     "RunNotFound",
     "SearchPage",
@@ -64,4 +69,8 @@ __all__ = [
     "VersionDiff",
     "VersionInUse",
     "VersionNotFound",
+    "back_up",
+    "bytes_only_in",
+    "registry_roots",
+    "restore_backup",
 ]

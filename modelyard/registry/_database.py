@@ -8,6 +8,9 @@ The applied migrations are recorded in a table of our own, `modelyard_alembic_ve
 Alembic's default `alembic_version`: Optuna keeps its schema revision there, and the registry's
 database is also where `yard.tune` keeps its studies. Databases made before this keep their
 revision in `alembic_version` until the next `migrate()`, which moves it.
+
+An SQLite file is created whole, opened only if it is a registry, and watched: a file replaced
+or deleted under a running process raises `DatabaseReplaced` (see `_sqlite_file`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,7 @@ from sqlalchemy.exc import OperationalError as SQLOperationalError
 
 from modelyard.errors import ConfigurationError, RegistryUnavailable
 from modelyard.registry._audit import SEAL_OPTION, AuditSeal
+from modelyard.registry._sqlite_file import DatabaseFile
 from modelyard.security import derive_key
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -54,6 +59,8 @@ class Database:
     def __init__(self, url: str, *, secret: bytes | None = None) -> None:
         self.url = url
         self._engine: Engine | None = None
+        self.file: DatabaseFile | None = None
+        """SQLite: the file, once open (None in memory and on PostgreSQL)."""
         self._writes = 0
         # Keys derived from the server secret (see modelyard.security): the audit chain's (None
         # without a secret: unkeyed, for tests and tools) and the search page tokens' (without
@@ -74,7 +81,8 @@ class Database:
         return self.engine.dialect.name
 
     def open(self) -> None:
-        """Create the engine (and, for SQLite, the folder holding the file)."""
+        """Create the engine; for SQLite, create the file (and its folder) if the path is new,
+        else check that it is a registry (`InvalidDatabase` if not)."""
         try:
             url = make_url(self.url)
         except ArgumentError:
@@ -85,9 +93,11 @@ class Database:
         # orjson: several times faster than json for the params/metrics/tags columns.
         options: dict[str, Any] = {"json_serializer": _dumps, "json_deserializer": orjson.loads}
         if url.get_backend_name() == "sqlite":
-            if url.database and url.database != ":memory:":
-                Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             options["connect_args"] = {"check_same_thread": False, "timeout": 60}
+            if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+                self.file = DatabaseFile(Path(url.database).expanduser())
+                self.file.prepare()
+                options["creator"] = partial(self.file.connect, timeout=60)
         else:
             # No pre-ping: it costs a round trip per checkout; recycle stale connections instead.
             options.update(pool_size=5, max_overflow=10, pool_recycle=1800)
@@ -103,7 +113,7 @@ class Database:
                 'PostgreSQL: pip install "modelyard[postgres]"'
             ) from None
         if engine.dialect.name == "sqlite":
-            _tune_sqlite(engine)
+            _tune_sqlite(engine, self.file)
         self._engine = engine
 
     def close(self) -> None:
@@ -180,6 +190,8 @@ class Database:
             )
             with connection.begin():
                 yield connection
+                if self.file is not None:
+                    self.file.check()  # the last moment: never commit into a replaced file
             self._writes += 1
             if self._writes % self.OPTIMIZE_EVERY == 1 and connection.dialect.name == "sqlite":
                 # Without statistics SQLite may scan every version of a model for a search
@@ -204,7 +216,7 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _tune_sqlite(engine: Engine) -> None:
+def _tune_sqlite(engine: Engine, file: DatabaseFile | None) -> None:
     @event.listens_for(engine, "connect")
     def connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the sqlite3 module so BEGIN is ours to emit.
@@ -223,6 +235,8 @@ def _tune_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def begin(connection: Connection) -> None:
         write = connection.get_execution_options().get(_WRITE, False)
+        if file is not None and not write:
+            file.check()  # a write checks once, before it commits (see Database.write)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 

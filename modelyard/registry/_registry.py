@@ -7,9 +7,19 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, select
+from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
 from modelyard.errors import ConfigurationError, InvalidReference, NotFound
-from modelyard.registry import _aliases, _audit, _lifecycle, _numbers, _runs, _search, _versions
+from modelyard.registry import (
+    _aliases,
+    _audit,
+    _idempotency,
+    _lifecycle,
+    _numbers,
+    _runs,
+    _search,
+    _versions,
+)
 from modelyard.registry._audit import ChainCheck
 from modelyard.registry._database import Database
 from modelyard.registry._diff import VersionDiff, diff_versions
@@ -97,6 +107,7 @@ class Registry:
         run_id: str | None = None,
         alias: str | None = None,
         relation: str | None = None,
+        idempotency_key: str | None = None,
     ) -> ModelVersion:
         """Register a new version of `name` (creating the model on first use).
 
@@ -104,6 +115,10 @@ class Registry:
         model's latest version: a commit on the branch the caller is on. `relation` names how it
         was made from them in the lineage (`quantize`, `prune`, …; default `parent`, or `merge`
         for two parents).
+
+        With an `idempotency_key`, a retry of the same request with the same key returns the
+        version the first one made (a lost answer never registers twice); the same key with a
+        different request raises `IdempotencyConflict`.
         """
         if relation is not None and not _RELATION.fullmatch(relation):
             raise ConfigurationError(
@@ -114,7 +129,58 @@ class Registry:
         clean_params = {str(k): str(v) for k, v in (params or {}).items()}
         clean_metrics = _numbers.finite_values(metrics or {}, what="metric")
         clean_tags = {str(k): str(v) for k, v in (tags or {}).items()}
+        request = None
+        if idempotency_key is not None:
+            _idempotency.check_key(idempotency_key)
+            request = _idempotency.request_digest(
+                {"manifest_digest": manifest_digest, "flavor": flavor, "signature": signature,
+                 "params": clean_params, "metrics": clean_metrics, "tags": clean_tags,
+                 "parents": parents, "description": description, "run_id": run_id,
+                 "alias": alias, "relation": relation}
+            )  # fmt: skip
+        try:
+            return self._create_version(
+                name, parents=parents, manifest_digest=manifest_digest, flavor=flavor,
+                signature=signature, params=clean_params, metrics=clean_metrics, tags=clean_tags,
+                description=description, run_id=run_id, alias=alias, relation=relation,
+                key=idempotency_key, request=request,
+            )  # fmt: skip
+        except SQLIntegrityError:
+            if idempotency_key is None or request is None:
+                raise
+            # Another request with this key committed while this one ran: answer with its version.
+            with self.database.read() as connection:
+                made = _idempotency.replayed(
+                    connection, name=name, key=idempotency_key, digest=request
+                )
+                if made is None:
+                    raise
+                return _versions.to_version(_versions.resolve_id(connection, made))
+
+    def _create_version(
+        self,
+        name: str,
+        *,
+        parents: Sequence[str] | None,
+        manifest_digest: str | None,
+        flavor: str | None,
+        signature: Mapping[str, Any] | None,
+        params: dict[str, str],
+        metrics: dict[str, float],
+        tags: dict[str, str],
+        description: str,
+        run_id: str | None,
+        alias: str | None,
+        relation: str | None,
+        key: str | None,
+        request: str | None,
+    ) -> ModelVersion:
+        clean_params, clean_metrics, clean_tags = params, metrics, tags
         with self.database.write() as connection:
+            if key is not None and request is not None:
+                made = _idempotency.replayed(connection, name=name, key=key, digest=request)
+                if made is not None:  # a retry: nothing is written
+                    return _versions.to_version(_versions.resolve_id(connection, made))
             model = _versions.take_number(connection, name, actor=self.actor)
             parent_rows = self._parents(connection, model, parents, alias)
             values = _versions.insert_version(
@@ -145,6 +211,10 @@ class Registry:
             if alias is not None:
                 row = _versions.resolve_id(connection, values["id"])
                 _aliases.move(connection, model=model, alias=alias, version=row, actor=self.actor)
+            if key is not None and request is not None:
+                _idempotency.remember(
+                    connection, model_id=model.id, key=key, digest=request, version=values
+                )
             parent_refs = [f"{row.name}:{row.number}" for row in parent_rows]
             return ModelVersion(name=name, parents=parent_refs, **values)
 

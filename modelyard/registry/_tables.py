@@ -102,6 +102,18 @@ versions = Table(
     Index("ix_versions_created_at", "created_at"),
 )
 
+# A registration's idempotency key: a retry with the same key gets the version already made.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("model_id", ID, ForeignKey("models.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", NAME, primary_key=True),
+    Column("request_digest", String(64), nullable=False),  # sha256 of the request's fields
+    Column("version_id", ID, ForeignKey("versions.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Index("ix_idempotency_keys_version", "version_id"),
+)
+
 # Key/value copies for search: one row per param, metric and tag of each version.
 version_params = Table(
     "version_params",

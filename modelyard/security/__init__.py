@@ -9,6 +9,7 @@ from modelyard.security._roles import EVERY_MODEL, Policy, Principal, Role, Rule
 from modelyard.security._signing import (
     MAX_SIGNATURE_BYTES,
     SIGNATURE_FILE,
+    SIGNATURE_TAG,
     Verified,
     sign_folder,
     verify_folder,
@@ -32,6 +33,7 @@ __all__: list[str] = [
     "Rule",
     "SAFE_SKOPS_TYPES",
     "SIGNATURE_FILE",
+    "SIGNATURE_TAG",
     "TrustPolicy",
     "Verified",
     "derive_key",

@@ -25,6 +25,8 @@ from modelyard._imports import require
 from modelyard.errors import ConfigurationError, SignatureInvalid
 
 SIGNATURE_FILE = "model.sig"
+SIGNATURE_TAG = "modelyard.signature"
+"""The version tag naming the blob of its signature bundle (a pointer, always re-verified)."""
 """Where `model_signing` puts a folder's signature, and where a downloaded version gets it."""
 
 MAX_SIGNATURE_BYTES = 1 << 20

@@ -28,14 +28,17 @@ import numpy as np
 from modelyard._yard import Yard
 from modelyard.errors import (
     ConfigurationError,
+    DatabaseReplaced,
     ModelNotReady,
     NotFound,
+    SignatureInvalid,
+    SignatureMissing,
     UnsupportedModel,
     UntrustedModel,
 )
 from modelyard.flavors import named_arrays, needs_probe, probe
 from modelyard.registry import ModelVersion, Reference
-from modelyard.security import TrustPolicy
+from modelyard.security import SIGNATURE_TAG, TrustPolicy
 from modelyard.serving._batching import Batcher, Outputs
 from modelyard.serving._codecs import Request
 from modelyard.serving._metrics import Metrics
@@ -136,7 +139,10 @@ class ModelPool:
         self.trust = TrustPolicy.of(
             trust, types=settings.trusted_types, modules=settings.trusted_modules
         )
-        self.refused: dict[tuple[str, int], str] = {}  # versions refused at a swap, and why
+        # Versions refused at a swap, and why; a signature refusal is keyed by the signature
+        # tag too, so signing the version later makes it a candidate again.
+        self.refused: dict[tuple[str, int, str], str] = {}
+        self.registry_lost = ""  # why the registry cannot be followed any more (not ready)
         self.models: dict[str, ServedModel] = {}
         self._candidates: list[tuple[str, str, float]] = []  # (ref, "canary"|"shadow", share)
         self._watcher: asyncio.Task[None] | None = None
@@ -196,8 +202,13 @@ class ModelPool:
         return self.model(name).get(version)
 
     def ready(self) -> bool:
-        """Whether every served model has a version answering."""
-        return bool(self.models) and all(m.default is not None for m in self.models.values())
+        """Whether every served model has a version answering, and the registry the served
+        aliases follow is still the one it opened (not a replaced database file)."""
+        return (
+            bool(self.models)
+            and not self.registry_lost
+            and all(m.default is not None for m in self.models.values())
+        )
 
     def loaded(self) -> Iterator[ServedVersion]:
         """Every loaded version."""
@@ -285,6 +296,9 @@ class ModelPool:
                     continue
                 try:
                     await self._follow(model)
+                except DatabaseReplaced as error:  # answers go on; readiness says to restart
+                    self.registry_lost = str(error)
+                    log.error("%s@%s: not ready: %s", model.name, model.alias, error)
                 except Exception:  # a registry hiccup or a bad version must not stop serving
                     log.exception("%s@%s: could not follow the alias", model.name, model.alias)
 
@@ -292,12 +306,12 @@ class ModelPool:
         """Swap in the version the alias points at, unless it was refused already; a version
         that is refused (untrusted, unsafe, crashing) leaves the old one serving."""
         target = await asyncio.to_thread(self.yard.get_version, f"{model.name}@{model.alias}")
-        key = (model.name, target.number)
+        key = (model.name, target.number, str(target.tags.get(SIGNATURE_TAG, "")))
         if target.number == model.default or key in self.refused:
             return
         try:
             await self._install(model, target, default=True)
-        except (UnsupportedModel, UntrustedModel) as error:
+        except (UnsupportedModel, UntrustedModel, SignatureMissing, SignatureInvalid) as error:
             self.refused[key] = str(error)
             log.error("%s@%s: refused version %s, still serving version %s: %s", model.name,
                       model.alias, target.number, model.default, error)  # fmt: skip

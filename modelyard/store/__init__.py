@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 from modelyard.store._cache import FolderCache
 from modelyard.store._digests import check_digest, digest_bytes
 from modelyard.store._folders import restore_directory, store_directory
-from modelyard.store._gc import GarbageReport, collect_garbage
+from modelyard.store._gc import (
+    GarbageReport,
+    KeptDigest,
+    UniqueBytes,
+    collect_garbage,
+    guard_writes,
+    unique_bytes,
+)
 from modelyard.store._local import LocalStore
 from modelyard.store._manifests import Chunk, Entry, Manifest, load_manifest, save_manifest
 from modelyard.store._memory import MemoryStore
@@ -31,19 +38,23 @@ __all__ = [
     "Entry",
     "FolderCache",
     "GarbageReport",
+    "KeptDigest",
     "LocalStore",
     "Manifest",
     "MemoryStore",
     "S3Store",
+    "UniqueBytes",
     "check_digest",
     "collect_garbage",
     "digest_bytes",
+    "guard_writes",
     "load_manifest",
     "open_store",
     "read_bytes",
     "restore_directory",
     "save_manifest",
     "store_directory",
+    "unique_bytes",
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import os
 import time
@@ -13,7 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from modelyard.errors import BlobNotFound, StorageFull, StoreAccessDenied, StoreUnavailable
+from modelyard.errors import (
+    BlobNotFound,
+    StorageFull,
+    StoreAccessDenied,
+    StoreBusy,
+    StoreUnavailable,
+)
 from modelyard.store._digests import PREFIX, check_digest, verified
 from modelyard.store._protocol import READ_SIZE, BlobInfo, BlobSource, iter_source
 
@@ -46,7 +53,7 @@ class LocalStore:
         return f"{self._blob_root}/{hexdigest[:2]}/{hexdigest[2:4]}/{hexdigest}"
 
     def put(self, data: BlobSource, *, digest: str | None = None) -> str:
-        if digest is not None and os.path.exists(self._file(digest)):
+        if digest is not None and self._refresh(self._file(digest)):
             return digest
         with self._errors("write"):
             if digest is not None and isinstance(data, bytes | bytearray | memoryview):
@@ -83,6 +90,45 @@ class LocalStore:
             stat = path.stat()
             modified = datetime.fromtimestamp(stat.st_mtime, UTC)
             yield BlobInfo(digest=PREFIX + path.name, size=stat.st_size, modified=modified)
+
+    def _refresh(self, final: str) -> bool:
+        # A blob that is stored already is reused: its age restarts now, or a collection's
+        # grace period (which spares young blobs) would not cover the version reusing it.
+        try:
+            os.utime(final)
+        except FileNotFoundError:
+            return False
+        except PermissionError:  # another user's blob: still there, age left as it is
+            return os.path.exists(final)
+        return True
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold off garbage collection from the first `put` until the version is registered.
+
+        Writers share `<root>/gc.lock`; a collection takes it exclusively while it reads the
+        registry and deletes, so it never deletes a blob a write in flight has reused. The
+        kernel drops the lock when its process dies, `kill -9` included.
+        """
+        with self._lock(fcntl.LOCK_SH, wait=None):
+            yield
+
+    @contextmanager
+    def collecting(self, *, wait: float) -> Iterator[None]:
+        """Exclude writers while a collection decides and deletes; `StoreBusy` after `wait` s."""
+        with self._lock(fcntl.LOCK_EX, wait=wait):
+            yield
+
+    @contextmanager
+    def _lock(self, mode: int, *, wait: float | None) -> Iterator[None]:
+        with self._errors("lock"):
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root / "gc.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            _flock(fd, mode, wait=wait, root=self.root)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def remove_stale_temporaries(self, *, older_than: float) -> int:
         """Delete leftovers of interrupted writes older than `older_than` seconds; count them."""
@@ -138,7 +184,7 @@ class LocalStore:
             os.fsync(fd)
 
     def _publish(self, temp: str, final: str) -> None:
-        if os.path.exists(final):
+        if self._refresh(final):
             return
         try:
             os.replace(temp, final)
@@ -170,6 +216,24 @@ def _read_all(handle: BinaryIO) -> Iterator[bytes]:
     with handle:
         while piece := handle.read(READ_SIZE):
             yield piece
+
+
+def _flock(fd: int, mode: int, *, wait: float | None, root: Path) -> None:
+    if wait is None:
+        fcntl.flock(fd, mode)
+        return
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise StoreBusy(
+                    f"writes to {root} kept garbage collection waiting for {wait:g} s; run it "
+                    "again later, or with a longer --wait-seconds"
+                ) from None
+            time.sleep(0.05)
 
 
 def _fsync_dir(path: Path) -> None:

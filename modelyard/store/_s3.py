@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import logging
 import tempfile
+import threading
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -15,6 +20,7 @@ from modelyard.errors import (
     BucketNotFound,
     ConfigurationError,
     StoreAccessDenied,
+    StoreBusy,
     StoreUnavailable,
 )
 from modelyard.settings import Settings
@@ -29,6 +35,17 @@ MULTIPART_THRESHOLD = 8 << 20
 
 SPOOL_IN_MEMORY = 4 << 20
 """A streamed blob is spooled to a local temporary file past this size, keeping memory flat."""
+
+log = logging.getLogger("modelyard.store")
+
+REFRESH_BY_COPY = 8 << 20
+"""A reused blob up to this size has its LastModified restarted by a copy onto itself."""
+
+LEASE_RENEWAL = 15.0
+"""Seconds between renewals of a writer's or a collection's lease object."""
+
+LEASE_EXPIRY = 90.0
+"""A lease not renewed for this long belongs to a dead process and is ignored."""
 
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "Forbidden"}
 _MISSING = {"NoSuchKey", "404", "NotFound"}
@@ -55,11 +72,13 @@ class S3Store:
                 f"store URL {settings.store_url!r} names no bucket; use s3://bucket/prefix"
             )
         boto3 = require("boto3", extra="s3")
+        # Bounded waits: an endpoint that accepts connections and never answers costs at most
+        # (1 + s3_retries) attempts of s3_timeout_seconds each (plus short backoffs), not minutes.
         config = require("botocore.config", extra="s3").Config(
             signature_version="s3v4",
-            connect_timeout=5,
-            read_timeout=60,
-            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=settings.s3_timeout_seconds,
+            read_timeout=settings.s3_timeout_seconds,
+            retries={"total_max_attempts": settings.s3_retries + 1, "mode": "standard"},
             s3={"addressing_style": "path"},
             max_pool_connections=16,
         )
@@ -71,6 +90,8 @@ class S3Store:
             aws_secret_access_key=settings.s3_secret_access_key,
             config=config,
         )
+        attempts = settings.s3_retries + 1
+        client.meta.events.register("needs-retry.s3", functools.partial(_report_retry, attempts))
         return cls(parts.netloc, prefix=parts.path, client=client)
 
     def __repr__(self) -> str:
@@ -83,7 +104,7 @@ class S3Store:
         return f"{self.prefix}/{path}" if self.prefix else path
 
     def put(self, data: BlobSource, *, digest: str | None = None) -> str:
-        if digest is not None and self.exists(digest):
+        if digest is not None and self._refresh(digest):
             return digest
         if isinstance(data, bytes | bytearray | memoryview):
             content = bytes(data)
@@ -97,10 +118,118 @@ class S3Store:
                 hasher.update(piece)
                 spool.write(piece)
             digest = PREFIX + hasher.hexdigest()
-            if not self.exists(digest):
+            if not self._refresh(digest):
                 spool.seek(0)
                 self._upload(spool, digest)  # type: ignore[arg-type]
         return digest
+
+    def _refresh(self, digest: str) -> bool:
+        """Whether the blob is stored. A small one's LastModified restarts now (a copy onto
+        itself), so a collection's grace period covers a registration that reuses it; a large
+        one is left as it is (a copy would cost its size), covered by `writing` and by the
+        grace given to young manifests."""
+        key = self.key(digest)
+        try:
+            with self._errors(f"check {digest}", missing=digest):
+                size = self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
+            if size <= REFRESH_BY_COPY:
+                self._copy_onto_itself(digest)
+        except BlobNotFound:
+            return False
+        return True
+
+    def _copy_onto_itself(self, digest: str) -> None:
+        key = self.key(digest)
+        try:
+            with self._errors(f"refresh {digest}", missing=digest):
+                self.client.copy_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    CopySource={"Bucket": self.bucket, "Key": key},
+                    MetadataDirective="REPLACE",
+                )
+        except StoreUnavailable:
+            pass  # a store that cannot copy: the blob is there, its age stays as it was
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold off garbage collection from the first `put` until the version is registered.
+
+        A writer puts a lease object under `<prefix>/leases/`, then looks for a collection's
+        lease; a collection does the same the other way round, so at least one of them sees
+        the other (S3 lists what was written before). A writer that sees a collection steps
+        back and waits for it to end; leases are renewed while held, and ignored once they have
+        not been for `LEASE_EXPIRY` seconds (a process killed with `kill -9`).
+        """
+        while True:
+            with self._lease("write"):
+                if not self._live_leases("gc"):
+                    yield
+                    return
+            time.sleep(0.25)
+
+    @contextmanager
+    def collecting(self, *, wait: float) -> Iterator[None]:
+        """Exclude writers while a collection decides and deletes; `StoreBusy` after `wait` s."""
+        with self._lease("gc"):
+            deadline = time.monotonic() + wait
+            while writers := self._live_leases("write"):
+                if time.monotonic() >= deadline:
+                    raise StoreBusy(
+                        f"{len(writers)} write(s) to s3://{self.bucket}/{self.prefix} kept "
+                        f"garbage collection waiting for {wait:g} s; run it again later, or "
+                        "with a longer --wait-seconds"
+                    )
+                time.sleep(0.25)
+            yield
+
+    def _lease_prefix(self) -> str:
+        return f"{self.prefix}/leases/" if self.prefix else "leases/"
+
+    @contextmanager
+    def _lease(self, kind: str) -> Iterator[None]:
+        key = f"{self._lease_prefix()}{kind}-{uuid.uuid4().hex}"
+        with self._errors(f"write the lease {key}"):
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=b"")
+        stop = threading.Event()
+        renewer = threading.Thread(
+            target=self._renew, args=(key, stop), name=f"modelyard-lease-{kind}", daemon=True
+        )
+        renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            renewer.join()
+            with self._errors(f"delete the lease {key}"):
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def _renew(self, key: str, stop: threading.Event) -> None:
+        while not stop.wait(LEASE_RENEWAL):
+            try:
+                with self._errors(f"renew the lease {key}"):
+                    self.client.put_object(Bucket=self.bucket, Key=key, Body=b"")
+            except StoreUnavailable:
+                continue  # the next renewal may get through; expiry is far longer
+
+    def _live_leases(self, kind: str) -> list[str]:
+        """Keys of the leases of `kind` renewed recently, judged by the store's own clock (the
+        newest lease, ours included, stands for "now")."""
+        with self._errors("list leases"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self._lease_prefix()
+            )
+            items = [item for page in pages for item in page.get("Contents", [])]
+        if not items:
+            return []
+        now = max(item["LastModified"] for item in items)
+        name = f"{self._lease_prefix()}{kind}-"
+        return [
+            item["Key"]
+            for item in items
+            if item["Key"].startswith(name)
+            and (now - item["LastModified"]).total_seconds() < LEASE_EXPIRY
+        ]
 
     def _upload(self, handle: BinaryIO, digest: str) -> None:
         transfer = require("boto3.s3.transfer", extra="s3")
@@ -174,5 +303,33 @@ class S3Store:
                 f"cannot reach the S3 endpoint {endpoint} ({error}); is it running, and is "
                 "MODELYARD_S3_ENDPOINT_URL right?"
             ) from None
+        except (botocore.ReadTimeoutError, botocore.ConnectionClosedError) as error:
+            config = self.client.meta.config  # the stubs lack these two attributes
+            attempts = (getattr(config, "retries", None) or {}).get("total_max_attempts", 1)
+            waited = getattr(config, "read_timeout", 0)
+            raise StoreUnavailable(
+                f"the S3 endpoint {endpoint} did not answer to {action} (waited "
+                f"{waited:g} s, {attempts} attempt(s): {error}); check that it is "
+                "running and reachable and that MODELYARD_S3_ENDPOINT_URL is right "
+                "(MODELYARD_S3_TIMEOUT_SECONDS and MODELYARD_S3_RETRIES set the wait)"
+            ) from None
         except botocore.BotoCoreError as error:
             raise StoreUnavailable(f"S3 at {endpoint} failed to {action}: {error}") from None
+
+
+def _report_retry(
+    total: int,
+    *,
+    attempts: int,
+    caught_exception: Exception | None = None,
+    operation: Any = None,
+    **_: Any,
+) -> None:
+    """Log each failed S3 attempt that will be tried again (a connection that failed or timed
+    out), so a slow or silent endpoint shows progress instead of a hang. Returns None:
+    botocore's own retry handler decides whether and when to retry."""
+    if caught_exception is None or attempts >= total:
+        return
+    name = getattr(operation, "name", "request")
+    log.warning("S3 %s: attempt %d of %d failed (%s); trying again",
+                name, attempts, total, caught_exception)  # fmt: skip

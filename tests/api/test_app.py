@@ -152,12 +152,20 @@ def test_register_needs_its_manifest_on_the_server(client: httpx.Client) -> None
     )
 
 
-def test_small_blobs_ride_along_and_are_verified(client: httpx.Client) -> None:
+def test_small_blobs_ride_along_and_are_verified(client: httpx.Client, tmp_path: Path) -> None:
     import base64
 
-    content = b"tiny manifest stand-in"
-    digest = digest_bytes(content)
-    body = {"manifest_digest": digest, "blobs": {digest: base64.b64encode(content).decode()}}
+    from modelyard.store import MemoryStore, read_bytes, store_directory
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "weights.txt").write_text("tiny")
+    local = MemoryStore()
+    digest = store_directory(local, folder).digest
+    content = read_bytes(local, digest)
+    inline = {info.digest: base64.b64encode(read_bytes(local, info.digest)).decode()
+              for info in local.blobs()}  # fmt: skip
+    body = {"manifest_digest": digest, "blobs": inline}
     assert client.post("/api/v1/models/fraud/versions", json=body).status_code == 201
     assert client.get(f"/api/v1/blobs/{digest}").content == content
     forged = {"blobs": {digest_bytes(b"other"): base64.b64encode(content).decode()}}
@@ -183,3 +191,30 @@ def test_big_files_go_up_before_the_registration(tmp_path: Path) -> None:
         yard.download(version.ref, tmp_path / "out")
     restored = (tmp_path / "out" / "big.safetensors").read_bytes()
     assert restored == (folder / "big.safetensors").read_bytes()
+
+
+def test_registering_a_manifest_whose_blobs_are_gone_is_refused(tmp_path: Path) -> None:
+    # A client saw the blobs stored and did not send them, then a collection removed them
+    # before the registration arrived: the server checks again and refuses, naming them.
+    import numpy as np
+    from sklearn.dummy import DummyRegressor
+
+    from modelyard.store import load_manifest
+
+    settings = Settings(home=tmp_path / "server")
+    with in_process_client(create_app(settings)) as http:
+        remote = Yard(Settings(home=tmp_path / "client"), url="http://testserver", http_client=http)
+        model = DummyRegressor().fit(np.zeros((2, 3)), [0.0, 1.0])
+        version = remote.log_model(model, name="fraud", input_example=np.zeros((1, 3)))
+        assert version.manifest_digest is not None
+        with Yard(settings) as server_side:
+            store = server_side.store
+            blob = sorted(load_manifest(store, version.manifest_digest).blob_digests())[0]
+            store.delete(blob)
+        answer = http.post(
+            "http://testserver/api/v1/models/fraud/versions",
+            json={"manifest_digest": version.manifest_digest, "flavor": "sklearn"},
+        )
+        assert answer.status_code == 400, answer.text
+        assert "does not hold" in answer.json()["error"] and blob in answer.json()["error"]
+        remote.close()

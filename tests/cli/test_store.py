@@ -68,11 +68,35 @@ def test_stats_verify_and_gc(home: Path, folder: Path) -> None:
 
     code, out, _ = run("store", "gc", "--keep", digest, "--grace-minutes", "0")
     assert code == 0 and "would delete 0 blobs" in out
+    code, out, _ = run("store", "gc", "--store-only", "--keep", digest, "--grace-minutes", "0")
+    assert code == 0 and "would delete 0 blobs" in out
+    # A folder put with `store put` is referenced by nothing in the (empty) registry.
     code, out, _ = run("store", "gc", "--grace-minutes", "0", "--json")
     assert len(json.loads(out)["unreferenced"]) == blobs
     code, out, _ = run("store", "gc", "--grace-minutes", "0", "--delete")
     assert code == 0 and f"deleted {blobs} blobs" in out
     assert json.loads(run("store", "stats", "--json")[1])["blobs"] == 0
+
+
+def test_gc_keeps_what_the_registry_references(home: Path, folder: Path) -> None:
+    code, out, err = run("log", str(folder), "--name", "fraud")
+    assert code == 0, err
+    code, out, _ = run("store", "gc", "--grace-minutes", "0")
+    assert code == 0 and out.startswith("would delete 0 blobs")
+    code, out, _ = run("store", "gc", "--grace-minutes", "0", "--delete", "--json")
+    assert json.loads(out)["unreferenced"] == [] and json.loads(out)["roots"] == 1
+    code, _, err = run("versions", "download", "fraud:1", str(home.parent / "out"))
+    assert code == 0, err
+
+
+def test_gc_refuses_what_it_cannot_know(
+    home: Path, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, _, err = run("store", "gc", "--store-only", "--delete")
+    assert code == 1 and "name at least one" in err
+    monkeypatch.setenv("MODELYARD_URL", "http://127.0.0.1:9")
+    code, _, err = run("store", "gc")
+    assert code == 1 and "runs where the registry database is" in err
 
 
 def test_verify_reports_corruption(home: Path, folder: Path) -> None:
