@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from modelyard.cli._context import settings_of
 from modelyard.cli._output import reports_errors
+from modelyard.cli._server import check_exposure
 from modelyard.errors import ConfigurationError
 from modelyard.settings import Settings
 
@@ -64,6 +65,21 @@ def serve(
         list[str] | None,
         typer.Option(help="REF: send a copy of traffic to a candidate; answers are compared."),
     ] = None,
+    auth: Annotated[
+        bool | None,
+        typer.Option(
+            "--auth/--no-auth",
+            help="Require a bearer token with the reader role (default: MODELYARD_AUTH, off).",
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Allow a non-loopback address without auth: anyone who reaches it may predict "
+            "and send feedback (which drives monitoring and automatic rollback).",
+        ),
+    ] = False,
 ) -> None:
     """Serve versions over the Open Inference Protocol v2 (/v2/…, /metrics) until SIGTERM or
     Ctrl-C, then finish in-flight requests and exit 0. A served alias is followed: when it
@@ -83,12 +99,15 @@ def serve(
         given["trusted_types"] = [*base.trusted_types, *trust_type]
     if trust_module:
         given["trusted_modules"] = [*base.trusted_modules, *trust_module]
+    if auth is not None:
+        given["auth"] = auth
     try:
         settings = Settings.model_validate({**base.model_dump(), **given})
     except ValidationError as error:
         first = error.errors()[0]
         option = "--" + str(first["loc"][0]).removeprefix("serve_").replace("_", "-")
         raise ConfigurationError(f"{option}: {first['msg']}") from None
+    check_exposure(host, auth=settings.auth, insecure=insecure, what="models")
     serve_refs(
         settings, refs, host=host, port=port, workers=workers, trust=trust,
         canaries=_canaries(canary or []), shadows=shadow or [],

@@ -57,15 +57,19 @@ def server(
     )
 
 
-def check_exposure(host: str, *, auth: bool, insecure: bool) -> None:
+def check_exposure(host: str, *, auth: bool, insecure: bool, what: str = "the registry") -> None:
     """Refuse to serve without auth on an address other machines can reach."""
     if auth or insecure or is_loopback(host):
         return
+    harm = (
+        "change or delete any model"
+        if what == "the registry"
+        else "send feedback that drives monitoring and automatic rollback"
+    )
     raise ConfigurationError(
-        f"refusing to serve the registry on {host} without auth: anyone who can reach it could "
-        "change or delete any model. Start it with --auth (and create tokens with `modelyard "
-        "token create`), bind 127.0.0.1, or pass --insecure if something in front of it "
-        "authenticates every request"
+        f"refusing to serve {what} on {host} without auth: anyone who can reach it could "
+        f"{harm}. Start it with --auth (and create tokens with `modelyard token create`), bind "
+        "127.0.0.1, or pass --insecure if something in front of it authenticates every request"
     )
 
 

@@ -127,3 +127,16 @@ def test_a_public_bind_without_auth_refuses_to_start(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "refusing to serve the registry on 0.0.0.0 without auth" in result.stderr
     assert "--insecure" in result.stderr
+
+
+def test_a_public_inference_server_without_auth_refuses_to_start(tmp_path: Path) -> None:
+    # Its feedback route drives monitoring and automatic rollback: not for anyone who reaches it.
+    result = subprocess.run(
+        [sys.executable, "-m", "modelyard", "serve", "fraud@production", "--host", "0.0.0.0",
+         "--port", str(free_port())],
+        env={"MODELYARD_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "refusing to serve models on 0.0.0.0 without auth" in result.stderr
+    assert "feedback" in result.stderr and "--insecure" in result.stderr
