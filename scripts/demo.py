@@ -171,7 +171,7 @@ def serve_production(work: Path) -> None:
         **os.environ,
         "MODELYARD_SERVE_POLL_SECONDS": "0.5",
         "MODELYARD_SERVE_ALERT_SECONDS": "1",
-        "MODELYARD_ALERT_WEBHOOKS": '["http://127.0.0.1:"]',
+        "MODELYARD_ALERT_WEBHOOKS": json.dumps([hook]),  # the one URL alerts may post to
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "modelyard", "serve", "cancer@production", "--port", str(port),
