@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelyard.registry import Run
+from modelyard.store import guard_writes
 
 if TYPE_CHECKING:
     from modelyard._yard import Yard
@@ -41,8 +42,9 @@ class ActiveRun:
 
     def log_artifact(self, path: str | Path, *, name: str | None = None) -> str:
         """Store a file or folder with the run; return its manifest digest."""
-        digest = self.yard._store_path(path)
-        self.yard.registry.log_artifact(self.id, name or Path(path).name, digest)
+        with guard_writes(self.yard.store):  # gc waits until the run names the artifact
+            digest = self.yard._store_path(path)
+            self.yard.registry.log_artifact(self.id, name or Path(path).name, digest)
         return digest
 
     @property

@@ -38,6 +38,7 @@ from modelyard.store import (
     BlobStore,
     Manifest,
     check_digest,
+    guard_writes,
     restore_directory,
     save_manifest,
 )
@@ -88,8 +89,9 @@ class Signing:
             folder = Path(scratch) / "model"
             restore_directory(self.store, _manifest_of(version), folder)  # verified on the way
             bundle = sign_folder(folder, private_key=private_key, password=password)
-        digest = self.store.put(bundle)
-        return self.registry.set_tag(version.ref, SIGNATURE_TAG, digest)
+        with guard_writes(self.store):  # gc waits until the tag names the bundle
+            digest = self.store.put(bundle)
+            return self.registry.set_tag(version.ref, SIGNATURE_TAG, digest)
 
     def verify(self: _Host, ref: str, *, keys: list[Path] | None = None) -> Verified:
         """Check a version's signature with trusted public keys (default

@@ -27,7 +27,7 @@ from modelyard.errors import ConfigurationError, ModelyardError
 from modelyard.optimize._spaces import Space, parse_space
 from modelyard.registry import ModelVersion
 from modelyard.settings import Settings
-from modelyard.store import restore_directory, store_directory
+from modelyard.store import guard_writes, restore_directory, store_directory
 
 if TYPE_CHECKING:
     import optuna
@@ -258,12 +258,16 @@ class _Trials:
         registry.log_metrics(run_id, {**result.metrics, self.search.metric: result.value})
         if result.model is None:
             return
-        # Content-addressed: a trial's model costs only the blobs no other model has.
-        with tempfile.TemporaryDirectory(prefix="modelyard-") as scratch:
+        # Content-addressed: a trial's model costs only the blobs no other model has. gc waits
+        # until the run names it.
+        with (
+            tempfile.TemporaryDirectory(prefix="modelyard-") as scratch,
+            guard_writes(self.yard.store),
+        ):
             folder = model_folder(result.model, Path(scratch), flavor=None,
                                   example=result.input_example, options=None)  # fmt: skip
             digest = store_directory(self.yard.store, folder).digest
-        registry.log_artifact(run_id, "model", digest)
+            registry.log_artifact(run_id, "model", digest)
 
 
 def _result(returned: Any) -> TrialResult:
