@@ -175,7 +175,6 @@ class Registry:
         key: str | None,
         request: str | None,
     ) -> ModelVersion:
-        clean_params, clean_metrics, clean_tags = params, metrics, tags
         with self.database.write() as connection:
             if key is not None and request is not None:
                 made = _idempotency.replayed(connection, name=name, key=key, digest=request)
@@ -191,9 +190,9 @@ class Registry:
                 manifest_digest=manifest_digest,
                 flavor=flavor,
                 signature=signature,
-                params=clean_params,
-                metrics=clean_metrics,
-                tags=clean_tags,
+                params=params,
+                metrics=metrics,
+                tags=tags,
                 description=description,
                 run_id=run_id,
                 actor=self.actor,
