@@ -1,13 +1,18 @@
-"""Blob store benchmark: put/get throughput against a plain file copy, and dedup of ten variants.
+"""Blob store benchmark: put/get throughput against a plain file copy; ten variants against peers.
 
-    python bench/store.py [--size-mib 512] [--repeat 3] [--out bench/results/store.json]
-                          [--dir /tmp]
+    python bench/store.py [--size-mib 1024] [--repeat 3] [--variant-mib 100] [--[no-]peers]
+                          [--quick] [--out bench/results/store.json] [--dir /tmp]
 
-Everything runs in one process, in one temporary folder (under `--dir`), so the store, the
-sources and the plain-copy baseline share a filesystem. Each timing is the median of `--repeat`
+Everything runs in one temporary folder (under `--dir`), so the store, the sources and the
+plain-copy baseline share a filesystem. Each timing is the median of `--repeat`
 runs; nothing is dropped from the page cache, but `os.sync()` runs (untimed) before each run so
 no run pays for the dirty pages of the one before. Timings on small VMs are noisy: compare the
 ratio column (ours / baseline, measured side by side in the same run), not the MB/s.
+
+The ten-variant workload (`variants.py`) also runs through our CLI, DVC and restic as
+subprocesses (`peers.py`), each variant folder written once and then stored by each tool in
+turn. `--quick` is a smoke run (64 MiB, one run, 16 MiB variants, peers skipped unless
+`--peers`).
 """
 
 from __future__ import annotations
@@ -25,11 +30,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
+from peers import CLI, PEERS, Peer, find_peers
 from safetensors.torch import save_file
+from variants import Tally, store_variants, variant_models
 
 from modelyard.store import LocalStore, Manifest, restore_directory, store_directory
 
@@ -43,34 +51,57 @@ VARIANT_SHARE = 0.05
 """The share of the base model's tensors each variant changes."""
 
 BASE_MIB = 100
-"""Size of the dedup case's base model."""
+"""Size of the dedup case's base model (`--variant-mib`)."""
 
 BASE_TENSORS = 100
 """Number of tensors in the dedup case's base model."""
 
 
+GOALS = {"put": ">= 0.5x", "re-put": ">= 1x", "get": ">= 0.7x"}
+"""Issue 15's throughput goals, as ratios against the plain copy in the same run."""
+
+COMPARISONS = {"<": float.__lt__, "<=": float.__le__, ">=": float.__ge__}
+
+
 @dataclass(slots=True)
 class Row:
-    """One line of the table: our figure, the baseline's, and how they compare."""
+    """One line of the table: our figure, the baseline's, and how they compare.
+
+    `goal` reads `"<op> <number>x"` and bounds the ratio, or our own figure when `goal_on` is
+    `"ours"`. A figure that could not be had (a peer that could not run, or our command line when
+    the peers are skipped) is `None`, and the note says why.
+    """
 
     case: str
-    ours: float
-    baseline: float
+    ours: float | None
+    baseline: float | None
     unit: str
     goal: str = ""
+    goal_on: str = "ratio"
     peak_rss_mib: float | None = None
     note: str = ""
     runs: list[float] = field(default_factory=list)
     baseline_runs: list[float] = field(default_factory=list)
 
     @property
-    def ratio(self) -> float:
-        """`ours / baseline`: for throughput, higher is better; for stored size, lower is."""
+    def ratio(self) -> float | None:
+        """`ours / baseline`: for throughput, higher is better; for size and time, lower is."""
+        if self.ours is None or self.baseline is None:
+            return None
         return self.ours / self.baseline
 
+    @property
+    def met(self) -> bool | None:
+        """Whether the goal is met; `None` with no goal or nothing to compare."""
+        if not self.goal:
+            return None
+        op, limit = self.goal.split()
+        value = self.ours if self.goal_on == "ours" else self.ratio
+        return None if value is None else COMPARISONS[op](value, float(limit.rstrip("x")))
+
     def as_json(self) -> dict[str, object]:
-        """The row as a JSON object, ratio included."""
-        return {**asdict(self), "ratio": self.ratio}
+        """The row as a JSON object, ratio and goal check included."""
+        return {**asdict(self), "ratio": self.ratio, "met": self.met}
 
 
 # Measuring
@@ -157,11 +188,6 @@ def model_tensors(total: int, count: int, seed: int) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def folder_size(folder: Path) -> int:
-    """Total bytes of the files under `folder`."""
-    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
-
-
 # Throughput
 
 
@@ -191,11 +217,14 @@ def throughput_rows(
         shutil.rmtree(copy_dir, ignore_errors=True)
         copy_dir.mkdir()
 
+    def put(into: LocalStore) -> None:
+        manifests.append(store_directory(into, source))
+
     for i, each in enumerate(stores):
         copies.append(measure(lambda: shutil.copyfile(file, copy_dir / file.name), fresh_copy_dir))
         if i and not many_blobs:
             shutil.rmtree(stores[i - 1].root)
-        puts.append(measure(lambda each=each: manifests.append(store_directory(each, source))))
+        puts.append(measure(partial(put, each)))
     manifest = manifests[-1]
     blobs = sum(1 for _ in manifest.blob_digests())
     reputs = [measure(lambda: store_directory(store, source)) for _ in range(repeat)]
@@ -215,7 +244,7 @@ def throughput_rows(
     def rates(samples: list[Sample]) -> list[float]:
         return [size / MB / sample.seconds for sample in samples]
 
-    def row(case: str, samples: list[Sample], note: str = "") -> Row:
+    def row(kind: str, case: str, samples: list[Sample], note: str = "") -> Row:
         ours, baseline = rates(samples), rates(copies)
         spread = (
             f"runs {min(ours):.0f}-{max(ours):.0f}, copy {min(baseline):.0f}-{max(baseline):.0f}"
@@ -226,6 +255,7 @@ def throughput_rows(
             size / MB / median_seconds(samples),
             size / MB / median_seconds(copies),
             "MB/s",
+            GOALS[kind],
             peak_rss_mib=peak_mib(samples),
             note=note,
             runs=ours,
@@ -233,9 +263,9 @@ def throughput_rows(
         )
 
     return [
-        row(f"put {label}", puts, f"{blobs} blobs, copy peak RSS +{peak_mib(copies):.0f} MiB"),
-        row(f"re-put {label} (all blobs present)", reputs),
-        row(f"get {label}", gets),
+        row("put", f"put {label}", puts, f"{blobs} blobs, copy +{peak_mib(copies):.0f} MiB RSS"),
+        row("re-put", f"re-put {label} (all blobs present)", reputs),
+        row("get", f"get {label}", gets),
     ]
 
 
@@ -267,69 +297,59 @@ def safetensors_rows(work: Path, size: int, repeat: int) -> list[Row]:
 # Dedup
 
 
-def variant_models(
-    base: dict[str, torch.Tensor], variants: int, share: float, seed: int
-) -> list[dict[str, torch.Tensor]]:
-    """`variants` fine-tunes of `base`, each with a distinct random subset of `share` of its
-    tensors changed (same shapes and dtypes, so a safetensors header stays byte-identical)."""
-    rng = np.random.default_rng(seed)
-    generator = torch.Generator().manual_seed(seed)
-    names = sorted(base)
-    count = max(1, round(share * len(names)))
-    seen: set[frozenset[str]] = set()
-    models = []
-    while len(models) < variants:
-        subset = frozenset(str(name) for name in rng.choice(names, size=count, replace=False))
-        if subset in seen:
-            continue
-        seen.add(subset)
-        model = dict(base)
-        for name in subset:
-            tuned = base[name].clone()
-            tuned.add_(torch.randn(tuned.shape, generator=generator), alpha=1e-3)
-            model[name] = tuned
-        models.append(model)
-    return models
+def _seconds(result: Tally | str) -> float | None:
+    return None if isinstance(result, str) else sum(result.seconds)
 
 
-def write_variant(folder: Path, model: dict[str, torch.Tensor], fmt: str, index: int) -> None:
-    """Write one variant's folder: its weights in `fmt` and a small config.json."""
-    folder.mkdir()
-    if fmt == "safetensors":
-        save_file(model, folder / "model.safetensors")
-    else:  # a pickle-in-zip checkpoint, which only content-defined chunking can deduplicate
-        torch.save(model, folder / "model.pt")
-    config = {"architectures": ["BenchModel"], "name": f"variant-{index}", "torch_dtype": "float32"}
-    (folder / "config.json").write_text(json.dumps(config, indent=2))
+def _calls(result: Tally | str) -> list[float]:
+    return [] if isinstance(result, str) else result.seconds
 
 
-def store_variants(
-    work: Path, models: list[dict[str, torch.Tensor]], fmt: str
-) -> tuple[LocalStore, list[Manifest]]:
-    """Store every variant (written in `fmt`) into one fresh store; return it and the manifests.
+def peer_rows(
+    label: str,
+    one: int,
+    ours: Tally,
+    cli: Tally | str,
+    name: str,
+    peer: Tally | str,
+    startups: dict[str, float],
+) -> list[Row]:
+    """Bytes stored and wall time, ours (in-process, and as CLI calls) against one peer.
 
-    Each variant's folder is written, stored and deleted in turn; the store is left for the
-    caller to delete.
+    A tool that did not run leaves its figure empty and says why in the note. `startups` holds
+    each tool's no-op call time, which every one of its calls pays again.
     """
-    store = LocalStore(work / f"variants-{fmt}")
-    manifests = []
-    for index, model in enumerate(models):
-        folder = work / f"variant-{fmt}-{index}"
-        write_variant(folder, model, fmt, index)
-        manifests.append(store_directory(store, folder))
-        if folder_size(folder) != manifests[-1].size:
-            raise AssertionError(f"manifest size of {folder} differs from the folder's")
-        shutil.rmtree(folder)
-    return store, manifests
+    goal = "< 1x" if name == "DVC" else ""  # the issue: fewer bytes than DVC, faster than both
+    if isinstance(peer, str):
+        stored_note = time_note = f"no {name} figures: {peer}"
+        peer_stored = None
+    else:
+        stored_note = f"{name} {peer.stored / MIB:.1f} MiB, ours {ours.stored / MIB:.1f} MiB"
+        time_note = f"{len(peer.seconds)} calls to {name} ({startups[name]:.2f} s startup each)"
+        peer_stored = peer.stored / one
+    if isinstance(cli, str):
+        cli_note = f"no {CLI} figures: {cli}"
+    else:
+        cli_note = f"a `modelyard store put` per variant ({startups[CLI]:.2f} s startup each)"
+    return [
+        Row(f"{label}: stored / one model, vs {name}", ours.stored / one, peer_stored,
+            "x model", goal, note=stored_note),
+        Row(f"{label}: wall time, vs {name}", sum(ours.seconds), _seconds(peer), "s", "< 1x",
+            note=f"ours in-process; {time_note}", runs=ours.seconds, baseline_runs=_calls(peer)),
+        Row(f"{label}: wall time as CLI calls, vs {name}", _seconds(cli), _seconds(peer), "s",
+            "< 1x", note=f"{cli_note}; {time_note}", runs=_calls(cli),
+            baseline_runs=_calls(peer)),
+    ]  # fmt: skip
 
 
-def dedup_rows(work: Path) -> list[Row]:
-    """Ten fine-tuned variants of a ~100 MiB model, each changing 5% of its ~100 tensors.
+def dedup_rows(work: Path, base_mib: int, peers: dict[str, Peer | str]) -> list[Row]:
+    """Ten fine-tuned variants of a ~`base_mib` MiB model, each changing 5% of its ~100 tensors.
 
-    Reports the unique bytes stored (every blob in the store, manifests included) as a multiple of
-    one model folder, beside what plain copies of the ten folders take.
+    Reports the bytes on disk of our store (every file under its root) as a multiple of one
+    model folder, beside what plain copies of the ten folders take; then the bytes stored and
+    the wall time of ours against each peer, all on the same folders.
     """
-    base = model_tensors(BASE_MIB * MIB, BASE_TENSORS, seed=2)
+    base = model_tensors(base_mib * MIB, BASE_TENSORS, seed=2)
     models = variant_models(base, VARIANTS, VARIANT_SHARE, seed=3)
     # Ideal: the base's tensors once, plus every changed tensor once.
     changed = sum(
@@ -339,24 +359,46 @@ def dedup_rows(work: Path) -> list[Row]:
         if tensor is not base[name]
     )
     rows = []
+    startups = {
+        name: peer.startup_seconds for name, peer in peers.items() if not isinstance(peer, str)
+    }
+
+    def timer(action: Callable[[], object]) -> float:
+        return measure(action).seconds
+
     for fmt in ("safetensors", "pt"):
-        store, manifests = store_variants(work, models, fmt)
+        ours, results = store_variants(work, models, fmt, peers, timer=timer)
+        tally = results.pop(ours.name)
+        if isinstance(tally, str):  # ours never degrades to a reason; this is a bug
+            raise AssertionError(tally)
+        manifests = ours.manifests
         one = manifests[0].size
-        stored = sum(info.size for info in store.blobs())
+        blob_bytes = sum(info.size for info in ours.store.blobs())
         copies = sum(manifest.size for manifest in manifests)
         blobs = len({digest for manifest in manifests for digest in manifest.blob_digests()})
-        ideal = (one + changed) / one
-        goal = "<= 1.5x" if fmt == "safetensors" else ""
+        label = f"{VARIANTS} variants, {fmt}"
         rows.append(
             Row(
-                f"{VARIANTS} variants, {fmt}: stored / one model",
-                stored / one,
+                f"{label}: stored / one model",
+                tally.stored / one,
                 copies / one,
                 "x model",
-                goal,
-                note=f"ideal {ideal:.3f}x; {blobs} unique blobs; model {one / MIB:.1f} MiB",
+                "<= 1.5x" if fmt == "safetensors" else "",
+                goal_on="ours",
+                note=(
+                    f"ideal {(one + changed) / one:.3f}x; {blobs} unique blobs, "
+                    f"{blob_bytes / one:.3f}x; model {one / MIB:.1f} MiB"
+                ),
             )
         )
+        cli = results[CLI]
+        for name in PEERS:
+            rows += peer_rows(label, one, tally, cli, name, results[name], startups)
+        for path in work.glob(f"*-{fmt}*"):  # every tool's store for this format, and the data
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
     return rows
 
 
@@ -366,16 +408,20 @@ def dedup_rows(work: Path) -> list[Row]:
 def print_table(rows: list[Row]) -> None:
     """Print the rows as an aligned table."""
     header = (
-        f"{'case':<46} {'ours':>9} {'baseline':>9} {'unit':<8} {'ratio':>6}  {'goal':<8} "
-        f"{'peak RSS':>9}  note"
+        f"{'case':<60} {'ours':>9} {'baseline':>9} {'unit':<8} {'ratio':>6}  {'goal':<8} "
+        f"{'met':<4} {'peak RSS':>9}  note"
     )
     print(header)
     print("-" * len(header))
     for row in rows:
         rss = "" if row.peak_rss_mib is None else f"+{row.peak_rss_mib:.0f} MiB"
+        ours = "n/a" if row.ours is None else f"{row.ours:.2f}"
+        baseline = "n/a" if row.baseline is None else f"{row.baseline:.2f}"
+        ratio = "n/a" if row.ratio is None else f"{row.ratio:.3f}"
+        met = {None: "n/a" if row.goal else "", True: "yes", False: "NO"}[row.met]
         print(
-            f"{row.case:<46} {row.ours:>9.2f} {row.baseline:>9.2f} {row.unit:<8} "
-            f"{row.ratio:>6.3f}  {row.goal:<8} {rss:>9}  {row.note}"
+            f"{row.case:<60} {ours:>9} {baseline:>9} {row.unit:<8} {ratio:>6}  "
+            f"{row.goal:<8} {met:<4} {rss:>9}  {row.note}"
         )
 
 
@@ -397,7 +443,9 @@ def filesystem(path: Path) -> str:
     return f"{kind} at {mount}"
 
 
-def environment(args: argparse.Namespace, work: Path) -> dict[str, object]:
+def environment(
+    args: argparse.Namespace, work: Path, peers: dict[str, Peer | str]
+) -> dict[str, object]:
     """What the figures depend on besides the code."""
     return {
         "python": sys.version.split()[0],
@@ -406,33 +454,58 @@ def environment(args: argparse.Namespace, work: Path) -> dict[str, object]:
         "size_mib": args.size_mib,
         "size_bytes": args.size_mib * MIB,
         "repeat": args.repeat,
+        "quick": args.quick,
         "workdir": str(work),
         "filesystem": filesystem(work),
         "peak_rss_per_run": PEAK_RSS_RESETS,
         "torch": torch.__version__,
         "numpy": np.__version__,
-        "variants": {"count": VARIANTS, "share": VARIANT_SHARE, "base_mib": BASE_MIB},
+        "variants": {"count": VARIANTS, "share": VARIANT_SHARE, "base_mib": args.variant_mib},
+        "peers": {
+            name: {"unavailable": peer} if isinstance(peer, str) else peer.describe()
+            for name, peer in peers.items()
+        },
     }
+
+
+def parse_args() -> argparse.Namespace:
+    """The command line, with `--quick`'s smaller defaults filled in where not given."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--size-mib", type=int, help="size of the big files (1024; quick 64)")
+    parser.add_argument("--repeat", type=int, help="runs per timing, median (3; quick 1)")
+    parser.add_argument("--variant-mib", type=int, help="variants' base model (100; quick 16)")
+    parser.add_argument(
+        "--peers",
+        action=argparse.BooleanOptionalAction,
+        help="run DVC and restic on the variants (default: yes; with --quick: no)",
+    )
+    parser.add_argument("--quick", action="store_true", help="a small smoke run")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/store.json"))
+    parser.add_argument("--dir", type=Path, default=None, help="where the temp folder goes")
+    args = parser.parse_args()
+    defaults = (64, 1, 16, False) if args.quick else (1024, 3, BASE_MIB, True)
+    for name, default in zip(("size_mib", "repeat", "variant_mib", "peers"), defaults, strict=True):
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    return args
 
 
 def main() -> None:
     """Run every case, print the table and write the JSON."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--size-mib", type=int, default=512, help="size of the big file")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per timing (median)")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/store.json"))
-    parser.add_argument("--dir", type=Path, default=None, help="where the temp folder goes")
-    args = parser.parse_args()
-
+    args = parse_args()
+    if args.peers:
+        peers = find_peers()
+    else:
+        peers = {name: "skipped (--quick without --peers)" for name in (*PEERS, CLI)}
     work = Path(tempfile.mkdtemp(prefix="modelyard-bench-store-", dir=args.dir))
     try:
-        env = environment(args, work)
+        env = environment(args, work, peers)
         began = time.perf_counter()
         # Safetensors first: the random file's thousands of blobs are deleted after it, and
         # file creation right after that is slow on some filesystems.
         rows = safetensors_rows(work, args.size_mib * MIB, args.repeat)
         rows += random_rows(work, args.size_mib * MIB, args.repeat)
-        rows += dedup_rows(work)
+        rows += dedup_rows(work, args.variant_mib, peers)
         env["total_seconds"] = round(time.perf_counter() - began, 1)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -7,62 +7,139 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from modelyard.__about__ import __version__
 from modelyard.errors import (
+    AliasNotFound,
+    AuditHeadMissing,
     BlobNotFound,
     BucketNotFound,
+    CollectionRefused,
     ConfigurationError,
+    DatabaseInUse,
+    DatabaseReplaced,
     DigestMismatch,
+    GateFailed,
+    IdempotencyConflict,
+    IncompatibleModels,
+    InferenceError,
+    InputRejected,
     IntegrityError,
+    InvalidDatabase,
+    InvalidFilter,
+    InvalidInput,
     InvalidManifest,
     InvalidReference,
+    InvalidTransition,
+    MethodNotAllowed,
     MissingDependency,
+    ModelCrashed,
+    ModelNotFound,
+    ModelNotReady,
     ModelyardError,
     NotFound,
+    OptimizationRefused,
+    PayloadTooLarge,
+    PermissionDenied,
     RegistryUnavailable,
+    RequestTimeout,
+    RunNotFound,
+    SelfApproval,
+    ServerBusy,
+    SignatureInvalid,
+    SignatureMissing,
     StorageFull,
     StoreAccessDenied,
+    StoreBusy,
     StoreUnavailable,
+    Unauthenticated,
+    UnsafeModel,
+    UnsupportedModel,
+    UntrustedModel,
+    VersionInUse,
+    VersionNotFound,
 )
-from modelyard.settings import Settings
 
 if TYPE_CHECKING:
     from modelyard._active_run import ActiveRun
     from modelyard._yard import Yard
+    from modelyard.settings import Settings
 
 __all__ = [
     "ActiveRun",
+    "AliasNotFound",
+    "AuditHeadMissing",
     "BlobNotFound",
     "BucketNotFound",
+    "CollectionRefused",
     "ConfigurationError",
+    "DatabaseInUse",
+    "DatabaseReplaced",
     "DigestMismatch",
+    "GateFailed",
+    "IdempotencyConflict",
+    "IncompatibleModels",
+    "InferenceError",
+    "InputRejected",
     "IntegrityError",
+    "InvalidDatabase",
+    "InvalidFilter",
+    "InvalidInput",
     "InvalidManifest",
     "InvalidReference",
+    "InvalidTransition",
+    "MethodNotAllowed",
     "MissingDependency",
+    "ModelCrashed",
+    "ModelNotFound",
+    "ModelNotReady",
     "ModelyardError",
     "NotFound",
+    "OptimizationRefused",
+    "PayloadTooLarge",
+    "PermissionDenied",
     "RegistryUnavailable",
+    "RequestTimeout",
+    "RunNotFound",
+    "SelfApproval",
+    "ServerBusy",
     "Settings",
+    "SignatureInvalid",
+    "SignatureMissing",
     "StorageFull",
     "StoreAccessDenied",
+    "StoreBusy",
     "StoreUnavailable",
+    "Unauthenticated",
+    "UnsafeModel",
+    "UnsupportedModel",
+    "UntrustedModel",
+    "VersionInUse",
+    "VersionNotFound",
     "Yard",
     "__version__",
 ]
 
 
+# Imported on first use, so that `import modelyard` (and so every `modelyard.*` import, and the
+# CLI's `--help`) costs the errors alone: the client pulls in SQLAlchemy, httpx and the registry,
+# and `Settings` pydantic-settings (a third of a second on its own).
+_LAZY = {
+    "ActiveRun": "modelyard._active_run",
+    "Settings": "modelyard.settings",
+    "Yard": "modelyard._yard",
+}
+
+
 def __getattr__(name: str) -> Any:
-    # The client pulls in SQLAlchemy, httpx and the registry: import it only when asked for, so
-    # `import modelyard.store` (and every `modelyard.*` import) stays light.
-    if name == "Yard":
-        from modelyard._yard import Yard
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # found directly from now on
+    return value
 
-        return Yard
-    if name == "ActiveRun":
-        from modelyard._active_run import ActiveRun
 
-        return ActiveRun
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

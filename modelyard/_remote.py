@@ -1,7 +1,8 @@
 """The HTTP side of `Yard(url=…)`: the registry and the blob store of a `modelyard server`.
 
 `HttpRegistry` has the methods of `Registry`, so `Yard` works the same over either; errors come
-back as the same typed `ModelyardError` subclasses, rebuilt from the server's `{"error", "type"}`.
+back as the same typed `ModelyardError` subclasses, rebuilt from the `code` of the server's
+`{"error", "code", "details"}` (never from a class name, so renaming a class changes nothing).
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from modelyard.errors import BlobNotFound, ModelyardError, PayloadTooLarge, RegistryUnavailable
+from modelyard.errors import (
+    BlobNotFound,
+    ModelyardError,
+    PayloadTooLarge,
+    RegistryUnavailable,
+    class_for,
+)
 from modelyard.registry import (
     AliasEvent,
     ApiToken,
@@ -60,16 +67,6 @@ _TLS_HINT = (
 )
 
 
-def _error_types() -> dict[str, type[ModelyardError]]:
-    found: dict[str, type[ModelyardError]] = {}
-    pending: list[type[ModelyardError]] = [ModelyardError]
-    while pending:
-        cls = pending.pop()
-        found[cls.__name__] = cls
-        pending.extend(cls.__subclasses__())
-    return found
-
-
 @functools.cache
 def _list_of(record: type[BaseModel]) -> TypeAdapter[Any]:
     return TypeAdapter(list[record])  # type: ignore[valid-type]
@@ -81,14 +78,19 @@ def raise_for(response: httpx.Response) -> None:
         return
     try:
         payload = response.json()
-        message, kind = str(payload["error"]), str(payload.get("type", ""))
-    except (ValueError, KeyError, TypeError):
-        message, kind = f"HTTP {response.status_code}: {response.text[:200]}", ""
-    cls = _error_types().get(kind, ModelyardError)
+        message, code = str(payload["error"]), str(payload.get("code", ""))
+        details = payload.get("details") or {}
+        details = dict(details) if isinstance(details, dict) else {}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        message, code, details = f"HTTP {response.status_code}: {response.text[:200]}", "", {}
+    cls = class_for(code)
+    # Built without `__init__`: the message is the server's, word for word, and each class's
+    # own arguments come back as the attributes in `details`.
     error = cls.__new__(cls)
     ModelyardError.__init__(error, message)
-    for key, value in (payload.get("details") or {}).items() if kind else ():
-        setattr(error, key, value)
+    for key, value in details.items() if cls is not ModelyardError else ():
+        if isinstance(key, str) and not key.startswith("_") and key not in ("message", "code"):
+            setattr(error, key, value)
     error.status_code = response.status_code
     raise error
 

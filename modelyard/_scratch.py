@@ -4,11 +4,18 @@ A process killed in the middle of `log_model` cannot remove its scratch folder. 
 folders under the home (not in the system's temporary directory, shared with everything else)
 means they are found again: each folder's name says which host and process made it, and the
 next `Yard` to open, or `modelyard store gc`, removes those whose process is gone.
+
+A load killed the same way leaves a half-restored folder in the cache (`<home>/cache/`):
+`restore_directory` stages into `.<name>.partial-<id>`, the cache restores into `.<digest>.<id>`
+before renaming it into place and sets a changed folder aside as `.<digest>.discarded-<id>`.
+Those names carry no process, so they go once nothing in them has changed for
+`LEFTOVER_SECONDS`: a load in flight in another process writes into its folder all along.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -24,6 +31,17 @@ SCRATCH = "tmp"
 STALE_SECONDS = 3600.0
 """A scratch folder made on another host (whose processes cannot be checked from here) is
 removed once nothing in it has changed for this long."""
+
+CACHE = "cache"
+"""The folder cache's name under the home (`Yard` keeps versions' folders there)."""
+
+LEFTOVER_SECONDS = 900.0
+"""A staging or discarded folder in the cache is removed once nothing in it has changed for
+this long: far longer than a load in flight goes without writing (stores time out sooner)."""
+
+# `.<name>.partial-<8 hex>` (restore_directory), `.<digest>.<32 hex>` (the cache's restore),
+# `.<digest>.discarded-<32 hex>` (a changed folder set aside); nothing else there is touched.
+_LEFTOVER = re.compile(r"\..+\.(partial-[0-9a-f]{8}|discarded-[0-9a-f]{32}|[0-9a-f]{32})")
 
 
 def scratch_root(home: Path) -> Path:
@@ -44,7 +62,7 @@ def scratch_folder(home: Path, *, prefix: str = "modelyard") -> Iterator[Path]:
     try:
         yield folder
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        _remove(folder)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,29 +73,41 @@ class ScratchCleaned:
     bytes: int
 
 
-def clean_scratch(home: Path, *, stale_seconds: float = STALE_SECONDS) -> ScratchCleaned:
-    """Remove the scratch entries under `<home>/tmp/` that no running process owns: made on
-    this host by a process that is gone, or, made elsewhere or not named by us, unchanged for
-    `stale_seconds`. Entries of live processes here are kept however old (a long `log_model`).
+def clean_scratch(
+    home: Path, *, stale_seconds: float = STALE_SECONDS, leftover_seconds: float = LEFTOVER_SECONDS
+) -> ScratchCleaned:
+    """Remove what killed processes left under the home. Scratch entries under `<home>/tmp/`
+    go when no running process owns them: made on this host by a process that is gone, or,
+    made elsewhere or not named by us, unchanged for `stale_seconds`; entries of live
+    processes here are kept however old (a long `log_model`). Staging and discarded folders
+    in `<home>/cache/` go once unchanged for `leftover_seconds`; the cache's own folders stay.
     Never raises for an entry it cannot remove; another cleaner may be removing it too.
 
     >>> clean_scratch(settings.home)
     ScratchCleaned(removed=2, bytes=81920)
     """
-    root = scratch_root(home)
-    try:
-        entries = list(root.iterdir())
-    except OSError:  # no scratch yet
-        return ScratchCleaned(removed=0, bytes=0)
-    removed = size = 0
     now = time.time()
-    for entry in entries:
-        if _stale(entry, now=now, stale_seconds=stale_seconds):
-            counted = _size(entry)
-            if _remove(entry):
-                removed += 1
-                size += counted
+    scratch = [
+        e for e in _entries(scratch_root(home)) if _stale(e, now=now, stale_seconds=stale_seconds)
+    ]
+    cutoff = now - leftover_seconds
+    leftovers = [
+        e for e in _entries(home / CACHE) if _LEFTOVER.fullmatch(e.name) and _newest(e) < cutoff
+    ]
+    removed = size = 0
+    for entry in [*scratch, *leftovers]:
+        counted = _size(entry)
+        if _remove(entry):
+            removed += 1
+            size += counted
     return ScratchCleaned(removed=removed, bytes=size)
+
+
+def _entries(root: Path) -> list[Path]:
+    try:
+        return list(root.iterdir())
+    except OSError:  # nothing there yet
+        return []
 
 
 def _owner() -> str:
@@ -125,12 +155,38 @@ def _size(entry: Path) -> int:
     return total
 
 
+def _newest(entry: Path) -> float:
+    """The latest mtime in `entry`'s tree: a folder's own mtime does not move while a file
+    deep in it is being written."""
+    try:
+        newest = entry.lstat().st_mtime
+    except OSError:
+        return time.time()  # going or gone: leave it to whoever is removing it
+    if entry.is_dir() and not entry.is_symlink():
+        for folder, dirs, files in os.walk(entry):
+            for name in [*dirs, *files]:
+                try:
+                    newest = max(newest, os.lstat(os.path.join(folder, name)).st_mtime)
+                except OSError:
+                    pass
+    return newest
+
+
 def _remove(entry: Path) -> bool:
     try:
         if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
+            _remove_tree(entry)
         else:
             entry.unlink()
     except OSError:  # gone already (another cleaner), or not ours to remove
         return False
     return True
+
+
+def _remove_tree(folder: Path) -> None:
+    try:
+        shutil.rmtree(folder)
+    except PermissionError:  # a restored folder keeps its manifest's modes (0555, say)
+        for directory, _, _ in os.walk(folder):
+            os.chmod(directory, 0o700)
+        shutil.rmtree(folder)

@@ -13,7 +13,7 @@ import httpx
 from modelyard._active_run import ActiveRun
 from modelyard._model_folders import model_folder, with_reference
 from modelyard._remote import HttpRegistry, HttpStore, PendingBlobs
-from modelyard._scratch import clean_scratch, scratch_folder
+from modelyard._scratch import CACHE, clean_scratch, scratch_folder
 from modelyard._tls import client_verify
 from modelyard._yard_signing import (
     Signing,
@@ -93,7 +93,8 @@ class Yard(Watching, Signing):
         self._http_client = http_client  # custom auth or proxies, or an in-process test client
         self._registry: Registry | HttpRegistry | None = None
         self._store: BlobStore | None = None
-        self._folders = FolderCache(self.settings.home / "cache")  # re-verified on each open
+        # Re-verified on each open; a verification is remembered under a mark keyed by the secret.
+        self._folders = FolderCache(self.settings.home / CACHE, key=self._secret)
 
     @property
     def registry(self) -> Registry | HttpRegistry:

@@ -14,11 +14,11 @@ the `_Host` protocol names.
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from modelyard._scratch import scratch_folder
 from modelyard.errors import (
     BlobNotFound,
     ConfigurationError,
@@ -85,10 +85,11 @@ class Signing:
         if password is None and self.settings.signing_key_password is not None:
             password = self.settings.signing_key_password.get_secret_value()
         version = self.get_version(ref)
-        with tempfile.TemporaryDirectory(prefix="modelyard-sign-") as scratch:
-            folder = Path(scratch) / "model"
+        with scratch_folder(self.settings.home, prefix="sign") as scratch:
+            folder = scratch / "model"
             restore_directory(self.store, _manifest_of(version), folder)  # verified on the way
-            bundle = sign_folder(folder, private_key=private_key, password=password)
+            bundle = sign_folder(folder, private_key=private_key, password=password,
+                                 scratch=scratch)  # fmt: skip
         with guard_writes(self.store):  # gc waits until the tag names the bundle
             digest = self.store.put(bundle)
             return self.registry.set_tag(version.ref, SIGNATURE_TAG, digest)
@@ -182,7 +183,8 @@ def _check(host: _Host, version: ModelVersion, folder: Path, keys: list[Path]) -
     if digest is None:
         raise SignatureMissing(version.ref)
     bundle = _bundle(host.store, version, str(digest))
-    return verify_folder(folder, bundle, trusted_keys=keys, ref=version.ref)
+    with scratch_folder(host.settings.home, prefix="verify") as scratch:
+        return verify_folder(folder, bundle, trusted_keys=keys, ref=version.ref, scratch=scratch)
 
 
 def _bundle(store: BlobStore, version: ModelVersion, digest: str) -> bytes:

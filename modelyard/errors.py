@@ -4,6 +4,7 @@
     ├── ConfigurationError (400)        a setting or URL that cannot work
     ├── InvalidReference (400)          a digest or reference that does not parse
     ├── InvalidManifest (400)           a manifest that is malformed or points outside its folder
+    ├── InvalidFilter (400)             a search filter or ordering that does not parse
     ├── DigestMismatch (400)            uploaded bytes that do not hash to their stated digest
     ├── InvalidInput (400)              inputs that do not match a model's signature
     ├── UnsupportedModel (400)          an object or folder no flavor can save or load
@@ -14,20 +15,30 @@
     │   └── UnsafeModel (403)           a pickle that imports os.system, subprocess, eval, …
     ├── Unauthenticated (401)           no valid token: missing, unknown, expired or revoked
     ├── PermissionDenied (403)          a valid principal lacking the role the request needs
+    ├── SelfApproval (403)              a version's creator approving it
     ├── SignatureMissing (422)          a version with no signature where policy requires one
     ├── SignatureInvalid (422)          a signature that a trusted key does not verify, or files
     │                                   that differ from what was signed
     ├── NotFound (404)
-    │   └── BlobNotFound (404)          no blob with that digest
+    │   ├── BlobNotFound (404)          no blob with that digest
+    │   ├── ModelNotFound (404)         no model with that name
+    │   ├── VersionNotFound (404)       no version a reference names
+    │   ├── AliasNotFound (404)         no alias of that name on the model
+    │   └── RunNotFound (404)           no run with that id
     ├── IdempotencyConflict (409)       an idempotency key reused for a different request
+    ├── VersionInUse (409)              deleting a version that aliases point at
+    ├── InvalidTransition (409)         a lifecycle move the lifecycle does not allow
+    ├── GateFailed (409)                a promotion that gates refused, listing every failure
     ├── CollectionRefused (409)         garbage collection that could delete something referenced
     ├── IntegrityError (500)            stored bytes no longer match their digest
+    ├── AuditHeadMissing (500)          the audit log's head row is gone (tampering)
     ├── InferenceError (500)            a model raised while predicting
     │   └── InputRejected (422)         … a ValueError, TypeError, KeyError or IndexError
     ├── ModelNotReady (503)             a served model is still loading, or failed to
     ├── ServerBusy (429)                the request queue is full; retry after `retry_after` s
     ├── PayloadTooLarge (413)           a request body over the configured limit
     ├── RequestTimeout (408)            a request body that did not arrive in time
+    ├── MethodNotAllowed (405)          an HTTP method the path does not take
     ├── MissingDependency (500)         an optional extra is not installed
     ├── RegistryUnavailable (503)       the registry database cannot be used right now
     │   ├── DatabaseReplaced (503)      the SQLite file was replaced or deleted under this process
@@ -40,30 +51,74 @@
         └── StorageFull (507)           no space left to write
 
 Catch `ModelyardError` to handle them all; `str(error)` is a sentence that says what to do.
+Over HTTP an error travels as its `code` (`"version_in_use"`), which never changes once
+released, and the client raises the class registered under it (`CODES`).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+_CODE = re.compile(r"[a-z][a-z0-9_]*")
+_BY_CODE: dict[str, type[ModelyardError]] = {}
+
+CODES: Mapping[str, type[ModelyardError]] = MappingProxyType(_BY_CODE)
+"""Every error class by its wire `code`, read-only."""
+
 
 class ModelyardError(Exception):
-    """Base of every modelyard error; `status_code` is the HTTP status an API answers with."""
+    """Base of every modelyard error; `status_code` is the HTTP status an API answers with.
 
+    `code` names the class on the wire (`{"error": …, "code": "version_in_use"}`): clients
+    rebuild the error from it, never from the class's Python name, so a class can be renamed or
+    moved without changing the HTTP protocol. A subclass declaring a `code` already taken fails
+    at import; a subclass declaring none travels as its nearest base that has one.
+    """
+
+    code: ClassVar[str] = "modelyard_error"
     status_code: int = 500
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "code" in cls.__dict__:
+            _register(cls)
+
+
+def _register(cls: type[ModelyardError]) -> None:
+    if not _CODE.fullmatch(cls.code):
+        raise TypeError(f"{cls.__qualname__}.code {cls.code!r} is not snake_case")
+    taken = _BY_CODE.setdefault(cls.code, cls)
+    if taken is not cls:
+        raise TypeError(f"error code {cls.code!r} of {cls.__qualname__} is {taken.__qualname__}'s")
+
+
+_register(ModelyardError)
+
+
+def class_for(code: str) -> type[ModelyardError]:
+    """The error class a wire `code` names; `ModelyardError` for a code this version does not
+    know (a newer server's)."""
+    return _BY_CODE.get(code, ModelyardError)
+
 
 class ConfigurationError(ModelyardError):
     """A setting, URL or option that cannot work as given."""
 
+    code = "configuration_error"
     status_code = 400
 
 
 class InvalidReference(ModelyardError):
     """A digest or reference string that does not parse."""
 
+    code = "invalid_reference"
     status_code = 400
 
     def __init__(self, reference: str, *, expected: str) -> None:
@@ -74,12 +129,21 @@ class InvalidReference(ModelyardError):
 class InvalidManifest(ModelyardError):
     """A manifest that is malformed, or whose paths would escape the folder it restores into."""
 
+    code = "invalid_manifest"
+    status_code = 400
+
+
+class InvalidFilter(ModelyardError):
+    """A search filter or ordering that does not parse or does not make sense."""
+
+    code = "invalid_filter"
     status_code = 400
 
 
 class DigestMismatch(ModelyardError):
     """Bytes sent under a digest hash to something else; nothing was stored."""
 
+    code = "digest_mismatch"
     status_code = 400
 
     def __init__(self, digest: str, *, actual: str) -> None:
@@ -91,18 +155,22 @@ class DigestMismatch(ModelyardError):
 class InvalidInput(ModelyardError):
     """Inputs that do not match what a model's signature declares; the message names the input."""
 
+    code = "invalid_input"
     status_code = 400
 
 
 class UnsupportedModel(ModelyardError):
     """An object no flavor knows how to save, or a folder no flavor can load."""
 
+    code = "unsupported_model"
     status_code = 400
 
 
 class ModelCrashed(UnsupportedModel):
     """A model file that crashed (or hung) the short-lived process that probed it, so no
     long-lived process loads it; the message names the file and the signal or exit code."""
+
+    code = "model_crashed"
 
     def __init__(self, path: str, *, signal: str, detail: str = "") -> None:
         super().__init__(
@@ -116,6 +184,7 @@ class ModelCrashed(UnsupportedModel):
 class IncompatibleModels(ModelyardError):
     """Two versions whose weights cannot be combined; the message names the first tensor."""
 
+    code = "incompatible_models"
     status_code = 400
 
 
@@ -127,6 +196,7 @@ class UntrustedModel(ModelyardError):
     file is checked first. Trust comes from the operator (flags, settings), never from a version.
     """
 
+    code = "untrusted_model"
     status_code = 403
 
     def __init__(
@@ -136,6 +206,7 @@ class UntrustedModel(ModelyardError):
         kind: str = "pickle",
         types: list[str] | None = None,
         setting: str = "trusted_types",
+        hint: str = "",
     ) -> None:
         if types:
             message = (
@@ -143,7 +214,7 @@ class UntrustedModel(ModelyardError):
                 f"an operator who trusts them can allow them with the `{setting}` setting "
                 f"(MODELYARD_{setting.upper()}, or `modelyard serve "
                 f"--{setting.replace('trusted_', 'trust-').removesuffix('s')}`); a version's "
-                "own files never can"
+                f"own files never can{hint}"
             )
         else:
             message = (
@@ -159,6 +230,8 @@ class UntrustedModel(ModelyardError):
 class UnsafeModel(UntrustedModel):
     """A pickle-based file that imports something dangerous (`os.system`, `subprocess`, `eval`)."""
 
+    code = "unsafe_model"
+
     def __init__(self, path: str, *, imports: list[str]) -> None:
         ModelyardError.__init__(
             self,
@@ -173,6 +246,7 @@ class Unauthenticated(ModelyardError):
     """The request carries no valid identity: no token, or one that is unknown, expired or
     revoked. Servers answer it with `WWW-Authenticate: Bearer`."""
 
+    code = "unauthenticated"
     status_code = 401
 
 
@@ -180,6 +254,7 @@ class PermissionDenied(ModelyardError):
     """A known principal that lacks the role a request needs; the message names the role and
     the model."""
 
+    code = "permission_denied"
     status_code = 403
 
     def __init__(
@@ -196,10 +271,21 @@ class PermissionDenied(ModelyardError):
         self.model = model or ""
 
 
+class SelfApproval(ModelyardError):
+    """A version's creator cannot approve it."""
+
+    code = "self_approval"
+    status_code = 403
+
+    def __init__(self, actor: str, *, ref: str) -> None:
+        super().__init__(f"{actor} created {ref} and cannot approve it; ask someone else")
+
+
 class SignatureMissing(ModelyardError):
     """A version has no signature, and the operator's policy (`require_signature`, a `signed`
     gate) requires one. 422: the version, not the caller's identity, is what is refused."""
 
+    code = "signature_missing"
     status_code = 422
 
     def __init__(self, ref: str) -> None:
@@ -214,6 +300,7 @@ class SignatureInvalid(ModelyardError):
     """A version's signature does not verify with the operator's trusted keys, or its files
     differ from what was signed; `reason` says which, naming the files."""
 
+    code = "signature_invalid"
     status_code = 422
 
     def __init__(self, ref: str, *, reason: str) -> None:
@@ -225,19 +312,62 @@ class SignatureInvalid(ModelyardError):
 class NotFound(ModelyardError):
     """Something asked for by name or digest does not exist."""
 
+    code = "not_found"
     status_code = 404
 
 
 class BlobNotFound(NotFound):
     """No blob with this digest is in the store."""
 
+    code = "blob_not_found"
+
     def __init__(self, digest: str) -> None:
         super().__init__(f"blob {digest} is not in the store")
         self.digest = digest
 
 
+class ModelNotFound(NotFound):
+    """No model has this name."""
+
+    code = "model_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"model {name!r} does not exist")
+        self.name = name
+
+
+class VersionNotFound(NotFound):
+    """The reference names no version."""
+
+    code = "version_not_found"
+
+    def __init__(self, reference: str, *, detail: str = "") -> None:
+        super().__init__(f"version {reference} does not exist" + (f": {detail}" if detail else ""))
+        self.reference = reference
+
+
+class AliasNotFound(NotFound):
+    """The model has no alias of this name."""
+
+    code = "alias_not_found"
+
+    def __init__(self, name: str, alias: str) -> None:
+        super().__init__(f"model {name!r} has no alias {alias!r}")
+
+
+class RunNotFound(NotFound):
+    """No run has this id."""
+
+    code = "run_not_found"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id!r} does not exist")
+
+
 class IntegrityError(ModelyardError):
     """Bytes read back do not hash to the digest they are stored under."""
+
+    code = "integrity_error"
 
     def __init__(self, digest: str, *, actual: str) -> None:
         super().__init__(
@@ -248,8 +378,16 @@ class IntegrityError(ModelyardError):
         self.actual = actual
 
 
+class AuditHeadMissing(ModelyardError):
+    """The audit head row is gone: the audit log was tampered with; nothing can be appended."""
+
+    code = "audit_head_missing"
+
+
 class InferenceError(ModelyardError):
     """The model raised while predicting; the message is the model's."""
+
+    code = "inference_error"
 
     def __init__(self, model: str, message: str) -> None:
         super().__init__(f"{model} failed to predict: {message}")
@@ -261,18 +399,21 @@ class InputRejected(InferenceError):
     or `IndexError`, the errors Python code raises for arguments it cannot take. The request
     matched the signature, so only the model can say what is wrong; the message is its own."""
 
+    code = "input_rejected"
     status_code = 422
 
 
 class ModelNotReady(ModelyardError):
     """A served model that is still loading (or failed to load)."""
 
+    code = "model_not_ready"
     status_code = 503
 
 
 class ServerBusy(ModelyardError):
     """Too many requests are waiting; the client should retry after `retry_after` seconds."""
 
+    code = "server_busy"
     status_code = 429
 
     def __init__(self, model: str, *, waiting: int, retry_after: int = 1) -> None:
@@ -286,6 +427,7 @@ class ServerBusy(ModelyardError):
 class PayloadTooLarge(ModelyardError):
     """A request body larger than the server accepts."""
 
+    code = "payload_too_large"
     status_code = 413
 
     def __init__(self, limit: int, *, what: str = "the request body", hint: str = "") -> None:
@@ -298,6 +440,7 @@ class PayloadTooLarge(ModelyardError):
 class RequestTimeout(ModelyardError):
     """A client that did not send its whole request body within the server's read timeout."""
 
+    code = "request_timeout"
     status_code = 408
 
     def __init__(self, seconds: float) -> None:
@@ -305,8 +448,21 @@ class RequestTimeout(ModelyardError):
         self.seconds = seconds
 
 
+class MethodNotAllowed(ModelyardError):
+    """A method the path does not take; `allowed` lists those it does (the `Allow` header)."""
+
+    code = "method_not_allowed"
+    status_code = 405
+
+    def __init__(self, method: str, path: str, *, allowed: list[str]) -> None:
+        super().__init__(f"{method} is not allowed on {path}; use {', '.join(allowed)}")
+        self.allowed = allowed
+
+
 class MissingDependency(ModelyardError):
     """An optional dependency is not installed; the message names the extra that brings it."""
+
+    code = "missing_dependency"
 
     def __init__(self, module: str, *, extra: str) -> None:
         super().__init__(
@@ -319,6 +475,7 @@ class MissingDependency(ModelyardError):
 class IdempotencyConflict(ModelyardError):
     """An idempotency key already used for a different request to the same model."""
 
+    code = "idempotency_conflict"
     status_code = 409
 
     def __init__(self, key: str, *, model: str, version: str) -> None:
@@ -331,15 +488,55 @@ class IdempotencyConflict(ModelyardError):
         self.version = version
 
 
+class VersionInUse(ModelyardError):
+    """The version cannot be deleted while aliases point at it."""
+
+    code = "version_in_use"
+    status_code = 409
+
+    def __init__(self, ref: str, *, aliases: list[str]) -> None:
+        super().__init__(
+            f"version {ref} is the target of alias(es) {', '.join(aliases)}; "
+            "move or delete them first"
+        )
+        self.aliases = aliases
+
+
+class InvalidTransition(ModelyardError):
+    """The lifecycle does not allow this move; the message lists the moves it allows."""
+
+    code = "invalid_transition"
+    status_code = 409
+
+    def __init__(self, ref: str, *, current: str, wanted: str, allowed: list[str]) -> None:
+        super().__init__(
+            f"{ref} cannot move from {current} to {wanted}; allowed: {', '.join(allowed) or 'none'}"
+        )
+
+
+class GateFailed(ModelyardError):
+    """One or more promotion gates refused the move; `failures` lists every one."""
+
+    code = "gate_failed"
+    status_code = 409
+
+    def __init__(self, ref: str, *, wanted: str, failures: list[str]) -> None:
+        super().__init__(f"{ref} cannot enter {wanted}: " + "; ".join(failures))
+        self.failures = failures
+
+
 class RegistryUnavailable(ModelyardError):
     """The registry database cannot be reached or used."""
 
+    code = "registry_unavailable"
     status_code = 503
 
 
 class DatabaseReplaced(RegistryUnavailable):
     """The SQLite file this process opened was replaced (a restore, a copy) or deleted while it
     ran: writing on would go into a file nobody else sees, so nothing more is written."""
+
+    code = "database_replaced"
 
     def __init__(self, path: str, *, vanished: bool) -> None:
         what = "was deleted" if vanished else "was replaced by another file"
@@ -354,6 +551,7 @@ class DatabaseReplaced(RegistryUnavailable):
 class DatabaseInUse(ModelyardError):
     """A restore refused: other processes have the target database open."""
 
+    code = "database_in_use"
     status_code = 409
 
     def __init__(self, path: str) -> None:
@@ -368,6 +566,8 @@ class InvalidDatabase(RegistryUnavailable):
     """A file at the registry's path that is not a usable registry (an empty stub, a truncated
     copy, another kind of file); it is never migrated over."""
 
+    code = "invalid_database"
+
     def __init__(self, path: str, *, reason: str) -> None:
         super().__init__(f"the registry database {path} cannot be used: {reason}")
         self.path = path
@@ -377,15 +577,20 @@ class InvalidDatabase(RegistryUnavailable):
 class StoreUnavailable(ModelyardError):
     """The blob store cannot be reached or used."""
 
+    code = "store_unavailable"
     status_code = 503
 
 
 class StoreAccessDenied(StoreUnavailable):
     """The store refused the credentials."""
 
+    code = "store_access_denied"
+
 
 class BucketNotFound(StoreUnavailable):
     """The bucket named in the store URL does not exist."""
+
+    code = "bucket_not_found"
 
     def __init__(self, bucket: str) -> None:
         super().__init__(
@@ -398,16 +603,20 @@ class BucketNotFound(StoreUnavailable):
 class StorageFull(StoreUnavailable):
     """No space is left where the store writes."""
 
+    code = "storage_full"
     status_code = 507
 
 
 class StoreBusy(StoreUnavailable):
     """Garbage collection waited too long for writes in flight (or a write for a collection)."""
 
+    code = "store_busy"
+
 
 class CollectionRefused(ModelyardError):
     """Garbage collection refused to run: it could not know everything that is referenced."""
 
+    code = "collection_refused"
     status_code = 409
 
 
@@ -415,6 +624,7 @@ class OptimizationRefused(ModelyardError):
     """An optimized model whose metric fell by more than the tolerance; nothing was registered.
     `report` holds the figures (pass `force=True` to register it anyway, tagged)."""
 
+    code = "optimization_refused"
     status_code = 422
 
     def __init__(self, message: str, *, report: object = None) -> None:

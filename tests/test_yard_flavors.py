@@ -173,7 +173,8 @@ def test_parallel_loads_of_one_version_share_the_cache(tmp_path: Path) -> None:
         with ThreadPoolExecutor(8) as pool:
             loaded = list(pool.map(lambda _: yard.load_model("churn"), range(8)))
         assert len({model.folder for model in loaded}) == 1
-        assert [p.name for p in (tmp_path / "home/cache").iterdir()] == [loaded[0].folder.name]
+        cached = [p.name for p in (tmp_path / "home/cache").iterdir() if p.name != ".marks"]
+        assert cached == [loaded[0].folder.name]  # beside the marks of verified folders
 
 
 def test_a_version_names_the_step_that_made_it(yard: Yard) -> None:

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 from fastapi import Request
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException
-from starlette.routing import Match, Route
+from starlette.routing import Match
+
+from modelyard.api._responses import error_response
+from modelyard.errors import MethodNotAllowed
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 async def method_not_allowed(request: Request, error: HTTPException) -> Response:
@@ -19,21 +24,20 @@ async def method_not_allowed(request: Request, error: HTTPException) -> Response
     if error.status_code != 405:
         return await http_exception_handler(request, error)
     allowed = sorted(allowed_methods(request))
-    listed = ", ".join(allowed)
-    return JSONResponse(
-        {"error": f"{request.method} is not allowed on {request.url.path}; use {listed}",
-         "type": "MethodNotAllowed", "details": {"allowed": allowed}},
-        status_code=405,
-        headers={"Allow": listed},
-    )  # fmt: skip
+    return error_response(
+        request, MethodNotAllowed(request.method, request.url.path, allowed=allowed)
+    )
 
 
 def allowed_methods(request: Request) -> set[str]:
-    """The methods of every route whose path matches the request's."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, Route) and route.methods:
-            matched, _ = route.matches({**request.scope, "method": next(iter(route.methods))})
-            if matched == Match.FULL:
-                methods |= route.methods
-    return methods
+    """The methods some route takes on the request's path.
+
+    Each method is tried against the app's routes as a whole: FastAPI (0.165 here) keeps an
+    included router as one route, so the routes inside it, and their `methods`, are not listed.
+    """
+    return {
+        method
+        for method in _METHODS
+        for route in request.app.router.routes
+        if route.matches({**request.scope, "method": method})[0] == Match.FULL
+    }

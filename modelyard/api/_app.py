@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
 from modelyard.__about__ import __version__
@@ -25,7 +25,7 @@ from modelyard.api._principals import principal_routes
 from modelyard.api._registry import registry_routes
 from modelyard.api._responses import error_response
 from modelyard.api._runs import run_routes
-from modelyard.errors import ModelyardError
+from modelyard.errors import ConfigurationError, ModelyardError
 from modelyard.settings import Settings
 
 API = "/api/v1"
@@ -73,10 +73,7 @@ def create_app(settings: Settings, *, yard: Yard | None = None) -> FastAPI:
     return app
 
 
-def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
+def _validation_error(request: Request, error: RequestValidationError) -> Response:
     first = error.errors()[0]
     where = ".".join(str(part) for part in first["loc"])
-    return JSONResponse(
-        {"error": f"invalid request: {where}: {first['msg']}", "type": "ConfigurationError"},
-        status_code=400,
-    )
+    return error_response(request, ConfigurationError(f"invalid request: {where}: {first['msg']}"))

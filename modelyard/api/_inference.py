@@ -18,10 +18,11 @@ from typing import Any
 import orjson
 
 from modelyard._yard import Yard
+from modelyard.api._responses import send_error
 from modelyard.api._running import run, run_workers, tls_options, with_read_timeout
 from modelyard.api._serving_auth import serving_auth
 from modelyard.api._workers import read_worker_spec, worker_environment
-from modelyard.errors import ModelyardError, NotFound, PayloadTooLarge, ServerBusy
+from modelyard.errors import MethodNotAllowed, ModelyardError, NotFound, PayloadTooLarge
 from modelyard.monitoring import parse_feedback, write_feedback
 from modelyard.monitoring._alerts import load_rules
 from modelyard.registry import Reference
@@ -99,9 +100,9 @@ class InferenceApp:
                 await _send(send, 200, orjson.dumps(self.plane.model_metadata(name, version)))
             else:
                 allowed = "POST" if action in ("/infer", "/explain", "/feedback") else "GET"
-                await _error(send, _MethodNotAllowed(method, path, allowed=allowed))
+                await _error(send, MethodNotAllowed(method, path, allowed=[allowed]))
         elif method != "GET":
-            await _error(send, _MethodNotAllowed(method, path, allowed="GET"))
+            await _error(send, MethodNotAllowed(method, path, allowed=["GET"]))
         elif path in ("/v2", "/v2/"):
             await _send(send, 200, orjson.dumps(self.plane.metadata()))
         elif path == "/v2/health/live":
@@ -284,14 +285,6 @@ def app_from_environment() -> Any:
     return with_read_timeout(guarded, read_timeout=spec.settings.server_read_timeout_seconds)
 
 
-class _MethodNotAllowed(ModelyardError):
-    status_code = 405
-
-    def __init__(self, method: str, path: str, *, allowed: str) -> None:
-        super().__init__(f"{method} is not allowed on {path}; use {allowed}")
-        self.allowed = allowed
-
-
 async def _send(
     send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
@@ -300,12 +293,7 @@ async def _send(
 
 
 async def _error(send: Send, error: ModelyardError) -> None:
-    headers = list(_JSON)
-    if isinstance(error, ServerBusy):
-        headers.append((b"retry-after", str(error.retry_after).encode()))
-    elif isinstance(error, _MethodNotAllowed):
-        headers.append((b"allow", error.allowed.encode()))
-    await _send(send, error.status_code, orjson.dumps({"error": error.message}), headers)
+    await send_error(send, error, oip=True)  # the OIP body: `{"error", "code"}`
 
 
 @cache

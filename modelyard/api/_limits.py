@@ -19,9 +19,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from modelyard.api._responses import send_error
 from modelyard.errors import ModelyardError, PayloadTooLarge, RequestTimeout
 
 
@@ -109,11 +109,5 @@ def _joined(messages: list[Message]) -> list[Message]:
 
 
 async def _refuse(send: Send, error: ModelyardError) -> None:
-    body = orjson.dumps({"error": error.message, "type": type(error).__name__})
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),  # the rest of the body is never read: end the connection
-    ]
-    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    # The rest of the body is never read: end the connection.
+    await send_error(send, error, headers={"connection": "close"})

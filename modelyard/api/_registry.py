@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 
+from modelyard._scratch import scratch_folder
 from modelyard._yard import Yard
 from modelyard.api import _schemas as body
 from modelyard.api._access import Access
@@ -271,8 +272,9 @@ def register(
         if new.manifest_digest is not None:
             _check_stored(yard.store, new.manifest_digest)
         # A LightGBM/XGBoost file that would crash a process natively is refused (in a child).
-        probe_stored(yard.store, new.manifest_digest, flavor=new.flavor,
-                     timeout=yard.settings.probe_timeout_seconds)  # fmt: skip
+        with scratch_folder(yard.settings.home, prefix="probe") as scratch:
+            probe_stored(yard.store, new.manifest_digest, flavor=new.flavor,
+                         timeout=yard.settings.probe_timeout_seconds, scratch=scratch)  # fmt: skip
         fields = new.model_dump(exclude={"blobs"})
         return registry.create_version(name, **fields, idempotency_key=idempotency_key)
 

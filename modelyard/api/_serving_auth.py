@@ -22,6 +22,7 @@ import httpx
 from modelyard._remote import raise_for
 from modelyard._tls import client_verify
 from modelyard.api._access import CACHE_LIMIT, Access
+from modelyard.api._responses import send_error
 from modelyard.errors import ModelyardError, RegistryUnavailable, Unauthenticated
 from modelyard.registry import Database
 from modelyard.security import Principal, Role
@@ -58,7 +59,7 @@ class ServingAuth:
                 call = functools.partial(self.check, *arguments)
                 await asyncio.get_running_loop().run_in_executor(None, call)
         except ModelyardError as error:
-            await _refuse(send, error)
+            await send_error(send, error)
             return
         await self.app(scope, receive, send)
 
@@ -176,14 +177,3 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
 def _client(scope: dict[str, Any]) -> str | None:
     client = scope.get("client")
     return str(client[0]) if client else None
-
-
-async def _refuse(send: Send, error: ModelyardError) -> None:
-    import orjson
-
-    body = orjson.dumps({"error": error.message, "type": type(error).__name__})
-    headers = [(b"content-type", b"application/json")]
-    if isinstance(error, Unauthenticated):
-        headers.append((b"www-authenticate", b"Bearer"))
-    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

@@ -2,11 +2,12 @@
 
 uvicorn starts each worker as a fresh process that imports the app factory, so the worker
 needs the settings, the references and the routing from somewhere. They go into a JSON file
-readable only by this user (mode 0600, in a private 0700 folder made for this server and
-removed when it stops); the workers get only the file's path. While the workers are started
-(and restarted), every `MODELYARD_*` variable is taken out of this process's environment,
-so no worker inherits a secret such as `MODELYARD_S3_SECRET_ACCESS_KEY` (the file has the
-settings whole); afterwards the environment is put back exactly as it was.
+readable only by this user (mode 0600, in a private 0700 scratch folder under the home, made
+for this server and removed when it stops, or after a crash by the next start); the workers get
+only the file's path. While the workers are started (and restarted), every `MODELYARD_*`
+variable is taken out of this process's environment, so no worker inherits a secret such as
+`MODELYARD_S3_SECRET_ACCESS_KEY` (the file has the settings whole); afterwards the environment
+is put back exactly as it was.
 
 Launching processes is the one place that has to touch `os.environ`: it is what uvicorn and
 prometheus_client hand to a worker.
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import SecretBytes, SecretStr
 from pydantic_core import to_jsonable_python
 
+from modelyard._scratch import scratch_folder
 from modelyard.settings import Settings
 
 SPEC = "MODELYARD_SERVE_SPEC"
@@ -52,8 +53,8 @@ def worker_environment(
 ) -> Iterator[Path]:
     """While open, workers started by this process find their spec (and a folder for their
     metrics) and inherit no `MODELYARD_*` variable; yields the spec file's path."""
-    with tempfile.TemporaryDirectory(prefix="modelyard-serve-") as private:
-        folder = Path(private)  # mkdtemp makes it 0700: only this user can list or open it
+    with scratch_folder(settings.home, prefix="serve") as private:
+        folder = private.absolute()  # mkdtemp makes it 0700: only this user can list or open it
         spec = folder / "spec.json"
         document = {"settings": _plain(settings), "refs": refs, "options": options}
         handle = os.open(spec, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

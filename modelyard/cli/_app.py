@@ -1,4 +1,8 @@
-"""The root `modelyard` command; builds `Settings` once and hands it to every subcommand."""
+"""The root `modelyard` command; builds `Settings` once and hands it to every subcommand.
+
+Building the app imports every command module, so those import only typer and the errors at
+the top and their heavy dependencies (the client, SQLAlchemy, numpy, …) inside the commands:
+`modelyard --help` stays fast (tests/test_import_weight.py checks what it imports)."""
 
 from __future__ import annotations
 
@@ -19,7 +23,6 @@ from modelyard.cli._optimize import optimize_app
 from modelyard.cli._store import store_app
 from modelyard.cli._tokens import role_app, token_app
 from modelyard.cli._tune import tune as tune_command
-from modelyard.settings import Settings
 
 app = typer.Typer(
     name="modelyard",
@@ -60,6 +63,8 @@ def root(ctx: typer.Context) -> None:
 
     Configure with MODELYARD_* environment variables (MODELYARD_HOME, MODELYARD_STORE_URL, …).
     """
+    from modelyard.settings import Settings
+
     ctx.obj = Settings()
 
 

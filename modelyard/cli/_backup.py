@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy.engine import make_url
 
 from modelyard.cli._context import JsonFlag, settings_of
 from modelyard.cli._output import emit_json, human_bytes, reports_errors
 from modelyard.errors import ConfigurationError
-from modelyard.registry import PG_DUMP_GUIDANCE, Backup, Database, back_up, restore_backup
-from modelyard.settings import Settings
-from modelyard.store import open_store
+
+if TYPE_CHECKING:
+    from modelyard.registry import Backup
+    from modelyard.settings import Settings
 
 
 @reports_errors
@@ -35,6 +35,9 @@ def backup(
 
     On PostgreSQL, prints the `pg_dump` command to run for the database and copies the blobs.
     """
+    from modelyard.registry import PG_DUMP_GUIDANCE, Database, back_up
+    from modelyard.store import open_store
+
     settings = settings_of(ctx)
     _existing_sqlite(settings)
     database = Database(settings.database_url)
@@ -68,6 +71,11 @@ def restore(
     """Put a backup's blobs back into the store, then replace the registry database with the
     backup's, atomically. Refuses while a process has the database open, unless --force;
     restart servers after. The replaced file is kept as registry.db.before-restore-<time>."""
+    from sqlalchemy.engine import make_url
+
+    from modelyard.registry import PG_DUMP_GUIDANCE, restore_backup
+    from modelyard.store import open_store
+
     settings = settings_of(ctx)
     url = make_url(settings.database_url)
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
@@ -84,6 +92,8 @@ def restore(
 
 
 def _existing_sqlite(settings: Settings) -> None:
+    from sqlalchemy.engine import make_url
+
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         if not Path(url.database).expanduser().exists():

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from modelyard._yard import Yard
 from modelyard.cli._output import emit_json
-from modelyard.settings import Settings
+
+if TYPE_CHECKING:
+    from modelyard._yard import Yard
+    from modelyard.settings import Settings
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 def settings_of(ctx: typer.Context) -> Settings:
     """The `Settings` the root command built."""
+    from modelyard.settings import Settings
+
     settings = ctx.find_root().obj
     if not isinstance(
         settings, Settings
@@ -25,6 +29,8 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 def yard_of(ctx: typer.Context) -> Yard:
     """A client over the settings; closed when the command ends."""
+    from modelyard._yard import Yard
+
     yard = Yard(settings_of(ctx))
     ctx.call_on_close(yard.close)
     return yard

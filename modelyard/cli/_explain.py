@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
 
 from modelyard._imports import require
@@ -89,6 +88,8 @@ def read_rows(path: Path, signature: Signature | None) -> Any:
     if suffix not in READABLE:
         raise ConfigurationError(f"cannot read {path}: use a {', '.join(READABLE)} file")
     if suffix == ".npy":
+        import numpy as np
+
         return np.load(path, allow_pickle=False)
     pd = require("pandas", extra="pandas")
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from modelyard.cli._context import JsonFlag, emit_records, parse_pairs, settings_of, yard_of
 from modelyard.cli._output import emit_json, emit_table, reports_errors
-from modelyard.registry import Database, ModelVersion
+
+if TYPE_CHECKING:
+    from modelyard.registry import ModelVersion
 
 audit_app = typer.Typer(help="Audit log: log, verify, head.", no_args_is_help=True)
 db_app = typer.Typer(help="Registry database: upgrade, pending.", no_args_is_help=True)
@@ -205,6 +207,8 @@ def audit_head(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 @reports_errors
 def db_upgrade(ctx: typer.Context) -> None:
     """Apply pending schema migrations to the registry database."""
+    from modelyard.registry import Database
+
     database = Database(settings_of(ctx).database_url)
     database.open()
     try:
@@ -218,6 +222,8 @@ def db_upgrade(ctx: typer.Context) -> None:
 @reports_errors
 def db_pending(ctx: typer.Context) -> None:
     """List migrations not yet applied (reads only)."""
+    from modelyard.registry import Database
+
     database = Database(settings_of(ctx).database_url)
     database.open()
     try:

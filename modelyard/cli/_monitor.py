@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from modelyard.cli._context import JsonFlag, yard_of
 from modelyard.cli._output import emit_table, reports_errors
-from modelyard.monitoring import DriftReport
-from modelyard.monitoring._alerts import duration
+
+if TYPE_CHECKING:
+    from modelyard.monitoring import DriftReport
 
 monitor_app = typer.Typer(
     help="Monitoring: drift reports over served traffic.", no_args_is_help=True
@@ -69,6 +70,8 @@ def _table(title: str, drift: DriftReport) -> None:
 
 def parse_window(text: str) -> timedelta:
     """`30s`, `15m`, `1h`, `2d` as a timedelta (the durations alert rules take)."""
+    from modelyard.monitoring._alerts import duration
+
     try:
         return duration(text)
     except ValueError as error:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
 
 from modelyard._imports import require
 from modelyard.cli._context import JsonFlag, yard_of
 from modelyard.cli._output import emit_json, reports_errors
 from modelyard.errors import ConfigurationError, InvalidInput
-from modelyard.optimize import Optimized
-from modelyard.security import TrustPolicy
+
+if TYPE_CHECKING:
+    from modelyard.optimize import Optimized
+    from modelyard.security import TrustPolicy
 
 optimize_app = typer.Typer(
     help="Optimization: quantize, prune, convert; each result is a new version, measured.",
@@ -45,6 +46,8 @@ TrustModule = Annotated[
 
 def _trust(trust: bool, modules: list[str] | None) -> TrustPolicy:
     """`--trust` and `--trust-module`; the settings' allow-lists are added by the optimizer."""
+    from modelyard.security import TrustPolicy
+
     return TrustPolicy(pickles=trust, modules=tuple(modules or ()))
 
 
@@ -197,6 +200,8 @@ def read_eval(path: Path, target: str, *, labels: bool = True) -> tuple[Any, Any
         raise ConfigurationError(f"no evaluation file at {path}")
     suffix = path.suffix.lower()
     if suffix == ".npz":
+        import numpy as np
+
         with np.load(path, allow_pickle=False) as arrays:
             found = {key.lower(): arrays[key] for key in arrays.files}
         if "x" not in found or (labels and "y" not in found):

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from modelyard.cli._context import JsonFlag, emit_records, parse_pairs, yard_of
-from modelyard.cli._output import emit_json, emit_table, reports_errors
-from modelyard.registry import ModelVersion, TensorChange
+from modelyard.cli._output import emit_json, emit_table, human_bytes, reports_errors
+
+if TYPE_CHECKING:
+    from modelyard.registry import ModelVersion, TensorChange
+    from modelyard.store import UniqueBytes
 
 models_app = typer.Typer(help="Models: list, show, delete.", no_args_is_help=True)
 versions_app = typer.Typer(
@@ -83,12 +86,13 @@ def delete_model(
     ctx: typer.Context,
     name: str,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Delete a model with all its versions."""
+    """Delete a model with all its versions; print the bytes only they used (what
+    `modelyard store gc --delete` then frees)."""
     if not yes:
         typer.confirm(f"delete model {name} and all its versions?", abort=True)
-    yard_of(ctx).delete_model(name)
-    typer.echo(f"deleted {name}")
+    _deleted(name, yard_of(ctx).delete_model(name), whose="its versions", as_json=as_json)
 
 
 def _version_rows(versions: list[ModelVersion]) -> list[tuple[object, ...]]:
@@ -255,10 +259,27 @@ def download_version(
 
 @versions_app.command("delete")
 @reports_errors
-def delete_version(ctx: typer.Context, ref: str) -> None:
-    """Delete a version that no alias points at."""
-    yard_of(ctx).delete_version(ref)
-    typer.echo(f"deleted {ref}")
+def delete_version(ctx: typer.Context, ref: str, as_json: JsonFlag = False) -> None:
+    """Delete a version that no alias points at; print the bytes only it used (what
+    `modelyard store gc --delete` then frees)."""
+    _deleted(ref, yard_of(ctx).delete_version(ref), whose="it", as_json=as_json)
+
+
+def _deleted(what: str, freed: UniqueBytes | None, *, whose: str, as_json: bool) -> None:
+    """What a deletion left for gc; `freed` is None through a server (its store, its gc)."""
+    if as_json:
+        blobs, size = (None, None) if freed is None else (freed.blobs, freed.size)
+        emit_json({"deleted": what, "unique_blobs": blobs, "unique_bytes": size})
+    elif freed is None:
+        typer.echo(f"deleted {what}; `modelyard store gc --delete` on the server frees its bytes")
+    elif freed.blobs == 0:
+        typer.echo(f"deleted {what}; every blob {whose} used is shared, so gc frees nothing")
+    else:
+        typer.echo(
+            f"deleted {what}; {human_bytes(freed.size)} in {freed.blobs} "
+            f"blob{'s' if freed.blobs != 1 else ''} only {whose} used, freed by "
+            "`modelyard store gc --delete`"
+        )
 
 
 @alias_app.command("set")

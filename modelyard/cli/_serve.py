@@ -6,13 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from modelyard.cli._context import settings_of
 from modelyard.cli._output import reports_errors
 from modelyard.cli._server import check_exposure
 from modelyard.errors import ConfigurationError
-from modelyard.settings import Settings
 
 
 @reports_errors
@@ -84,7 +82,10 @@ def serve(
     """Serve versions over the Open Inference Protocol v2 (/v2/…, /metrics) until SIGTERM or
     Ctrl-C, then finish in-flight requests and exit 0. A served alias is followed: when it
     moves, the new version is loaded, warmed and swapped in."""
+    from pydantic import ValidationError
+
     from modelyard.api._inference import serve as serve_refs
+    from modelyard.settings import Settings
 
     overrides = {
         "serve_max_batch_size": max_batch_size,

@@ -9,7 +9,6 @@ import typer
 
 from modelyard.cli._context import JsonFlag, yard_of
 from modelyard.cli._output import emit_json, reports_errors
-from modelyard.security import SIGNATURE_TAG
 
 
 @reports_errors
@@ -27,6 +26,8 @@ def sign(
     The signature verifies with `model_signing verify key` on the folder that
     `modelyard versions download` writes (it includes `model.sig`).
     """
+    from modelyard.security import SIGNATURE_TAG
+
     version = yard_of(ctx).sign(ref, key=key)
     digest = version.tags[SIGNATURE_TAG]
     if as_json:

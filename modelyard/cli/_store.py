@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,16 +13,10 @@ from modelyard._scratch import clean_scratch
 from modelyard.cli._context import JsonFlag, settings_of, yard_of
 from modelyard.cli._output import emit_json, emit_table, human_bytes, reports_errors
 from modelyard.errors import BlobNotFound, ConfigurationError, IntegrityError
-from modelyard.registry import Registry, Root, registry_roots
-from modelyard.store import (
-    GarbageReport,
-    LocalStore,
-    collect_garbage,
-    load_manifest,
-    open_store,
-    restore_directory,
-    store_directory,
-)
+
+if TYPE_CHECKING:
+    from modelyard.registry import Registry, Root
+    from modelyard.store import GarbageReport
 
 store_app = typer.Typer(help="Content-addressed blob store: put, restore, ls, stats, verify, gc.")
 
@@ -35,6 +29,8 @@ def put(
     as_json: JsonFlag = False,
 ) -> None:
     """Store a folder; print the manifest digest that names it."""
+    from modelyard.store import open_store, store_directory
+
     manifest = store_directory(open_store(settings_of(ctx)), folder)
     summary = {"digest": manifest.digest, "files": len(manifest.entries), "bytes": manifest.size}
     if as_json:
@@ -51,6 +47,8 @@ def restore(
     target: Annotated[Path, typer.Argument(help="Folder to create (absent or empty).")],
 ) -> None:
     """Rebuild a stored folder byte for byte."""
+    from modelyard.store import open_store, restore_directory
+
     manifest = restore_directory(open_store(settings_of(ctx)), digest, target)
     typer.echo(
         f"restored {len(manifest.entries)} entries ({human_bytes(manifest.size)}) to {target}"
@@ -65,6 +63,8 @@ def ls(
     as_json: JsonFlag = False,
 ) -> None:
     """List the entries of a stored folder."""
+    from modelyard.store import load_manifest, open_store
+
     manifest = load_manifest(open_store(settings_of(ctx)), digest)
     if as_json:
         emit_json(manifest.model_dump(mode="json"))
@@ -80,6 +80,8 @@ def ls(
 @reports_errors
 def stats(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Count the blobs in the store and the bytes they take."""
+    from modelyard.store import open_store
+
     store = open_store(settings_of(ctx))
     count = size = 0
     for info in store.blobs():
@@ -95,6 +97,8 @@ def stats(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 @reports_errors
 def verify(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Read every blob back and check it against its digest; exit 1 if any is corrupt."""
+    from modelyard.store import open_store
+
     store = open_store(settings_of(ctx))
     bad: list[dict[str, str]] = []
     checked = 0
@@ -149,6 +153,9 @@ def gc(
     age; so are unreferenced blobs younger than the grace period. Run it where the registry
     database is (not through MODELYARD_URL).
     """
+    from modelyard.registry import registry_roots
+    from modelyard.store import LocalStore, collect_garbage, open_store
+
     settings = settings_of(ctx)
     kept = list(keep or [])
     roots: Callable[[], Iterable[str | Root]]
@@ -167,7 +174,7 @@ def gc(
     report = collect_garbage(store, roots, dry_run=not delete, grace=grace, wait=wait_seconds)
     if isinstance(store, LocalStore) and delete:
         store.remove_stale_temporaries(older_than=grace.total_seconds())
-    if delete:  # scratch folders under <home>/tmp/ that killed processes left
+    if delete:  # what killed processes left: scratch under <home>/tmp/, staging in the cache
         clean_scratch(settings.home)
     _render(report, as_json=as_json)
 

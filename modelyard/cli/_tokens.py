@@ -7,15 +7,17 @@ token needed), or a `modelyard server` when MODELYARD_URL is set (the admin role
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from modelyard._remote import HttpPrincipals, HttpRegistry
 from modelyard.cli._context import JsonFlag, emit_records, settings_of, yard_of
 from modelyard.cli._output import emit_table, reports_errors
-from modelyard.registry import Principals
 from modelyard.security import EVERY_MODEL, parse_duration
+
+if TYPE_CHECKING:
+    from modelyard._remote import HttpPrincipals
+    from modelyard.registry import Principals
 
 token_app = typer.Typer(help="API tokens: create, list, revoke.", no_args_is_help=True)
 role_app = typer.Typer(help="Roles: grant, list, revoke.", no_args_is_help=True)
@@ -30,6 +32,9 @@ ROLES = "reader, editor, approver or admin"
 
 def principals_of(ctx: typer.Context) -> Principals | HttpPrincipals:
     """The tokens and grants of the server MODELYARD_URL names, or of the local registry."""
+    from modelyard._remote import HttpPrincipals, HttpRegistry
+    from modelyard.registry import Principals
+
     yard = yard_of(ctx)
     registry = yard.registry
     if isinstance(registry, HttpRegistry):

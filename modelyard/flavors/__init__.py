@@ -11,31 +11,34 @@ classes) is the operator's `TrustPolicy` (see docs/flavors.md), never what a ver
 
 from __future__ import annotations
 
-from modelyard.flavors import _lightgbm, _onnx, _pyfunc, _sklearn, _torch, _xgboost
-from modelyard.flavors._catalog import flavor, flavor_for, flavors, get_flavor
-from modelyard.flavors._compare import version_diff
-from modelyard.flavors._environment import (
-    EnvironmentMismatch,
-    capture_environment,
-    check_environment,
-)
-from modelyard.flavors._merge import merge_folders
-from modelyard.flavors._models import (
-    MODEL_FILE,
-    LoadedModel,
-    ModelInfo,
-    adopt_pickle,
-    load_model,
-    read_info,
-    save_model,
-)
-from modelyard.flavors._paths import inside
-from modelyard.flavors._pickles import allowed, check_trusted, is_pickle, load_pickle, scan
-from modelyard.flavors._probe import PROBED, needs_probe, probe, probe_stored
-from modelyard.flavors._protocol import Flavor
-from modelyard.flavors._pyfunc import ModelContext, PythonModel
-from modelyard.flavors._signatures import Signature, TensorSpec, infer_signature, named_arrays
-from modelyard.flavors._tensors import tensor_changes
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from modelyard.flavors._catalog import flavor, flavor_for, flavors, get_flavor
+    from modelyard.flavors._compare import version_diff
+    from modelyard.flavors._environment import (
+        EnvironmentMismatch,
+        capture_environment,
+        check_environment,
+    )
+    from modelyard.flavors._merge import merge_folders
+    from modelyard.flavors._models import (
+        MODEL_FILE,
+        LoadedModel,
+        ModelInfo,
+        adopt_pickle,
+        load_model,
+        read_info,
+        save_model,
+    )
+    from modelyard.flavors._paths import inside
+    from modelyard.flavors._pickles import allowed, check_trusted, is_pickle, load_pickle, scan
+    from modelyard.flavors._probe import PROBED, needs_probe, probe, probe_stored
+    from modelyard.flavors._protocol import Flavor
+    from modelyard.flavors._pyfunc import ModelContext, PythonModel
+    from modelyard.flavors._signatures import Signature, TensorSpec, infer_signature, named_arrays
+    from modelyard.flavors._tensors import tensor_changes
 
 __all__ = [
     "EnvironmentMismatch",
@@ -74,4 +77,36 @@ __all__ = [
     "version_diff",
 ]
 
-_ = (_lightgbm, _onnx, _pyfunc, _sklearn, _torch, _xgboost)  # registered on import
+# Each name is imported from its module on first use: the package is imported by every layer that
+# touches a model, and its modules pull in numpy, pydantic, the registry and the store. The flavors
+# themselves register when `_catalog` is first asked for one (see `_catalog.FLAVOR_MODULES`).
+_HOMES = {
+    "_catalog": ("flavor", "flavor_for", "flavors", "get_flavor"),
+    "_compare": ("version_diff",),
+    "_environment": ("EnvironmentMismatch", "capture_environment", "check_environment"),
+    "_merge": ("merge_folders",),
+    "_models": (
+        "MODEL_FILE", "LoadedModel", "ModelInfo", "adopt_pickle", "load_model", "read_info",
+        "save_model",
+    ),
+    "_paths": ("inside",),
+    "_pickles": ("allowed", "check_trusted", "is_pickle", "load_pickle", "scan"),
+    "_probe": ("PROBED", "needs_probe", "probe", "probe_stored"),
+    "_protocol": ("Flavor",),
+    "_pyfunc": ("ModelContext", "PythonModel"),
+    "_signatures": ("Signature", "TensorSpec", "infer_signature", "named_arrays"),
+    "_tensors": ("tensor_changes",),
+}  # fmt: skip
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+    globals()[name] = value  # found directly from now on
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_MODULE_OF})

@@ -23,7 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modelyard.errors import ModelCrashed, ModelyardError, UnsupportedModel
+from modelyard.errors import MissingDependency, ModelCrashed, ModelyardError, UnsupportedModel
 from modelyard.security import TrustPolicy
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ PROBED = frozenset({"lightgbm", "xgboost"})
 
 _CHILD = "import sys; from modelyard.flavors._probe import _main; sys.exit(_main(*sys.argv[1:3]))"
 _CHILD_ENVIRONMENT = {"PATH": os.defpath, "OMP_NUM_THREADS": "1"}
-_NOT_HERE = "MissingDependency"  # the framework is not installed here: nothing to protect
+_NOT_HERE = MissingDependency.code  # the framework is not installed here: nothing to protect
 
 
 def needs_probe(flavor: str | None) -> bool:
@@ -81,15 +81,18 @@ def probe_stored(
     flavor: str | None,
     trust: bool | TrustPolicy = False,
     timeout: float = 60.0,
+    scratch: Path | None = None,
 ) -> None:
     """`probe` the files of a stored manifest (a version about to be registered), when its
-    flavor is one that is probed; anything else returns at once."""
+    flavor is one that is probed; anything else returns at once. The files are restored in a
+    folder made in `scratch` (a caller's scratch folder under its home, found again after a
+    crash), by default in the system's temporary directory."""
     if manifest_digest is None or not needs_probe(flavor):
         return
     from modelyard.store import restore_directory
 
-    with tempfile.TemporaryDirectory(prefix="modelyard-probe-") as scratch:
-        folder = Path(scratch) / "model"
+    with tempfile.TemporaryDirectory(prefix="modelyard-probe-", dir=scratch) as private:
+        folder = Path(private) / "model"
         restore_directory(store, manifest_digest, folder)
         probe(folder, trust=trust, timeout=timeout)
 
@@ -128,7 +131,7 @@ def _main(folder: str, policy: str) -> int:
         if example is not None:
             model.predict(example)
     except ModelyardError as error:
-        print(json.dumps({"error": type(error).__name__, "message": str(error)}))
+        print(json.dumps({"error": error.code, "message": str(error)}))
         return 3
     except Exception as error:  # any framework error: the model does not load or predict
         print(json.dumps({"error": type(error).__name__, "message": f"{error}"[:2000]}))

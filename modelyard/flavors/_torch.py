@@ -2,11 +2,18 @@
 
 The module is rebuilt from one of:
 
-- `model.pt2`, a `torch.export` program traced on the input example, with a dynamic batch
-  dimension. Its own copy of the weights is replaced by zero-stride stubs before saving, so the
-  weights are stored once, in the safetensors file (where the store cuts them per tensor);
 - the module's class, when it is importable (`"class": "package.module:Class"` and JSON `init`
-  keyword arguments), instantiated at load and filled with `load_state_dict(strict=True)`;
+  keyword arguments), built on the meta device at load (no memory, no random init) and given
+  the stored tensors with `load_state_dict(strict=True, assign=True)`. This is the default when
+  the class rebuilds the model: the same tensor shapes and, given an input example, the same
+  output for it. Loading it imports the class's module, so the operator must trust that module
+  (`trusted_modules`, `modelyard serve --trust-module`);
+- `model.pt2`, a `torch.export` program traced on the input example, with a dynamic batch
+  dimension: with `export=True`, or by default when the class cannot rebuild the model (defined
+  in `__main__`, or its constructor needs arguments `init` does not give). It loads without
+  trusting any module, but tracing costs seconds (most of a `log_model`). Its own copy of the
+  weights is replaced by zero-stride stubs before saving, so the weights are stored once, in
+  the safetensors file (where the store cuts them per tensor);
 - for a dynamically int8-quantized module, its class again, quantized at load and given the
   stored int8 weights (see `_torch_quantized`);
 - with `serialization="pickle"`, a whole-module `torch.save` file, loaded only with `trust=True`
@@ -43,15 +50,21 @@ PICKLE_FILE = "model.pt"
 MODEL_FILE = "modelyard.json"
 
 _MODULE = "torch.nn.modules.module.Module"
+_EXPORT_HINT = (
+    "; or log the module as a torch.export program, which loads without trusting any module: "
+    "yard.log_model(module, name=..., input_example=x, options={'export': True})"
+)
 
 
 @flavor
 class TorchFlavor(Flavor):
     """`torch.nn.Module`s, stored as safetensors weights plus an exported program or a class.
 
-    Options of `save`: `export=False` skips `torch.export` even with an input example; `init={...}`
-    gives the JSON keyword arguments that rebuild the class; `serialization="pickle"` saves the
-    whole module with `torch.save` instead (loading it then needs `trust=True`).
+    Options of `save`: `export=True` traces a `torch.export` program (it needs an input example;
+    serving it needs no trusted module); `export=False` never traces; the default traces only
+    when the class does not rebuild the model. `init={...}` gives the JSON keyword arguments that
+    rebuild the class; `serialization="pickle"` saves the whole module with `torch.save` instead
+    (loading it then needs `trust=True`).
     """
 
     name = "torch"
@@ -67,7 +80,7 @@ class TorchFlavor(Flavor):
         path: Path,
         *,
         example: Any = None,
-        export: bool = True,
+        export: bool | None = None,
         init: Mapping[str, Any] | None = None,
         serialization: str = "safetensors",
         **options: Any,
@@ -83,7 +96,7 @@ class TorchFlavor(Flavor):
             # Packed int8 weights cannot be exported or put in safetensors as they are: the
             # class is rebuilt, quantized again and given the stored int8 values.
             return _save_quantized(model, path, init)
-        elif example is not None and export:
+        elif _exports(model, example, export, init):
             _save_program(model, example, path / PROGRAM_FILE, weights=_stored_names(model))
             rebuild = {
                 "format": "export",
@@ -121,10 +134,7 @@ class TorchFlavor(Flavor):
             module = _instantiate(settings["class"], settings.get("init", {}))
             return rebuild(module, settings["quantized"], weights)
         if kind == "class":
-            module = _instantiate(settings["class"], settings.get("init", {}))
-            # assign: keep the stored dtypes (a bfloat16 model stays one) and skip a copy.
-            module.load_state_dict(weights, strict=True, assign=True)
-            return module.eval()
+            return _filled(settings["class"], settings.get("init", {}), weights)
         raise UnsupportedModel(f"{path}: unknown torch format {kind!r}")
 
     def pickle_settings(self, file: str) -> dict[str, Any]:
@@ -205,6 +215,8 @@ def _stored_names(model: Any) -> set[str]:
 
 
 def _load_weights(file: Path, tied: Mapping[str, str]) -> dict[str, Any]:
+    # Mapped, not read: the tensors are views of a private (copy-on-write) mapping of the file,
+    # so loading copies nothing and pages are read as the model touches them.
     tensors: dict[str, Any] = require("safetensors.torch", extra="torch").load_file(str(file))
     for name, stored in tied.items():
         tensors[name] = tensors[stored]
@@ -300,6 +312,64 @@ def _eval_mode(model: Any) -> Iterator[None]:
 # classes ------------------------------------------------------------------------------------------
 
 
+def _exports(model: Any, example: Any, export: bool | None, init: Any) -> bool:
+    """Whether to trace a program: when asked, or (by default) when the class does not rebuild
+    the model. Tracing takes seconds; a class takes a meta-device build and one forward pass."""
+    if export is None:
+        return example is not None and not _rebuilds(model, example, init)
+    if export and example is None:
+        raise ConfigurationError("export=True needs an input example to trace the module with")
+    return export
+
+
+def _rebuilds(model: Any, example: Any, init: Mapping[str, Any] | None) -> bool:
+    """Whether the class, built with `init` and given the model's tensors, answers the example
+    as the model does: equal shapes alone would miss a constructor argument that changes the
+    computation (an activation, a flag) and is left at its default."""
+    torch = require("torch", extra="torch")
+    location = _class_location(model)
+    if location is None:
+        return False
+    arguments = _json_init(init)
+    try:
+        _check_rebuild(model, location, arguments)
+        probe = _filled(location, arguments, model.state_dict())
+        args, kwargs = _arguments(example, _float_dtype(model))
+        with _eval_mode(model), torch.inference_mode():
+            return _same(_to_numpy(model(*args, **kwargs)), _to_numpy(probe(*args, **kwargs)))
+    except Exception:  # any failure to rebuild or run the probe: trace a program instead
+        return False
+
+
+def _same(left: Any, right: Any) -> bool:
+    if isinstance(left, np.ndarray) and isinstance(right, np.ndarray):
+        return left.shape == right.shape and bool(np.array_equal(left, right, equal_nan=True))
+    if isinstance(left, tuple) and isinstance(right, tuple) and len(left) == len(right):
+        return all(_same(a, b) for a, b in zip(left, right, strict=True))
+    if isinstance(left, Mapping) and isinstance(right, Mapping) and left.keys() == right.keys():
+        return all(_same(left[key], right[key]) for key in left)
+    return type(left) is type(right) and bool(left == right)
+
+
+def _filled(location: str, init: Mapping[str, Any], weights: Mapping[str, Any]) -> Any:
+    """The class built on the meta device (allocating and initializing nothing) and given
+    `weights`; built for real when something stays unset (a buffer kept out of the state dict)
+    or the constructor cannot run on the meta device."""
+    torch = require("torch", extra="torch")
+    try:
+        with torch.device("meta"):
+            module = _instantiate(location, init)
+        # assign: keep the stored dtypes (a bfloat16 model stays one) and skip a copy.
+        module.load_state_dict(weights, strict=True, assign=True)
+        if not any(tensor.is_meta for tensor in [*module.parameters(), *module.buffers()]):
+            return module.eval()
+    except (NotImplementedError, RuntimeError):  # a constructor that computes on its tensors
+        pass
+    module = _instantiate(location, init)
+    module.load_state_dict(weights, strict=True, assign=True)
+    return module.eval()
+
+
 def _importable(model: Any) -> str:
     location = _class_location(model)
     if location is None:
@@ -350,7 +420,7 @@ def _check_class(path: Path, location: Any, trust: TrustPolicy) -> None:
         return
     raise UntrustedModel(
         f"{path / MODEL_FILE}", kind="torch 'class' setting", types=[location],
-        setting="trusted_modules",
+        setting="trusted_modules", hint=_EXPORT_HINT,
     )  # fmt: skip
 
 

@@ -74,10 +74,11 @@ def to_onnx(model: LoadedModel, *, opset: int | None = None) -> Any:
     return proto
 
 
-def optimize_graph(model: Any, *, level: str = "extended") -> Any:
+def optimize_graph(model: Any, *, level: str = "extended", scratch: Path | None = None) -> Any:
     """ONNX Runtime's offline graph optimization (`basic`: constant folding and redundant nodes;
     `extended`: fusions into ONNX Runtime's own operators; `all`: also memory layouts for this
-    machine's CPU, so the result is best used where it was made)."""
+    machine's CPU, so the result is best used where it was made). The optimized graph is written
+    in a folder made in `scratch` (default: the system's temporary directory)."""
     if level not in LEVELS:
         raise ConfigurationError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
     ort = require("onnxruntime", extra="onnx")
@@ -89,9 +90,9 @@ def optimize_graph(model: Any, *, level: str = "extended") -> Any:
                                         "all": levels.ORT_ENABLE_ALL}[level]  # fmt: skip
     options.log_severity_level = 3  # "all" warns that its layouts are hardware-specific: known
     state = ort.capi.onnxruntime_pybind11_state
-    with tempfile.TemporaryDirectory(prefix="modelyard-onnx-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="modelyard-onnx-", dir=scratch) as private:
         # ONNX Runtime writes the optimized graph only to a file.
-        options.optimized_model_filepath = str(Path(scratch) / "optimized.onnx")
+        options.optimized_model_filepath = str(Path(private) / "optimized.onnx")
         try:
             ort.InferenceSession(
                 model.SerializeToString(), options, providers=["CPUExecutionProvider"]

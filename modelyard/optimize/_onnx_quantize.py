@@ -26,16 +26,18 @@ _FLOAT32 = 1
 _WEIGHTED = ("Attention", "Conv", "ConvTranspose", "Gemm", "LSTM", "MatMul")
 
 
-def quantize_dynamic(model: Any, *, per_channel: bool = False) -> Any:
+def quantize_dynamic(model: Any, *, per_channel: bool = False, scratch: Path | None = None) -> Any:
     """int8 weights, with activations quantized on the fly at each call (no calibration).
+    ONNX Runtime works through files, in a folder made in `scratch` (default: the system's
+    temporary directory; `Optimizer` passes one under the home, found again after a crash).
 
     >>> small = quantize_dynamic(onnx.load("mlp.onnx"))
     """
     quantization = require("onnxruntime.quantization", extra="optimize")
     _check_weighted(model, "dynamic int8")
-    prepared = _gemm_as_matmul(_preprocessed(model))
-    with tempfile.TemporaryDirectory(prefix="modelyard-quantize-") as scratch:
-        output = Path(scratch) / "quantized.onnx"  # ONNX Runtime writes the result to a file
+    prepared = _gemm_as_matmul(_preprocessed(model, scratch=scratch))
+    with tempfile.TemporaryDirectory(prefix="modelyard-quantize-", dir=scratch) as private:
+        output = Path(private) / "quantized.onnx"  # ONNX Runtime writes the result to a file
         quantization.quantize_dynamic(
             prepared, output, per_channel=per_channel, weight_type=quantization.QuantType.QInt8
         )
@@ -43,12 +45,17 @@ def quantize_dynamic(model: Any, *, per_channel: bool = False) -> Any:
 
 
 def quantize_static(
-    model: Any, calibration: Any, *, per_channel: bool = False, method: str = "minmax"
+    model: Any,
+    calibration: Any,
+    *,
+    per_channel: bool = False,
+    method: str = "minmax",
+    scratch: Path | None = None,
 ) -> Any:
     """int8 weights and activations (QDQ format), with activation ranges measured by running
     the graph on `calibration`: an array (for a graph with one input), a dict of arrays by input
     name, or a list of either (one batch each). `method` picks how ranges are chosen from what
-    was seen: minmax, entropy, percentile or distribution.
+    was seen: minmax, entropy, percentile or distribution. `scratch` as for `quantize_dynamic`.
 
     >>> small = quantize_static(proto, X_train[:500], method="percentile")
     """
@@ -59,12 +66,12 @@ def quantize_static(
     batches = _calibration_batches(model, calibration)
     if method != "minmax" and len(batches) > 1:
         batches = _joined(batches)
-    prepared = _preprocessed(model)
+    prepared = _preprocessed(model, scratch=scratch)
     methods = quantization.CalibrationMethod
     chosen = {"minmax": methods.MinMax, "entropy": methods.Entropy,
               "percentile": methods.Percentile, "distribution": methods.Distribution}  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="modelyard-quantize-") as scratch:
-        output = Path(scratch) / "quantized.onnx"
+    with tempfile.TemporaryDirectory(prefix="modelyard-quantize-", dir=scratch) as private:
+        output = Path(private) / "quantized.onnx"
         quantization.quantize_static(
             prepared, output, _Batches(batches), quant_format=quantization.QuantFormat.QDQ,
             per_channel=per_channel, calibrate_method=chosen[method],
@@ -161,7 +168,7 @@ def _check_shape(spec: Any, array: np.ndarray[Any, Any]) -> None:
         raise InvalidInput(f"calibration input {spec.name!r} has no rows")
 
 
-def _preprocessed(model: Any) -> Any:
+def _preprocessed(model: Any, *, scratch: Path | None) -> Any:
     """The graph after ONNX Runtime's pre-processing for quantization: ONNX shape inference and
     basic optimizations (folding batch norms into convolutions, say), which quantize better."""
     quantization = require("onnxruntime.quantization", extra="optimize")
@@ -169,11 +176,11 @@ def _preprocessed(model: Any) -> Any:
     # The optimizer drops the casts converters put after ai.onnx.ml operators, and the quantizer
     # then cannot type the values these produce.
     ml = any(node.domain == "ai.onnx.ml" for node in model.graph.node)
-    with tempfile.TemporaryDirectory(prefix="modelyard-quantize-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="modelyard-quantize-", dir=scratch) as private:
         # Paths, not protos: given a proto, its optimizer step fails on models whose weights are
         # all inline. Symbolic shape inference is skipped: it knows no ai.onnx.ml operator, and
         # on failure leaves a debugging copy of the model in the working directory.
-        source, output = Path(scratch) / "model.onnx", Path(scratch) / "prepared.onnx"
+        source, output = Path(private) / "model.onnx", Path(private) / "prepared.onnx"
         onnx.save(model, source)
         quantization.quant_pre_process(
             source, output, skip_symbolic_shape=True, skip_optimization=ml

@@ -4,14 +4,15 @@ caller's evaluation set, and registers the result as a child version (or refuses
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelyard._imports import require
 from modelyard._model_folders import model_folder
+from modelyard._scratch import scratch_folder
 from modelyard.errors import ConfigurationError, NotFound, OptimizationRefused, UnsupportedModel
 from modelyard.flavors import LoadedModel, load_model
 from modelyard.optimize._measure import Metric, measure, metric_named
@@ -121,10 +122,16 @@ class Optimizer:
             elif method == "static":
                 if calibration is None:
                     raise ConfigurationError("static int8 needs calibration= inputs")
-                child = _onnx_quantize.quantize_static(proto, calibration, per_channel=per_channel)
+                with self._scratch("quantize") as scratch:
+                    child = _onnx_quantize.quantize_static(
+                        proto, calibration, per_channel=per_channel, scratch=scratch
+                    )
                 settings.update(method="static", per_channel=per_channel)
             else:
-                child = _onnx_quantize.quantize_dynamic(proto, per_channel=per_channel)
+                with self._scratch("quantize") as scratch:
+                    child = _onnx_quantize.quantize_dynamic(
+                        proto, per_channel=per_channel, scratch=scratch
+                    )
                 settings.update(method="dynamic", per_channel=per_channel)
             return self._finish(start, child, "quantize", settings, options, flavor="onnx")
         raise UnsupportedModel(
@@ -228,7 +235,8 @@ class Optimizer:
             )
         from modelyard.optimize._convert import optimize_graph
 
-        child = optimize_graph(_onnx_proto(parent), level=level)
+        with self._scratch("onnx") as scratch:
+            child = optimize_graph(_onnx_proto(parent), level=level, scratch=scratch)
         return self._finish(start, child, "optimize-graph", {"level": level}, options,
                             flavor="onnx")  # fmt: skip
 
@@ -241,6 +249,10 @@ class Optimizer:
         return OptimizeReport.model_validate_json(path.read_text())
 
     # the common end of every step ---------------------------------------------------------------
+
+    def _scratch(self, prefix: str) -> AbstractContextManager[Path]:
+        """A scratch folder under the home: what a killed step leaves goes on the next start."""
+        return scratch_folder(self._yard.settings.home, prefix=prefix)
 
     def _trust(self, options: dict[str, Any]) -> TrustPolicy:
         """`trust=` as given, widened by the operator's `trusted_types` and `trusted_modules`."""
@@ -273,12 +285,12 @@ class Optimizer:
         save: dict[str, Any] | None = None,
     ) -> Optimized:
         version, parent, check = start.version, start.model, start.check
-        with tempfile.TemporaryDirectory(prefix="modelyard-optimize-") as scratch:
+        with self._scratch("optimize") as scratch:
             if save is not None and "weights_of" in save:
-                folder = Path(scratch) / "model"
+                folder = scratch / "model"
                 _copy_weights(child, save["weights_of"], folder)
             else:
-                folder = model_folder(child, Path(scratch), flavor=flavor,
+                folder = model_folder(child, scratch, flavor=flavor,
                                       example=parent.input_example(), options=save)  # fmt: skip
             result = load_model(folder, trust=self._trust(options))
             before, after = measure([parent, result], check.inputs, check.truth, check.score)

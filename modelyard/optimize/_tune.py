@@ -14,15 +14,14 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelyard._imports import require
 from modelyard._model_folders import model_folder
+from modelyard._scratch import scratch_folder
 from modelyard.errors import ConfigurationError, ModelyardError
 from modelyard.optimize._spaces import Space, parse_space
 from modelyard.registry import ModelVersion
@@ -261,10 +260,10 @@ class _Trials:
         # Content-addressed: a trial's model costs only the blobs no other model has. gc waits
         # until the run names it.
         with (
-            tempfile.TemporaryDirectory(prefix="modelyard-") as scratch,
+            scratch_folder(self.yard.settings.home, prefix="tune") as scratch,
             guard_writes(self.yard.store),
         ):
-            folder = model_folder(result.model, Path(scratch), flavor=None,
+            folder = model_folder(result.model, scratch, flavor=None,
                                   example=result.input_example, options=None)  # fmt: skip
             digest = store_directory(self.yard.store, folder).digest
             registry.log_artifact(run_id, "model", digest)
@@ -305,8 +304,8 @@ def _register(
     made = [v for v in yard.search_versions(f"run = '{run.id}'").versions if v.name == name]
     if made:  # a resumed study whose best trial is still the same
         return made[0]
-    with tempfile.TemporaryDirectory(prefix="modelyard-") as scratch:
-        folder = Path(scratch) / "model"
+    with scratch_folder(yard.settings.home, prefix="tune") as scratch:
+        folder = scratch / "model"
         restore_directory(yard.store, digest, folder)
         return yard.log_model(
             folder, name=name, params=run.params,

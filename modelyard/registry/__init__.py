@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from modelyard.registry._aliases import AliasNotFound
-from modelyard.registry._audit import AuditHeadMissing, ChainCheck
+from modelyard.errors import (
+    AliasNotFound,
+    AuditHeadMissing,
+    GateFailed,
+    InvalidFilter,
+    InvalidTransition,
+    ModelNotFound,
+    RunNotFound,
+    SelfApproval,
+    VersionInUse,
+    VersionNotFound,
+)
+from modelyard.registry._audit import ChainCheck
 from modelyard.registry._backup import PG_DUMP_GUIDANCE, Backup, back_up, restore_backup
 from modelyard.registry._database import Database
 from modelyard.registry._diff import Change, FileChange, TensorChange, VersionDiff
-from modelyard.registry._filters import InvalidFilter
-from modelyard.registry._lifecycle import GateFailed, InvalidTransition, SelfApproval
 from modelyard.registry._lineage import Lineage, LineageEdge
 from modelyard.registry._principals import ApiToken, IssuedToken, Principals, RoleGrant
 from modelyard.registry._records import (
@@ -27,8 +36,6 @@ from modelyard.registry._records import (
 from modelyard.registry._references import Reference
 from modelyard.registry._registry import Registry
 from modelyard.registry._roots import Root, bytes_only_in, registry_roots
-from modelyard.registry._runs import RunNotFound
-from modelyard.registry._versions import ModelNotFound, VersionInUse, VersionNotFound
 
 __all__ = [
     "AliasEvent",

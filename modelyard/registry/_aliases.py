@@ -10,20 +10,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, delete, insert, select, update
 
-from modelyard.errors import NotFound
+from modelyard.errors import AliasNotFound
 from modelyard.registry._audit import append, utc
 from modelyard.registry._records import AliasEvent
 from modelyard.registry._references import check_alias
 from modelyard.registry._tables import alias_history, aliases, versions
 from modelyard.registry._versions import now
-
-
-class AliasNotFound(NotFound):
-    """The model has no alias of this name."""
-
-    def __init__(self, name: str, alias: str) -> None:
-        super().__init__(f"model {name!r} has no alias {alias!r}")
-
 
 _TARGET = select(aliases.c.version_id).where(
     aliases.c.model_id == bindparam("model_id"), aliases.c.name == bindparam("alias")

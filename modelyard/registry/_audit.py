@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
 
-from modelyard.errors import ModelyardError
+from modelyard.errors import AuditHeadMissing
 from modelyard.registry._records import AuditEvent, AuditHead
 from modelyard.registry._tables import audit_events, audit_head
 
@@ -35,12 +35,6 @@ SEAL_OPTION = "modelyard_audit_seal"
 """The execution option under which a write connection carries its database's `AuditSeal`."""
 KEY_ACTION = "audit.key"
 """The event that starts the keyed part of a chain written partly before keys."""
-
-
-class AuditHeadMissing(ModelyardError):
-    """The audit head row is gone: the audit log was tampered with; nothing can be appended."""
-
-    status_code = 500
 
 
 class AuditSeal:

@@ -17,15 +17,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from modelyard.errors import ModelyardError
+from modelyard.errors import InvalidFilter
 
 Value = str | float
-
-
-class InvalidFilter(ModelyardError):
-    """A search filter or ordering that does not parse or does not make sense."""
-
-    status_code = 400
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, delete, func, insert, select, update
 
-from modelyard.errors import ConfigurationError, ModelyardError
+from modelyard.errors import ConfigurationError, GateFailed, InvalidTransition, SelfApproval
 from modelyard.registry._audit import append, utc
 from modelyard.registry._records import Gate, State, Transition
 from modelyard.registry._tables import approvals, gates, transitions, versions
@@ -19,34 +19,6 @@ FORWARD: Mapping[State, State] = {
     State.VALIDATED: State.STAGING,
     State.STAGING: State.PRODUCTION,
 }
-
-
-class InvalidTransition(ModelyardError):
-    """The lifecycle does not allow this move."""
-
-    status_code = 409
-
-    def __init__(self, ref: str, current: State, wanted: State) -> None:
-        allowed = ", ".join(state.value for state in allowed_moves(current)) or "none"
-        super().__init__(
-            f"{ref} cannot move from {current.value} to {wanted.value}; allowed: {allowed}"
-        )
-
-
-class GateFailed(ModelyardError):
-    """One or more promotion gates refused the move; `failures` lists every one."""
-
-    status_code = 409
-
-    def __init__(self, ref: str, wanted: State, failures: list[str]) -> None:
-        super().__init__(f"{ref} cannot enter {wanted.value}: " + "; ".join(failures))
-        self.failures = failures
-
-
-class SelfApproval(ModelyardError):
-    """A version's creator cannot approve it."""
-
-    status_code = 403
 
 
 def allowed_moves(current: State) -> list[State]:
@@ -204,7 +176,7 @@ def approve(connection: Connection, *, version: Row[Any], actor: str, comment: s
     """Record `actor`'s approval of a version (not its creator's)."""
     ref = f"{version.name}:{version.number}"
     if actor == version.created_by:
-        raise SelfApproval(f"{actor} created {ref} and cannot approve it; ask someone else")
+        raise SelfApproval(actor, ref=ref)
     already = connection.execute(
         select(approvals.c.approver).where(
             approvals.c.version_id == version.id, approvals.c.approver == actor
@@ -239,12 +211,13 @@ def transition(
     current = State(version.state)
     ref = f"{version.name}:{version.number}"
     if to_state not in allowed_moves(current):
-        raise InvalidTransition(ref, current, to_state)
+        allowed = [state.value for state in allowed_moves(current)]
+        raise InvalidTransition(ref, current=current, wanted=to_state, allowed=allowed)
     failures = failed_gates(
         connection, model=model, version=version, to_state=to_state, signed=signed
     )
     if failures:
-        raise GateFailed(ref, to_state, failures)
+        raise GateFailed(ref, wanted=to_state, failures=failures)
     moment = now()
     connection.execute(
         update(versions)

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, func, insert, select, update
 
-from modelyard.errors import ConfigurationError, NotFound
+from modelyard.errors import ConfigurationError, RunNotFound
 from modelyard.registry._audit import utc
 from modelyard.registry._numbers import finite_values, int64
 from modelyard.registry._records import MetricPoint, Run
@@ -18,13 +18,6 @@ from modelyard.registry._versions import new_id, now
 STATUSES = ("running", "finished", "failed", "killed", "pruned")
 """A run's states: `running`, then one of the others when it ends (`pruned`: a tuning trial
 stopped early because it was doing worse than the others)."""
-
-
-class RunNotFound(NotFound):
-    """No run has this id."""
-
-    def __init__(self, run_id: str) -> None:
-        super().__init__(f"run {run_id!r} does not exist")
 
 
 def create_run(

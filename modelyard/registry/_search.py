@@ -34,14 +34,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from modelyard.registry._filters import (
-    MAX_LENGTH,
-    Compare,
-    InvalidFilter,
-    Logical,
-    Node,
-    parse_filter,
-)
+from modelyard.errors import InvalidFilter
+from modelyard.registry._filters import MAX_LENGTH, Compare, Logical, Node, parse_filter
 from modelyard.registry._numbers import INT32_MAX, INT32_MIN
 from modelyard.registry._tables import (
     models,

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
-from modelyard.errors import InvalidReference, ModelyardError, NotFound
+from modelyard.errors import InvalidReference, ModelNotFound, VersionInUse, VersionNotFound
 from modelyard.registry._audit import append, utc
 from modelyard.registry._numbers import INT32_MAX
 from modelyard.registry._records import Model, ModelVersion, State
@@ -37,28 +37,6 @@ from modelyard.registry._tables import (
     versions,
 )
 from modelyard.registry._version_rows import insert_version_rows
-
-
-class ModelNotFound(NotFound):
-    """No model has this name."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"model {name!r} does not exist")
-        self.name = name
-
-
-class VersionNotFound(NotFound):
-    """The reference names no version."""
-
-    def __init__(self, reference: str, *, detail: str = "") -> None:
-        super().__init__(f"version {reference} does not exist" + (f": {detail}" if detail else ""))
-        self.reference = reference
-
-
-class VersionInUse(ModelyardError):
-    """The version cannot be deleted while aliases point at it."""
-
-    status_code = 409
 
 
 def new_id() -> str:
@@ -372,10 +350,7 @@ def delete_version(connection: Connection, row: Row[Any], *, actor: str) -> None
         .all()
     )
     if pointing:
-        raise VersionInUse(
-            f"version {row.name}:{row.number} is the target of alias(es) {', '.join(pointing)}; "
-            "move or delete them first"
-        )
+        raise VersionInUse(f"{row.name}:{row.number}", aliases=list(pointing))
     connection.execute(delete(versions).where(versions.c.id == row.id))
     append(
         connection,

@@ -41,16 +41,19 @@ class Verified:
     files: tuple[str, ...]
 
 
-def sign_folder(folder: Path, *, private_key: Path, password: str | None = None) -> bytes:
+def sign_folder(
+    folder: Path, *, private_key: Path, password: str | None = None, scratch: Path | None = None
+) -> bytes:
     """Sign every file under `folder` (but a top-level `model.sig`) with an EC private key (PEM)
-    and return the signature bundle (JSON bytes, as `model_signing` writes `model.sig`).
+    and return the signature bundle (JSON bytes, as `model_signing` writes `model.sig`). The
+    bundle is written in a folder made in `scratch` (default: the system's temporary directory).
 
     >>> bundle = sign_folder(Path("model/"), private_key=Path("signing.pem"))
     """
     model_signing = require("model_signing", extra="sign")
     _check_key_file(private_key, what="private", password=password)
-    with tempfile.TemporaryDirectory(prefix="modelyard-sign-") as scratch:
-        target = Path(scratch) / SIGNATURE_FILE
+    with tempfile.TemporaryDirectory(prefix="modelyard-sign-", dir=scratch) as private:
+        target = Path(private) / SIGNATURE_FILE
         try:
             secret = None if password is None else password.encode()  # str in its annotation,
             config = model_signing.signing.Config().use_elliptic_key_signer(  # bytes in use
@@ -63,11 +66,17 @@ def sign_folder(folder: Path, *, private_key: Path, password: str | None = None)
 
 
 def verify_folder(
-    folder: Path, signature: bytes, *, trusted_keys: Sequence[Path], ref: str
+    folder: Path,
+    signature: bytes,
+    *,
+    trusted_keys: Sequence[Path],
+    ref: str,
+    scratch: Path | None = None,
 ) -> Verified:
     """Check that `signature` was made by one of `trusted_keys` (EC public keys, PEM) over
     exactly the files under `folder` (a top-level `model.sig` aside); `SignatureInvalid` names
-    the files that differ, or says that no trusted key made it.
+    the files that differ, or says that no trusted key made it. The bundle is written to a
+    folder made in `scratch` (default: the system's temporary directory) for the library.
 
     >>> verify_folder(Path("model/"), bundle, trusted_keys=[Path("team.pub")], ref="fraud:3")
     """
@@ -79,8 +88,8 @@ def verify_folder(
     if len(signature) > MAX_SIGNATURE_BYTES:
         raise SignatureInvalid(ref, reason=f"the signature is over {MAX_SIGNATURE_BYTES} bytes")
     problems: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="modelyard-verify-") as scratch:
-        bundle = Path(scratch) / SIGNATURE_FILE
+    with tempfile.TemporaryDirectory(prefix="modelyard-verify-", dir=scratch) as private:
+        bundle = Path(private) / SIGNATURE_FILE
         bundle.write_bytes(signature)
         for key in trusted_keys:
             _check_key_file(key, what="public")

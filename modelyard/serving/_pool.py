@@ -15,16 +15,15 @@ import asyncio
 import gc
 import logging
 import random
-import tempfile
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from modelyard._scratch import scratch_folder
 from modelyard._yard import Yard
 from modelyard.errors import (
     ConfigurationError,
@@ -276,8 +275,8 @@ class ModelPool:
     def _probe(self, version: ModelVersion) -> None:
         """Load and predict `version` in a child process first: a file that crashes the
         process natively (LightGBM, XGBoost) must crash that child, not this server."""
-        with tempfile.TemporaryDirectory(prefix="modelyard-probe-") as scratch:
-            folder = self.yard.download(version.ref, Path(scratch) / "model")
+        with scratch_folder(self.settings.home, prefix="probe") as scratch:
+            folder = self.yard.download(version.ref, scratch / "model")
             probe(folder, trust=self.trust, timeout=self.settings.probe_timeout_seconds)
 
     async def _retire(self, model: ServedModel, number: int) -> None:

@@ -8,7 +8,9 @@ import stat
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from modelyard.errors import InvalidManifest, ModelyardError
 from modelyard.store._chunking import IN_MEMORY_LIMIT, Piece, cut_file, read_span
@@ -38,11 +40,25 @@ def store_directory(store: BlobStore, source: str | Path, *, workers: int = WORK
     paths = list(_walk(root))
     # Threads pay off for big folders; for a few small files, starting them costs more.
     small = sum(path.lstat().st_size for path in paths) < SMALL_FOLDER
-    with InlineExecutor() if small else ThreadPoolExecutor(workers, "modelyard-put") as pool:
+    # Every blob is published when the batch ends, before the manifest that names them is saved.
+    with (
+        _batch(store),
+        InlineExecutor() if small else ThreadPoolExecutor(workers, "modelyard-put") as pool,
+    ):
         entries = [_entry(store, root, path, pool, workers) for path in paths]
     manifest = Manifest(entries=tuple(sorted(entries, key=lambda entry: entry.path)))
     _save_manifest(store, manifest)
     return manifest
+
+
+@runtime_checkable
+class _Batching(Protocol):
+    def batch(self) -> AbstractContextManager[None]: ...
+
+
+def _batch(store: BlobStore) -> AbstractContextManager[None]:
+    # A store that packs small blobs (LocalStore) does it for puts inside its batch.
+    return store.batch() if isinstance(store, _Batching) else nullcontext()
 
 
 def _walk(root: Path) -> Iterator[Path]:

@@ -213,13 +213,22 @@ def _fields(item: str | KeptDigest) -> tuple[str, bool, str]:
     return item.digest, item.manifest, item.holder
 
 
+@runtime_checkable
+class _DeletesMany(Protocol):
+    def delete_many(self, digests: Iterable[str]) -> int: ...
+
+
 def _sweep(store: BlobStore, unreferenced: list[BlobInfo]) -> None:
     manifests = {info.digest for info in unreferenced if _as_manifest(store, info)}
-    for digest in manifests:  # first, so no remaining manifest ever lacks a blob
+    others = [info.digest for info in unreferenced if info.digest not in manifests]
+    if isinstance(store, _DeletesMany):  # packs: each is rewritten once per call, not per blob
+        store.delete_many(manifests)  # first, so no remaining manifest ever lacks a blob
+        store.delete_many(others)
+        return
+    for digest in manifests:
         store.delete(digest)
-    for info in unreferenced:
-        if info.digest not in manifests:
-            store.delete(info.digest)
+    for digest in others:
+        store.delete(digest)
 
 
 def _as_manifest(store: BlobStore, info: BlobInfo) -> Manifest | None:

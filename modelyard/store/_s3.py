@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -25,13 +26,18 @@ from modelyard.errors import (
 )
 from modelyard.settings import Settings
 from modelyard.store._digests import PREFIX, check_digest, verified
-from modelyard.store._protocol import READ_SIZE, BlobInfo, BlobSource, iter_source
+from modelyard.store._multipart import (
+    MIN_PART_SIZE,
+    PART_SIZE,
+    THREADS,
+    FileRanges,
+    Multipart,
+    seekable,
+)
+from modelyard.store._protocol import BlobInfo, BlobSource, iter_source
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-MULTIPART_THRESHOLD = 8 << 20
-"""Blobs above this size go up in parts; the object appears only when the upload completes."""
 
 SPOOL_IN_MEMORY = 4 << 20
 """A streamed blob is spooled to a local temporary file past this size, keeping memory flat."""
@@ -58,10 +64,25 @@ class S3Store:
     >>> digest = store.put(b"weights")
     """
 
-    def __init__(self, bucket: str, *, prefix: str = "", client: S3Client) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        client: S3Client,
+        part_size: int = PART_SIZE,
+        threads: int = THREADS,
+    ) -> None:
+        """Blobs over `part_size` bytes go up and come down in parts, `threads` at a time."""
+        if part_size < MIN_PART_SIZE or threads < 1:
+            raise ConfigurationError(
+                f"S3 part size {part_size} must be at least {MIN_PART_SIZE} (5 MiB) and "
+                f"threads {threads} at least 1"
+            )
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.client = client
+        self.multipart = Multipart(client, bucket, self._errors, part_size, threads)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3Store:
@@ -80,7 +101,8 @@ class S3Store:
             read_timeout=settings.s3_timeout_seconds,
             retries={"total_max_attempts": settings.s3_retries + 1, "mode": "standard"},
             s3={"addressing_style": "path"},
-            max_pool_connections=16,
+            # Up to four transfers at once (store_directory's workers), each `THREADS` parts.
+            max_pool_connections=4 * THREADS,
         )
         client = boto3.client(
             "s3",
@@ -107,20 +129,61 @@ class S3Store:
         if digest is not None and self._refresh(digest):
             return digest
         if isinstance(data, bytes | bytearray | memoryview):
-            content = bytes(data)
-            digest = digest or PREFIX + hashlib.sha256(content).hexdigest()
-            with self._errors(f"write {digest}"):
-                self.client.put_object(Bucket=self.bucket, Key=self.key(digest), Body=content)
-            return digest
+            return self._put_bytes(bytes(data), digest)
+        if seekable(data):
+            return self._put_file(data, digest, check=True)  # type: ignore[arg-type]
+        # A stream's digest, hence its key, is known only at its end: keep it until then.
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
             hasher = hashlib.sha256()
             for piece in iter_source(data):
                 hasher.update(piece)
                 spool.write(piece)
-            digest = PREFIX + hasher.hexdigest()
-            if not self._refresh(digest):
-                spool.seek(0)
-                self._upload(spool, digest)  # type: ignore[arg-type]
+            known, digest = digest, PREFIX + hasher.hexdigest()
+            if digest != known and self._refresh(digest):
+                return digest
+            spool.seek(0)
+            return self._put_file(spool, digest, check=False)  # type: ignore[arg-type]
+
+    def _put_bytes(self, content: bytes, digest: str | None) -> str:
+        small = len(content) <= self.multipart.part_size
+        if digest is None:
+            digest = PREFIX + hashlib.sha256(content).hexdigest()
+            # Writing a small blob again restarts its age as a refresh would, for one request.
+            if not small and self._refresh(digest):
+                return digest
+        key = self.key(digest)
+        if small:
+            with self._errors(f"write {digest}"):
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=content)
+            return digest
+
+        def read(offset: int, size: int) -> bytes:
+            return content[offset : offset + size]
+
+        self.multipart.upload(key, read, len(content), digest=digest, check=False)
+        return digest
+
+    def _put_file(self, handle: BinaryIO, digest: str | None, *, check: bool) -> str:
+        """Put the rest of a seekable file: hashed first where its digest is not known (the
+        key needs it), then sent in parts. Unless `check` is off, a file that changes in
+        between is refused rather than stored under the wrong digest: an OS file by its
+        status (size, times), anything else, and a digest the caller gave, by hashing again."""
+        start = handle.tell()
+        size = handle.seek(0, os.SEEK_END) - start
+        handle.seek(start)
+        if size <= self.multipart.part_size:  # hashed here unless trusted, like the parts
+            return self._put_bytes(handle.read(), None if check else digest)
+        ranges = FileRanges(handle, start)
+        unchanged = ranges.unchanged()
+        if digest is None:
+            digest = ranges.digest(size)
+            if self._refresh(digest):
+                return digest
+            check = check and ranges.fileno is None
+        key = self.key(digest)
+        self.multipart.upload(
+            key, ranges.read, size, digest=digest, check=check, unchanged=unchanged
+        )
         return digest
 
     def _refresh(self, digest: str) -> bool:
@@ -231,27 +294,26 @@ class S3Store:
             and (now - item["LastModified"]).total_seconds() < LEASE_EXPIRY
         ]
 
-    def _upload(self, handle: BinaryIO, digest: str) -> None:
-        transfer = require("boto3.s3.transfer", extra="s3")
-        config = transfer.TransferConfig(
-            multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_THRESHOLD
-        )
-        with self._errors(f"write {digest}"):
-            # Managed transfer aborts a failed multipart upload, so no partial object remains.
-            self.client.upload_fileobj(handle, self.bucket, self.key(digest), Config=config)
-
     def get(self, digest: str) -> Iterator[bytes]:
-        with self._errors(f"read {digest}", missing=digest):
-            body = self.client.get_object(Bucket=self.bucket, Key=self.key(digest))["Body"]
-        return verified(digest, self._stream(body, digest))
+        first = self._first_part(digest)
+        total = first["ContentLength"]
+        if span := first.get("ContentRange"):  # "bytes 0-8388607/1073741824"
+            total = int(span.rpartition("/")[2])
+        pieces = self.multipart.download(self.key(digest), first, total, digest=digest)
+        return verified(digest, pieces)
 
-    def _stream(self, body: Any, digest: str) -> Iterator[bytes]:
-        with self._errors(f"read {digest}"):
+    def _first_part(self, digest: str) -> Any:
+        """The answer to a GET of the blob's first part, which also gives its size."""
+        botocore = require("botocore.exceptions", extra="s3")
+        key = self.key(digest)
+        with self._errors(f"read {digest}", missing=digest):
             try:
-                while piece := body.read(READ_SIZE):
-                    yield piece
-            finally:
-                body.close()
+                span = f"bytes=0-{self.multipart.part_size - 1}"
+                return self.client.get_object(Bucket=self.bucket, Key=key, Range=span)
+            except botocore.ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "InvalidRange":
+                    raise
+                return self.client.get_object(Bucket=self.bucket, Key=key)  # an empty blob
 
     def exists(self, digest: str) -> bool:
         key = self.key(digest)

@@ -39,6 +39,7 @@ def test_errors_render_as_oip_error_bodies(client: httpx.Client) -> None:
     assert missing.status_code == 404
     assert missing.json() == {
         "error": "model 'fraud' does not exist",
+        "code": "model_not_found",
         "type": "ModelNotFound",
         "details": {"name": "fraud"},
     }

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from modelyard.cli import app
+from tests.servers import running_server
 
 
 @pytest.fixture(autouse=True)
@@ -168,3 +171,74 @@ def test_model_delete_asks_first(folder: Path) -> None:
     assert result.exit_code == 1 and "Aborted" in result.output
     result = CliRunner().invoke(app, ["models", "delete", "fraud"], input="y\n")
     assert result.exit_code == 0 and "deleted fraud" in result.output
+
+
+def stored_bytes() -> int:
+    return int(json.loads(ok("store", "stats", "--json"))["bytes"])
+
+
+def collect() -> None:
+    ok("store", "gc", "--delete", "--grace-minutes", "0")
+
+
+def test_deleting_a_version_reports_its_unique_bytes_and_gc_frees_them(
+    folder: Path, tmp_path: Path
+) -> None:
+    ok("log", str(folder), "-n", "fraud")  # weights.bin, shared with fraud:2
+    ok("log", str(folder), "-n", "fraud")  # the same files: nothing of its own
+    unique = os.urandom(300_000)
+    (folder / "head.bin").write_bytes(unique)
+    ok("log", str(folder), "-n", "fraud")
+
+    shared = ok("versions", "delete", "fraud:2")
+    assert shared.strip() == "deleted fraud:2; every blob it used is shared, so gc frees nothing"
+    before = stored_bytes()
+    freed = json.loads(ok("versions", "delete", "fraud:3", "--json"))
+    assert freed["deleted"] == "fraud:3" and freed["unique_blobs"] >= 2  # head.bin, manifest
+    assert freed["unique_bytes"] >= len(unique)
+    collect()
+    assert before - stored_bytes() >= freed["unique_bytes"]
+    out = tmp_path / "fraud-1"
+    ok("versions", "download", "fraud:1", str(out))  # what was shared is still there
+    assert (out / "weights.bin").read_bytes() == b"w" * 1000
+
+    (folder / "head.bin").write_bytes(os.urandom(100_000))
+    ok("log", str(folder), "-n", "fraud")
+    message = ok("versions", "delete", "fraud:4")
+    assert re.fullmatch(
+        r"deleted fraud:4; \d+\.\d KiB in \d+ blobs only it used, freed by "
+        r"`modelyard store gc --delete`\n",
+        message,
+    ), message
+
+
+def test_deleting_a_model_reports_its_unique_bytes_and_gc_frees_them(folder: Path) -> None:
+    ok("log", str(folder), "-n", "fraud")
+    ok("log", str(folder), "-n", "other")  # shares every blob with fraud
+    (folder / "head.bin").write_bytes(os.urandom(200_000))
+    ok("log", str(folder), "-n", "fraud")
+    before = stored_bytes()
+    freed = json.loads(ok("models", "delete", "fraud", "--yes", "--json"))
+    assert freed["deleted"] == "fraud" and freed["unique_bytes"] >= 200_000
+    collect()
+    assert before - stored_bytes() >= freed["unique_bytes"]
+    assert re.fullmatch(
+        r"deleted other; 1\.\d KiB in 2 blobs only its versions used, freed by "
+        r"`modelyard store gc --delete`\n",
+        ok("models", "delete", "other", "--yes"),
+    )
+
+
+def test_deleting_through_a_server_leaves_the_count_to_its_gc(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with running_server(tmp_path) as url:
+        monkeypatch.setenv("MODELYARD_URL", url)
+        ok("log", str(folder), "-n", "fraud")
+        ok("log", str(folder), "-n", "fraud")
+        assert ok("versions", "delete", "fraud:2").strip() == (
+            "deleted fraud:2; `modelyard store gc --delete` on the server frees its bytes"
+        )
+        assert json.loads(ok("models", "delete", "fraud", "--yes", "--json")) == {
+            "deleted": "fraud", "unique_blobs": None, "unique_bytes": None,
+        }  # fmt: skip

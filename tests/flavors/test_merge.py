@@ -16,7 +16,7 @@ _ = _torch  # registers the flavor
 
 
 def saved(model: torch.nn.Module, folder: Path) -> Path:
-    save_model(model, folder, input_example=np.zeros((2, 4), np.float32))
+    save_model(model, folder, input_example=np.zeros((2, 4), np.float32), export=True)
     return folder
 
 

@@ -15,7 +15,7 @@ from modelyard.flavors import _torch, flavor_for, load_model, read_info, save_mo
 from modelyard.flavors._pickles import guarded_pickle_module
 from modelyard.security import TrustPolicy
 from tests.flavors.conftest import OPERATOR, predict_in_fresh_process
-from tests.flavors.torch_models import MLP, TiedLM, TwoHeads, seeded
+from tests.flavors.torch_models import MLP, Scaled, TiedLM, TwoHeads, WithScratchBuffer, seeded
 
 ROOT = Path(__file__).resolve().parents[2]
 _ = _torch  # registers the flavor
@@ -29,7 +29,7 @@ def test_matches_modules_only() -> None:
 def test_exported_program_round_trip_in_a_fresh_process(tmp_path: Path) -> None:
     model = seeded(MLP())
     example = np.random.default_rng(0).random((1, 4))  # float64, batch of one
-    info = save_model(model, tmp_path / "model", input_example=example)
+    info = save_model(model, tmp_path / "model", input_example=example, export=True)
     assert info.settings["format"] == "export"
     assert info.summary == {"class": "tests.flavors.torch_models.MLP", "parameters": 83,
                             "tensors": 9}  # fmt: skip
@@ -75,9 +75,10 @@ def test_export_can_be_turned_off(tmp_path: Path) -> None:
 def test_tied_weights_are_stored_once(tmp_path: Path) -> None:
     model = seeded(TiedLM())
     tokens = np.array([[1, 2, 3], [4, 5, 6]])
-    for mode, options in [("export", {"input_example": tokens}), ("class", {})]:
+    for mode, options in [("export", {"input_example": tokens, "export": True}), ("class", {})]:
         folder = tmp_path / mode
         info = save_model(model, folder, **options)
+        assert info.settings["format"] == mode
         assert info.settings["tied"] == {"out.weight": "embed.weight"}
         assert set(load_file(folder / "model.safetensors")) == {"embed.weight"}
         expected = model(torch.from_numpy(tokens[:1])).detach().numpy()
@@ -196,3 +197,51 @@ def test_a_class_that_init_does_not_rebuild_is_refused_at_save(tmp_path: Path) -
         save_model(model, tmp_path / "a", export=False)
     with pytest.raises(ConfigurationError, match="cannot rebuild .*Linear with init=.*unexpected"):
         save_model(torch.nn.Linear(3, 2), tmp_path / "b", export=False, init={"wrong": 1})
+
+
+def test_default_rebuilds_an_importable_class_without_tracing(tmp_path: Path) -> None:
+    model = seeded(MLP())
+    example = np.random.default_rng(0).random((2, 4))
+    info = save_model(model, tmp_path / "model", input_example=example)
+    assert info.settings["format"] == "class"
+    assert info.settings["class"] == "tests.flavors.torch_models:MLP"
+    assert not (tmp_path / "model" / "model.pt2").exists()
+    loaded = load_model(tmp_path / "model", trust=OPERATOR).native
+    assert not any(tensor.is_meta for tensor in loaded.state_dict().values())
+    batch = torch.from_numpy(example).float()
+    torch.testing.assert_close(loaded(batch), model(batch), rtol=0, atol=0)
+
+
+def test_default_traces_when_the_class_does_not_rebuild_the_model(tmp_path: Path) -> None:
+    # Same shapes as MLP(), a different computation: only the example's answer tells them apart.
+    model = seeded(Scaled(scale=3.0))
+    example = np.ones((2, 4), np.float32)
+    assert save_model(model, tmp_path / "a", input_example=example).settings["format"] == "export"
+    info = save_model(model, tmp_path / "b", input_example=example, init={"scale": 3.0})
+    assert info.settings["format"] == "class" and info.settings["init"] == {"scale": 3.0}
+    # Needs arguments init does not give: traced too.
+    wide = seeded(MLP(inputs=4, hidden=32))
+    assert save_model(wide, tmp_path / "c", input_example=example).settings["format"] == "export"
+
+
+def test_export_true_needs_an_example(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="export=True needs an input example"):
+        save_model(seeded(MLP()), tmp_path / "model", export=True)
+
+
+def test_untrusted_class_names_the_exported_program_way_out(tmp_path: Path) -> None:
+    save_model(seeded(MLP()), tmp_path / "model", input_example=np.ones((2, 4), np.float32))
+    with pytest.raises(UntrustedModel, match=r"options=\{'export': True\}"):
+        load_model(tmp_path / "model")
+
+
+def test_class_with_a_buffer_outside_the_state_dict_loads(tmp_path: Path) -> None:
+    model = seeded(WithScratchBuffer())
+    info = save_model(model, tmp_path / "model", input_example=np.ones((2, 4), np.float32))
+    assert info.settings["format"] == "class"
+    loaded = load_model(tmp_path / "model", trust=OPERATOR).native
+    assert torch.equal(loaded.offset, model.offset)
+    # Changed after construction, the unstored buffer no longer matches: a program is traced.
+    model.offset += 1
+    info = save_model(model, tmp_path / "b", input_example=np.ones((2, 4), np.float32))
+    assert info.settings["format"] == "export"

@@ -44,6 +44,28 @@ class TwoHeads(torch.nn.Module):
         return total, total.argmax(dim=1)
 
 
+class Scaled(MLP):
+    """An MLP whose output is multiplied by `scale`: the tensors do not show it."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * self.scale
+
+
+class WithScratchBuffer(MLP):
+    """A buffer kept out of the state dict: rebuilt by the constructor, never stored."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("offset", torch.arange(3), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) + self.offset
+
+
 def seeded(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """`model` with weights (and BatchNorm statistics) drawn from `seed`."""
     generator = torch.Generator().manual_seed(seed)

@@ -126,7 +126,8 @@ def test_exported_parents_prune_in_place(yard: Yard, digits_mlp: Any, digits: An
 
 def test_exported_parents_whose_class_rebuilds(yard: Yard, digits_mlp: Any, digits: Any) -> None:
     _, _, x, y = digits
-    yard.log_model(digits_mlp, name="both", input_example=x[:5], options={"init": {"hidden": 64}})
+    yard.log_model(digits_mlp, name="both", input_example=x[:5],
+                   options={"init": {"hidden": 64}, "export": True})  # fmt: skip
     settings = yard.load_model("both:1").info.settings
     assert settings["format"] == "export" and settings["class"].endswith(":DigitsMLP")
     result = yard.optimize.quantize("both:1", eval_data=(x, y))

@@ -170,7 +170,7 @@ def test_exported_program_with_a_pickled_sample_input_is_refused(
     tmp_path: Path, marker: Path
 ) -> None:
     folder = tmp_path / "model"
-    save_model(MLP(), folder, input_example=np.zeros((2, 4), np.float32))
+    save_model(MLP(), folder, input_example=np.zeros((2, 4), np.float32), export=True)
     evil = tmp_path / "evil.pt"
     torch.save({"x": torch.zeros(1)}, evil)  # a real torch.save archive, then its pickle patched
     torch_save(evil, _os_system(marker))
@@ -193,7 +193,7 @@ def _len(marker: Path) -> bytes:
 
 def test_exported_program_graph_may_only_call_operators(tmp_path: Path) -> None:
     folder = tmp_path / "model"
-    save_model(MLP(), folder, input_example=np.zeros((2, 4), np.float32))
+    save_model(MLP(), folder, input_example=np.zeros((2, 4), np.float32), export=True)
     program = folder / "model.pt2"
     import zipfile
 

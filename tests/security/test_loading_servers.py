@@ -55,7 +55,7 @@ def skops_folder(folder: Path, marker: Path) -> Path:
 
 def export_folder(folder: Path, marker: Path) -> Path:
     """A torch.export version whose `sample_inputs/model.pt` pickle calls `os.system`."""
-    save_model(MLP(inputs=3), folder, input_example=np.zeros((2, 3), np.float32))
+    save_model(MLP(inputs=3), folder, input_example=np.zeros((2, 3), np.float32), export=True)
     evil = folder.parent / "evil.pt"
     command = f"touch {marker}".encode()
     system = b"\x80\x02cposix\nsystem\n(X" + len(command).to_bytes(4, "little") + command + b"tR."
@@ -128,8 +128,16 @@ def test_crashing_lightgbm_is_refused_at_the_swap(tmp_path: Path) -> None:
         with serving_process(home, "fraud@production", env=env, exit_codes=exits) as url:
             assert answer(url) == ("1", 1.0)
             yard.log_model(crashing_lightgbm(tmp_path / "evil"), name="fraud", alias="production")
-            time.sleep(3.0)
+            # The probe child imports LightGBM before it crashes: seconds on a busy machine.
+            log = _wait_for_line(tmp_path / "serve.log", "refused version 2", timeout=60.0)
             assert answer(url) == ("1", 1.0)
     assert exits == [0]  # alive until SIGTERM, and a clean exit then
-    log = (tmp_path / "serve.log").read_text()
-    assert "refused version 2" in log and "SIGABRT" in log
+    assert "SIGABRT" in log
+
+
+def _wait_for_line(path: Path, text: str, *, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while text not in (log := path.read_text()):
+        assert time.monotonic() < deadline, f"{text!r} not in {path} after {timeout:g} s:\n{log}"
+        time.sleep(0.2)
+    return log

@@ -109,7 +109,7 @@ async def test_bad_requests_get_oip_errors(
     async with serving(yard, "sum@production") as client:
         response = await client.post(path, content=body)
         assert response.status_code == status
-        assert list(response.json()) == ["error"]
+        assert list(response.json()) == ["error", "code"]
         assert __import__("re").search(message, response.json()["error"])
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def lasting_store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
 def age(store: LocalStore, seconds: float) -> None:
     then = time.time() - seconds
     for info in store.blobs():
-        os.utime(store.path(info.digest), (then, then))
+        os.utime(store.holder(info.digest), (then, then))
 
 
 def modified(store: BlobStore, digest: str) -> datetime:
@@ -115,17 +116,18 @@ def test_a_young_manifest_keeps_its_old_blobs(tmp_path: Path) -> None:
 def test_unreferenced_manifests_go_before_their_blobs(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "blobs")
     manifest = store_directory(store, make_folder(tmp_path / "a", "weights"))
-    order: list[str] = []
-    delete = store.delete
+    order: list[set[str]] = []
 
     class Recording(LocalStore):
-        def delete(self, digest: str) -> bool:
-            order.append(digest)
-            return delete(digest)
+        def delete_many(self, digests: Iterable[str]) -> int:
+            order.append(set(digests))
+            return super().delete_many(order[-1])
 
     report = collect_garbage(Recording(store.root), [], dry_run=False, grace=timedelta(0))
     assert len(report.unreferenced) == 3
-    assert order[0] == manifest.digest
+    assert order[0] == {manifest.digest}
+    assert order[1] == set(manifest.blob_digests())
+    assert list(store.blobs()) == []
 
 
 def test_a_missing_kept_manifest_stops_the_collection(store: BlobStore) -> None:

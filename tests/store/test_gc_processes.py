@@ -150,7 +150,7 @@ def test_gc_beside_a_registration_that_reuses_old_blobs(
     if isinstance(store, LocalStore):  # two hours old: past any grace period
         old = time.time() - 7200
         for info in store.blobs():
-            os.utime(store.path(info.digest), (old, old))
+            os.utime(store.holder(info.digest), (old, old))
     assert yard.delete_version("fraud:1") is not None
 
     ready, go = tmp_path / "ready", tmp_path / "go"

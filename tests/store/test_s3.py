@@ -12,11 +12,11 @@ import pytest
 from modelyard import Settings
 from modelyard.errors import BucketNotFound, ConfigurationError, StoreAccessDenied, StoreUnavailable
 from modelyard.store import S3Store, digest_bytes, open_store, read_bytes
-from modelyard.store._s3 import MULTIPART_THRESHOLD
+from modelyard.store._multipart import PART_SIZE
 
 
 def test_large_blob_goes_up_in_parts(s3_store: S3Store) -> None:
-    data = np.random.default_rng(0).bytes(2 * MULTIPART_THRESHOLD + 12345)
+    data = np.random.default_rng(0).bytes(2 * PART_SIZE + 12345)
     digest = s3_store.put(iter([data[i : i + (1 << 20)] for i in range(0, len(data), 1 << 20)]))
     assert digest == digest_bytes(data)
     assert read_bytes(s3_store, digest) == data
@@ -26,7 +26,7 @@ def test_large_blob_goes_up_in_parts(s3_store: S3Store) -> None:
 
 def test_failed_stream_leaves_nothing(s3_store: S3Store) -> None:
     def broken() -> Iterator[bytes]:
-        yield b"x" * (MULTIPART_THRESHOLD + 1)
+        yield b"x" * (PART_SIZE + 1)
         raise RuntimeError("source failed")
 
     with pytest.raises(RuntimeError, match="source failed"):
