@@ -1,8 +1,10 @@
 """The HTTP side of `Yard(url=…)`: the registry and the blob store of a `modelyard server`.
 
-`HttpRegistry` has the methods of `Registry`, so `Yard` works the same over either; errors come
-back as the same typed `ModelyardError` subclasses, rebuilt from the `code` of the server's
-`{"error", "code", "details"}` (never from a class name, so renaming a class changes nothing).
+`HttpRegistry` implements `RegistryAPI`, as `Registry` does, so `Yard` works the same over
+either (mypy checks both against the Protocol; tests/registry/test_contract.py runs the same
+tests against both); errors come back as the same typed `ModelyardError` subclasses, rebuilt
+from the `code` of the server's `{"error", "code", "details"}` (never from a class name, so
+renaming a class changes nothing).
 """
 
 from __future__ import annotations
@@ -11,18 +13,19 @@ import base64
 import functools
 import logging
 import random
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from modelyard.errors import (
-    BlobNotFound,
     ModelyardError,
     PayloadTooLarge,
     RegistryUnavailable,
@@ -40,6 +43,8 @@ from modelyard.registry import (
     MetricPoint,
     Model,
     ModelVersion,
+    Registry,
+    RegistryAPI,
     RoleGrant,
     Run,
     SearchPage,
@@ -47,9 +52,14 @@ from modelyard.registry import (
     Transition,
     VersionDiff,
 )
-from modelyard.store import BlobInfo, BlobSource, Manifest, check_digest, digest_bytes
-from modelyard.store._digests import verified
-from modelyard.store._protocol import READ_SIZE, iter_source
+from modelyard.store import (
+    BlobInfo,
+    BlobSource,
+    BlobStore,
+    UniqueBytes,
+    digest_bytes,
+    iter_source,
+)
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -96,7 +106,7 @@ def raise_for(response: httpx.Response) -> None:
 
 
 class HttpRegistry:
-    """The registry of a `modelyard server`, with `Registry`'s methods."""
+    """The registry of a `modelyard server`: `RegistryAPI` over HTTP."""
 
     def __init__(
         self,
@@ -106,8 +116,11 @@ class HttpRegistry:
         headers: Mapping[str, str] | None = None,
         retries: int = 3,
         backoff: float = 0.25,
+        owns_client: bool = True,
     ) -> None:
         self.client = client
+        self.owns_client = owns_client  # an injected client is closed by whoever made it
+        self._staged = threading.local()  # the blobs held back by `staging`, per thread
         self.actor = actor
         self.headers = dict(headers or {})  # `Authorization: Bearer …` when there is a token
         self.retries = retries  # for requests an idempotency key makes safe to repeat
@@ -168,23 +181,44 @@ class HttpRegistry:
         self._send("DELETE", f"/models/{name}")
 
     def create_version(
-        self, name: str, *, idempotency_key: str | None = None, **fields: Any
+        self,
+        name: str,
+        *,
+        manifest_digest: str | None = None,
+        flavor: str | None = None,
+        signature: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        parents: Sequence[str] | None = None,
+        description: str = "",
+        run_id: str | None = None,
+        alias: str | None = None,
+        relation: str | None = None,
+        idempotency_key: str | None = None,
     ) -> ModelVersion:
+        fields = _plain({
+            "manifest_digest": manifest_digest, "flavor": flavor, "signature": signature,
+            "params": params, "metrics": metrics, "tags": tags, "parents": parents,
+            "description": description, "run_id": run_id, "alias": alias, "relation": relation,
+        })  # fmt: skip
+        pending: PendingBlobs | None = getattr(self._staged, "pending", None)
+        blobs = pending.encoded() if pending is not None else {}
         # One key per logical registration, made here unless the caller brings its own: a
         # retry after a lost answer then returns the version the first attempt made.
         path = f"/models/{name}/versions"
         once = {"headers": {"Idempotency-Key": idempotency_key or str(uuid.uuid4())},
                 "retries": self.retries}  # fmt: skip
         try:
-            return self._one(ModelVersion, "POST", path, json=_plain(fields), **once)
+            body = {**fields, "blobs": blobs} if blobs else fields
+            return self._one(ModelVersion, "POST", path, json=body, **once)
         except PayloadTooLarge:
-            blobs = fields.pop("blobs", None)
             if not blobs:
                 raise
         # The server takes fewer inline bytes than this client sends: upload them first.
         for digest, encoded in blobs.items():
             self._send("PUT", f"/blobs/{digest}", content=base64.b64decode(encoded))
-        return self._one(ModelVersion, "POST", path, json=_plain(fields), **once)
+        return self._one(ModelVersion, "POST", path, json=fields, **once)
 
     def get_version(self, ref: str) -> ModelVersion:
         # The query written out: httpx parses the URL again for each `params` merge, and this
@@ -194,8 +228,16 @@ class HttpRegistry:
     def list_versions(self, name: str) -> list[ModelVersion]:
         return self._many(ModelVersion, "GET", f"/models/{name}/versions")
 
-    def search_versions(self, filter: str | None = None, **page: Any) -> SearchPage:
-        return self._one(SearchPage, "POST", "/versions/search", json={"filter": filter, **page})
+    def search_versions(
+        self,
+        filter: str | None = None,
+        *,
+        order_by: str | None = None,
+        limit: int = 100,
+        page_token: str | None = None,
+    ) -> SearchPage:
+        body = {"filter": filter, "order_by": order_by, "limit": limit, "page_token": page_token}
+        return self._one(SearchPage, "POST", "/versions/search", json=body)
 
     def delete_version(self, ref: str) -> None:
         self._send("DELETE", "/version", params={"ref": ref})
@@ -239,7 +281,7 @@ class HttpRegistry:
         self._send("POST", "/version/approvals", params={"ref": ref}, json={"comment": comment})
 
     def add_gate(
-        self, name: str, kind: str, *, to_state: State | str = "production", **config: Any
+        self, name: str, kind: str, *, to_state: State | str = State.PRODUCTION, **config: Any
     ) -> Gate:
         body = {"kind": kind, "to_state": str(to_state), "config": config}
         return self._one(Gate, "POST", f"/models/{name}/gates", json=body)
@@ -250,8 +292,18 @@ class HttpRegistry:
     def remove_gate(self, name: str, gate_id: str) -> None:
         self._send("DELETE", f"/models/{name}/gates/{gate_id}")
 
-    def create_run(self, **fields: Any) -> Run:
-        return self._one(Run, "POST", "/runs", json=_plain(fields))
+    def create_run(
+        self,
+        *,
+        name: str = "",
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        datasets: Mapping[str, str] | None = None,
+        code_revision: str | None = None,
+    ) -> Run:
+        body = _plain({"name": name, "params": params, "tags": tags, "datasets": datasets,
+                       "code_revision": code_revision})  # fmt: skip
+        return self._one(Run, "POST", "/runs", json=body)
 
     def get_run(self, run_id: str) -> Run:
         return self._one(Run, "GET", f"/runs/{run_id}")
@@ -280,12 +332,9 @@ class HttpRegistry:
     def lineage(self, ref: str) -> Lineage:
         return self._one(Lineage, "GET", "/version/lineage", params={"ref": ref})
 
-    def diff(
-        self, a: str, b: str, *, manifests: Callable[[str], Manifest] | None = None
-    ) -> VersionDiff:
-        return self._one(
-            VersionDiff, "GET", "/diff", params={"a": a, "b": b}
-        )  # the server reads manifests
+    def diff(self, a: str, b: str) -> VersionDiff:
+        # The server reads the manifests and tensors: files and weights are compared there.
+        return self._one(VersionDiff, "GET", "/diff", params={"a": a, "b": b})
 
     def audit_log(self, *, target: str | None = None, limit: int | None = None) -> list[AuditEvent]:
         params = {k: v for k, v in {"target": target, "limit": limit}.items() if v is not None}
@@ -298,8 +347,23 @@ class HttpRegistry:
     def audit_head(self) -> AuditHead:
         return self._one(AuditHead, "GET", "/audit/head")
 
+    @contextmanager
+    def staging(self, store: BlobStore) -> Iterator[BlobStore]:
+        """Hold small blobs back so they travel inside the next `create_version` request made
+        in the block on this thread (registering a small model takes one round trip)."""
+        pending = PendingBlobs(store)
+        self._staged.pending = pending
+        try:
+            yield pending
+        finally:
+            self._staged.pending = None
+
+    def unique_bytes(self, store: BlobStore, *, version_ids: set[str]) -> UniqueBytes | None:
+        return None  # the server's roots (and its role checks) are the server's
+
     def close(self) -> None:
-        self.client.close()
+        if self.owns_client:
+            self.client.close()
 
 
 class HttpPrincipals:
@@ -336,53 +400,11 @@ class HttpPrincipals:
         self.registry._send("DELETE", "/grants", params=params)
 
 
-class HttpStore:
-    """The blob store behind a `modelyard server`; reads verify digests here too."""
-
-    def __init__(self, client: httpx.Client, *, headers: Mapping[str, str] | None = None) -> None:
-        self.client = client
-        self.headers = dict(headers or {})
-
-    def put(self, data: BlobSource, *, digest: str | None = None) -> str:
-        content = b"".join(iter_source(data))
-        digest = digest or digest_bytes(content)
-        # Sending a small blob costs less than asking first; the server keeps one copy anyway.
-        if len(content) <= INLINE_BLOB or not self.exists(digest):
-            raise_for(self.client.put(f"/blobs/{digest}", content=content, headers=self.headers))
-        return digest
-
-    def get(self, digest: str) -> Iterator[bytes]:
-        check_digest(digest)
-        request = self.client.build_request("GET", f"/blobs/{digest}", headers=self.headers)
-        response = self.client.send(request, stream=True)
-        if response.status_code == 404:
-            response.close()
-            raise BlobNotFound(digest)
-        if not response.is_success:
-            response.read()
-            response.close()
-            raise_for(response)
-        return verified(digest, _pieces(response))
-
-    def exists(self, digest: str) -> bool:
-        check_digest(digest)
-        response = self.client.head(f"/blobs/{digest}", headers=self.headers)
-        if response.status_code in (401, 403):  # a HEAD answer has no body to say why
-            raise_for(self.client.get(f"/blobs/{digest}", headers=self.headers))
-        return response.status_code == 200
-
-    def delete(self, digest: str) -> bool:
-        raise ModelyardError("deleting blobs is the server's job: run `modelyard store gc` there")
-
-    def blobs(self) -> Iterator[BlobInfo]:
-        raise ModelyardError("listing blobs is the server's job: run `modelyard store stats` there")
-
-
 class PendingBlobs:
     """A store that holds small blobs back to send along with the next request (registering a
     small model then takes one round trip), and passes bigger ones to the server at once."""
 
-    def __init__(self, store: HttpStore, *, budget: int = INLINE_BUDGET) -> None:
+    def __init__(self, store: BlobStore, *, budget: int = INLINE_BUDGET) -> None:
         self.store = store
         self.budget = budget
         self.pending: dict[str, bytes] = {}
@@ -417,19 +439,6 @@ class PendingBlobs:
         }
 
 
-def _pieces(response: httpx.Response) -> Iterator[bytes]:
-    """The body as it arrives. A body cut short (the server found the blob corrupt after its
-    200, or the connection broke) ends early instead of raising httpx's error, so `verified`
-    hashes what came and raises `IntegrityError` naming the digest: no caller gets a blob that
-    was not checked whole."""
-    try:
-        yield from response.iter_bytes(READ_SIZE)
-    except httpx.TransportError:
-        return
-    finally:
-        response.close()
-
-
 def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
     plain: dict[str, Any] = {}
     for key, value in values.items():
@@ -439,3 +448,9 @@ def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
             value = list(value)
         plain[key] = value
     return plain
+
+
+if TYPE_CHECKING:  # mypy checks that both implementations keep the one contract
+
+    def _implementations(embedded: Registry, remote: HttpRegistry) -> list[RegistryAPI]:
+        return [embedded, remote]

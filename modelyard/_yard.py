@@ -8,13 +8,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from modelyard._active_run import ActiveRun
-from modelyard._model_folders import model_folder, with_reference
-from modelyard._remote import HttpRegistry, HttpStore, PendingBlobs
 from modelyard._scratch import CACHE, clean_scratch, scratch_folder
-from modelyard._tls import client_verify
+from modelyard._yard_registry import RegistryMethods
 from modelyard._yard_signing import (
     Signing,
     check_policy,
@@ -25,49 +21,27 @@ from modelyard._yard_signing import (
 )
 from modelyard._yard_watch import Watching
 from modelyard.errors import ConfigurationError, RegistryUnavailable
-from modelyard.flavors import (
-    MODEL_FILE,
-    LoadedModel,
-    load_model,
-    read_info,
-    version_diff,
-)
-from modelyard.registry import (
-    AliasEvent,
-    AuditEvent,
-    AuditHead,
-    ChainCheck,
-    Database,
-    Gate,
-    Lineage,
-    MetricPoint,
-    Model,
-    ModelVersion,
-    Registry,
-    Run,
-    SearchPage,
-    State,
-    Transition,
-    VersionDiff,
-    bytes_only_in,
-)
+from modelyard.registry import Database, ModelVersion, Registry, Run, State, VersionDiff
 from modelyard.security import TrustPolicy, load_secret
 from modelyard.settings import Settings
-
-if TYPE_CHECKING:
-    from modelyard.optimize import Optimizer, TuneResult
 from modelyard.store import (
     BlobStore,
     FolderCache,
-    UniqueBytes,
     guard_writes,
     open_store,
     restore_directory,
     store_directory,
 )
 
+if TYPE_CHECKING:
+    import httpx
 
-class Yard(Watching, Signing):
+    from modelyard._remote import HttpRegistry
+    from modelyard.flavors import LoadedModel
+    from modelyard.optimize import Optimizer, TuneResult
+
+
+class Yard(RegistryMethods, Watching, Signing):
     """The modelyard client: log, find, promote and fetch model versions.
 
         >>> yard = Yard()                                  # ~/.modelyard, or MODELYARD_* settings
@@ -98,36 +72,52 @@ class Yard(Watching, Signing):
 
     @property
     def registry(self) -> Registry | HttpRegistry:
-        """The registry, opened (and for SQLite, migrated) on first use."""
+        """The registry (`RegistryAPI`), opened (and for SQLite, migrated) on first use."""
         if self._registry is None:  # scratch folders of killed processes go on each open
             clean_scratch(self.settings.home)
-        if self._registry is None and self.url:
-            client = self._http_client or httpx.Client(
-                timeout=60, verify=client_verify(self.settings)
-            )
-            client.base_url = httpx.URL(self.url.rstrip("/") + "/api/v1")
-            token = self.settings.token
-            secret = token.get_secret_value() if token is not None else ""
-            headers = {"Authorization": f"Bearer {secret}"} if secret else {}
-            self._registry = HttpRegistry(client, actor=self.settings.user, headers=headers,
-                                          retries=self.settings.client_retries)  # fmt: skip
-            self._store = HttpStore(client, headers=headers)
-        if self._registry is None:
-            database = Database(self.settings.database_url, secret=self._secret())
-            database.open()
-            if database.dialect == "sqlite":
-                database.migrate()
-            elif database.pending():
-                database.close()
-                raise RegistryUnavailable(
-                    "the registry database needs migrations; run `modelyard db upgrade`"
-                )
-            self._registry = Registry(
-                database,
-                actor=self.settings.user,
-                signatures=lambda version: signature_problem(self, version),  # `signed` gates
-            )
+            self._registry = self._open_remote() if self.url else self._open_embedded()
         return self._registry
+
+    def _open_remote(self) -> HttpRegistry:
+        # httpx and the HTTP client load only for a remote registry (a local CLI starts faster).
+        import httpx
+
+        from modelyard._remote import HttpRegistry
+        from modelyard._remote_store import HttpStore
+        from modelyard._tls import client_verify
+
+        client = self._http_client or httpx.Client(timeout=60, verify=client_verify(self.settings))
+        client.base_url = httpx.URL(str(self.url).rstrip("/") + "/api/v1")
+        token = self.settings.token
+        secret = token.get_secret_value() if token is not None else ""
+        headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+        self._store = HttpStore(client, headers=headers)
+        return HttpRegistry(client, actor=self.settings.user, headers=headers,
+                            retries=self.settings.client_retries,
+                            owns_client=self._http_client is None)  # fmt: skip
+
+    def _open_embedded(self) -> Registry:
+        database = Database(self.settings.database_url, secret=self._secret())
+        database.open()
+        if database.dialect == "sqlite":
+            database.migrate()
+        elif database.pending():
+            database.close()
+            raise RegistryUnavailable(
+                "the registry database needs migrations; run `modelyard db upgrade`"
+            )
+        registry = Registry(
+            database,
+            actor=self.settings.user,
+            signatures=lambda version: signature_problem(self, version),  # `signed` gates
+            differ=lambda a, b: self._diff(registry, a, b),  # files and tensors: the store's
+        )
+        return registry
+
+    def _diff(self, registry: Registry, a: str, b: str) -> VersionDiff:
+        from modelyard.diff import version_diff
+
+        return version_diff(registry, self.store, a, b)
 
     @property
     def store(self) -> BlobStore:
@@ -151,13 +141,11 @@ class Yard(Watching, Signing):
         return self
 
     def close(self) -> None:
-        """Release database connections."""
-        if isinstance(self._registry, HttpRegistry):
-            if self._http_client is None:  # an injected client belongs to the caller
-                self._registry.close()
-            self._store = None
-        elif self._registry is not None:
-            self._registry.database.close()
+        """Release database connections (or the HTTP client this client made)."""
+        if self._registry is not None:
+            self._registry.close()
+        if self.url:
+            self._store = None  # the server's store goes with its client
         self._registry = None
 
     def __enter__(self) -> Yard:
@@ -206,8 +194,17 @@ class Yard(Watching, Signing):
         retries a dropped connection or a 5xx answer `client_retries` times: a retry never
         registers a second version.
         """
+        # Flavors and NumPy load on the first log, not with the client (a CLI starts faster).
+        from modelyard._model_folders import model_folder, with_reference
+        from modelyard.flavors import MODEL_FILE, read_info
+
+        registry = self.registry
         # Garbage collection waits from the first put until the version is committed.
-        with guard_writes(self.store), scratch_folder(self.settings.home, prefix="log") as scratch:
+        with (
+            guard_writes(self.store),
+            scratch_folder(self.settings.home, prefix="log") as scratch,
+            registry.staging(self.store) as target,  # over HTTP small files ride along
+        ):
             folder = model_folder(
                 model, Path(scratch), flavor=flavor, example=input_example, options=options
             )
@@ -221,19 +218,10 @@ class Yard(Watching, Signing):
                 flavor = info.flavor
                 if signature is None and info.signature is not None:
                     signature = info.signature.to_json()
-            registry = self.registry
-            extra: dict[str, Any] = {}
-            if isinstance(registry, HttpRegistry) and isinstance(self.store, HttpStore):
-                pending = PendingBlobs(self.store)  # small files travel with the registration
-                manifest = store_directory(pending, folder)
-                manifest_digest, tags = detach_signature(pending, manifest, folder, tags)
-                extra["blobs"] = pending.encoded()
-            else:
-                manifest = store_directory(self.store, folder)
-                manifest_digest, tags = detach_signature(self.store, manifest, folder, tags)
+            manifest = store_directory(target, folder)
+            manifest_digest, tags = detach_signature(target, manifest, folder, tags)
             return registry.create_version(
                 name,
-                **extra,
                 manifest_digest=manifest_digest,
                 flavor=flavor,
                 signature=signature,
@@ -247,11 +235,6 @@ class Yard(Watching, Signing):
                 relation=relation,
                 idempotency_key=idempotency_key,
             )
-
-    def _store_path(self, path: str | Path) -> str:
-        with scratch_folder(self.settings.home, prefix="store") as scratch:
-            folder = model_folder(path, Path(scratch), flavor=None, example=None, options=None)
-            return store_directory(self.store, folder).digest
 
     @contextmanager
     def start_run(
@@ -282,43 +265,6 @@ class Yard(Watching, Signing):
 
     # reading ----------------------------------------------------------------------------------
 
-    def get_model(self, name: str) -> Model:
-        """A model by name, with its aliases."""
-        return self.registry.get_model(name)
-
-    def list_models(self) -> list[Model]:
-        """Every model, by name."""
-        return self.registry.list_models()
-
-    def get_version(self, ref: str) -> ModelVersion:
-        """The version `fraud`, `fraud:3`, `fraud@production` or `fraud@production~1` names."""
-        return self.registry.get_version(ref)
-
-    def list_versions(self, name: str) -> list[ModelVersion]:
-        """A model's versions, newest first."""
-        return self.registry.list_versions(name)
-
-    def search_versions(
-        self,
-        filter: str | None = None,
-        *,
-        order_by: str | None = None,
-        limit: int = 100,
-        page_token: str | None = None,
-    ) -> SearchPage:
-        """Versions matching a filter such as `metrics.auc >= 0.9 and tags.team = 'risk'`."""
-        return self.registry.search_versions(
-            filter, order_by=order_by, limit=limit, page_token=page_token
-        )
-
-    def get_run(self, run_id: str) -> Run:
-        """A run with its params, latest metrics, datasets and artifacts."""
-        return self.registry.get_run(run_id)
-
-    def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
-        """All values of a run's metric, by step."""
-        return self.registry.metric_history(run_id, key)
-
     def download(self, ref: str, path: str | Path) -> Path:
         """Rebuild the version's files at `path` (absent or empty), verified byte for byte."""
         version = self.get_version(ref)
@@ -340,15 +286,23 @@ class Yard(Watching, Signing):
         >>> model.predict(X)
         """
         version = self.get_version(ref)
-        folder = self._cached(version)
+        folder = self.model_folder(version)
         check_policy(self, version, folder)  # settings.require_signature
         settings = self.settings
         policy = TrustPolicy.of(
             trust, types=settings.trusted_types, modules=settings.trusted_modules
         )
+        from modelyard.flavors import load_model
+
         return load_model(folder, trust=policy)
 
-    def _cached(self, version: ModelVersion) -> Path:
+    def model_folder(self, version: ModelVersion) -> Path:
+        """A local folder holding `version`'s files: fetched once into `<home>/cache/` (by
+        manifest digest), verified, and checked again (restored if changed) each time it is
+        opened. Read it, never write it; `download` gives a copy of one's own.
+
+        >>> yard.model_folder(yard.get_version("fraud@production")) / "modelyard.json"
+        """
         if version.manifest_digest is None:
             raise ConfigurationError(f"{version.ref} has no stored files to load")
         return self._folders.open(self.store, version.manifest_digest)
@@ -370,12 +324,12 @@ class Yard(Watching, Signing):
 
         >>> yard.merge("llm:4", "llm:5", weights=(0.5, 0.5), alias="soup")
         """
-        from modelyard.flavors._merge import merge_folders
+        from modelyard.flavors import merge_folders
 
         first, second = self.get_version(a), self.get_version(b)
         self.check_signature(first)  # settings.require_signature, as on every load
         self.check_signature(second)
-        folder_a, folder_b = self._cached(first), self._cached(second)
+        folder_a, folder_b = self.model_folder(first), self.model_folder(second)
         with scratch_folder(self.settings.home, prefix="merge") as scratch:
             merged = Path(scratch) / "merged"
             merge_folders(folder_a, folder_b, merged, weights=weights)
@@ -407,7 +361,7 @@ class Yard(Watching, Signing):
 
         >>> yard.serve(["fraud@production"], port=8080)
         """
-        from modelyard.api._inference import serve
+        from modelyard.api import serve
 
         serve(self.settings, list(refs), host=host, port=port, trust=trust, workers=workers,
               yard=self if workers <= 1 else None)  # fmt: skip
@@ -455,104 +409,15 @@ class Yard(Watching, Signing):
             timeout=timeout, seed=seed, alias=alias, parent=parent, pruner=pruner,
         )  # fmt: skip
 
-    def lineage(self, ref: str) -> Lineage:
-        """Ancestors and descendants of a version."""
-        return self.registry.lineage(ref)
+    # changing (the other registry methods are in RegistryMethods) -----------------------------
 
-    def diff(self, a: str, b: str) -> VersionDiff:
-        """What differs between two versions: params, metrics, tags, signature, files, which
-        tensors changed and by how much, and model structure (trees, depth, hyper-parameters)."""
-        registry = self.registry
-        if isinstance(registry, HttpRegistry):
-            return registry.diff(a, b)  # the server reads the blobs
-        return version_diff(registry, self.store, a, b)
-
-    # changing ---------------------------------------------------------------------------------
-
-    def set_alias(self, name: str, alias: str, ref: str, *, reason: str = "") -> ModelVersion:
-        """Point `name@alias` at a version (a deploy, when the alias is served)."""
-        return self.registry.set_alias(name, alias, ref, reason=reason)
-
-    def delete_alias(self, name: str, alias: str) -> None:
-        """Remove an alias."""
-        self.registry.delete_alias(name, alias)
-
-    def alias_history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
-        """Moves of a model's aliases, newest first."""
-        return self.registry.alias_history(name, alias)
-
-    def rollback(self, name: str, alias: str = "production", *, reason: str = "") -> ModelVersion:
-        """Move an alias back to its previous version."""
-        return self.registry.rollback(name, alias, reason=reason)
-
-    def transition(self, ref: str, state: State | str, *, comment: str = "") -> ModelVersion:
-        """Move a version along its lifecycle, checking gates."""
-        version = self.registry.transition(ref, state, comment=comment)
+    def transition(
+        self, ref: str, state: State | str, *, comment: str = "", move_alias: bool = True
+    ) -> ModelVersion:
+        """Move a version along its lifecycle, checking gates; entering production also moves
+        the `production` alias unless `move_alias=False`."""
+        version = self.registry.transition(ref, state, comment=comment, move_alias=move_alias)
         return sign_on_promotion(self, version)  # settings.signing_key and signing_states
-
-    def transitions(self, ref: str) -> list[Transition]:
-        """A version's state changes."""
-        return self.registry.transitions(ref)
-
-    def approve(self, ref: str, *, comment: str = "") -> None:
-        """Approve a version (someone other than its creator)."""
-        self.registry.approve(ref, comment=comment)
-
-    def add_gate(
-        self, name: str, kind: str, *, to_state: State | str = State.PRODUCTION, **config: Any
-    ) -> Gate:
-        """Require a metric, a tag, a signature or approvals before a state."""
-        return self.registry.add_gate(name, kind, to_state=to_state, **config)
-
-    def gates(self, name: str) -> list[Gate]:
-        """A model's gates."""
-        return self.registry.gates(name)
-
-    def set_tag(self, ref: str, key: str, value: Any) -> ModelVersion:
-        """Tag a version."""
-        return self.registry.set_tag(ref, key, value)
-
-    def delete_tag(self, ref: str, key: str) -> ModelVersion:
-        """Untag a version."""
-        return self.registry.delete_tag(ref, key)
-
-    def delete_version(self, ref: str) -> UniqueBytes | None:
-        """Delete a version no alias points at. Returns the blobs and bytes only it referenced,
-        which the next `modelyard store gc` frees (None through a server: its roots, and its
-        role checks, are the server's)."""
-        registry = self.registry
-        if not isinstance(registry, Registry):
-            registry.delete_version(ref)
-            return None
-        version = registry.get_version(ref)  # the bytes counted are those of the one deleted
-        freed = bytes_only_in(registry.database, self.store, version_ids={version.id})
-        registry.delete_version(version.ref)
-        return freed
-
-    def delete_model(self, name: str) -> UniqueBytes | None:
-        """Delete a model and all its versions; returns what only they referenced, as
-        `delete_version` does."""
-        registry = self.registry
-        if not isinstance(registry, Registry):
-            registry.delete_model(name)
-            return None
-        ids = {version.id for version in registry.list_versions(name)}
-        freed = bytes_only_in(registry.database, self.store, version_ids=ids)
-        registry.delete_model(name)
-        return freed
-
-    def audit_log(self, *, target: str | None = None, limit: int | None = None) -> list[AuditEvent]:
-        """The audit trail, oldest first."""
-        return self.registry.audit_log(target=target, limit=limit)
-
-    def verify_audit(self, *, head: AuditHead | str | None = None) -> ChainCheck:
-        """Check the audit hash chain end to end; with `head` (`SEQ:HASH`, from `audit_head()`
-        recorded earlier) also that it still reaches that head unchanged."""
-        return self.registry.verify_audit(head=head)
-
-    def audit_head(self) -> AuditHead:
-        """Where the audit chain ends now; record it to check against later."""
-        return self.registry.audit_head()
 
     def _secret(self) -> bytes:
         """The secret that keys the audit chain and page tokens (`secret_key`, else the one kept

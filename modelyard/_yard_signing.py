@@ -64,7 +64,7 @@ class _Host(Protocol):
 
     def get_version(self, ref: str) -> ModelVersion: ...
 
-    def _cached(self, version: ModelVersion) -> Path: ...
+    def model_folder(self, version: ModelVersion) -> Path: ...
 
 
 class Signing:
@@ -103,7 +103,8 @@ class Signing:
         PosixPath('/etc/modelyard/team.pub')
         """
         version = self.get_version(ref)
-        return _check(self, version, self._cached(version), keys or self.settings.trusted_keys)
+        folder = self.model_folder(version)
+        return _check(self, version, folder, keys or self.settings.trusted_keys)
 
     def check_signature(self: _Host, version: ModelVersion) -> None:
         """Refuse `version` (`SignatureMissing`, `SignatureInvalid`) if the settings require a
@@ -111,7 +112,7 @@ class Signing:
         `load_model` checks, for a caller (serving) that must check before anything else runs.
         """
         if self.settings.require_signature:  # else not even the cache is opened
-            check_policy(self, version, self._cached(version))
+            check_policy(self, version, self.model_folder(version))
 
 
 def check_policy(host: _Host, version: ModelVersion, folder: Path) -> None:
@@ -125,7 +126,7 @@ def signature_problem(host: _Host, version: ModelVersion) -> str:
     """Why `version` does not pass a `signed` gate ('' when it does): checked here, with this
     process's trusted keys and its store, never taken from the tag alone."""
     try:
-        _check(host, version, host._cached(version), host.settings.trusted_keys)
+        _check(host, version, host.model_folder(version), host.settings.trusted_keys)
     except SignatureMissing:
         return "a signature by a trusted key is required; the version is not signed"
     except SignatureInvalid as error:
@@ -144,7 +145,7 @@ def sign_on_promotion(host: _Host, version: ModelVersion) -> ModelVersion:
         return version
     if SIGNATURE_TAG in version.tags and settings.trusted_keys:
         try:
-            _check(host, version, host._cached(version), settings.trusted_keys)
+            _check(host, version, host.model_folder(version), settings.trusted_keys)
             return version
         except SignatureInvalid:
             pass  # signed by someone else, or badly: sign it with the operator's key

@@ -8,23 +8,30 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from modelyard._yard import Yard
     from modelyard.explain import ExplainerCache, Explanation, GlobalImportance
+    from modelyard.flavors import LoadedModel
     from modelyard.monitoring import MonitorReport
     from modelyard.registry import ModelVersion
+    from modelyard.security import TrustPolicy
     from modelyard.settings import Settings
+    from modelyard.store import BlobStore
 
 
 class _Host(Protocol):
     settings: Settings
     _explainers: ExplainerCache | None
 
+    @property
+    def store(self) -> BlobStore: ...
+
     def get_version(self, ref: str) -> ModelVersion: ...
 
-    def _cached(self, version: ModelVersion) -> Path: ...
+    def model_folder(self, version: ModelVersion) -> Path: ...
+
+    def load_model(self, ref: str, *, trust: bool | TrustPolicy = False) -> LoadedModel: ...
 
 
 class Watching:
@@ -48,12 +55,11 @@ class Watching:
         >>> report = yard.monitor("fraud@production", window=timedelta(minutes=15))
         >>> report.drifted, [c.column for c in report.inputs.columns if c.drifted]
         """
-        from modelyard.monitoring import monitor_window
-        from modelyard.monitoring._html import render_html
+        from modelyard.monitoring import monitor_window, render_html
 
         version = self.get_version(ref)
         report, reference, current = monitor_window(
-            model=version.name, version=version.number, folder=self._cached(version),
+            model=version.name, version=version.number, folder=self.model_folder(version),
             predictions=self.settings.home / "predictions", window=window, until=until,
             feedback=self.settings.home / "feedback",
         )  # fmt: skip
@@ -93,8 +99,7 @@ class Watching:
 
         if self._explainers is None:
             self._explainers = ExplainerCache()
-        yard = cast("Yard", self)  # the mixin's only host
-        return explain_version(yard, ref, data, explainer=explainer, background=background,
+        return explain_version(self, ref, data, explainer=explainer, background=background,
                                trust=trust, cache=self._explainers)  # fmt: skip
 
     def importance(
@@ -116,5 +121,5 @@ class Watching:
 
         if self._explainers is None:
             self._explainers = ExplainerCache()
-        return global_importance(cast("Yard", self), ref, data, explainer=explainer, trust=trust,
+        return global_importance(self, ref, data, explainer=explainer, trust=trust,
                                  cache=self._explainers)  # fmt: skip

@@ -17,7 +17,7 @@ import modelyard
 import modelyard.errors as errors
 from modelyard import Settings, Yard
 from modelyard._remote import HttpRegistry, raise_for
-from modelyard.api._inference import create_inference_app
+from modelyard.api import create_inference_app
 from modelyard.api._responses import render_error
 from modelyard.errors import (
     CODES,

@@ -18,8 +18,7 @@ from modelyard._yard import Yard
 from modelyard.api._acting import Caller
 from modelyard.errors import DigestMismatch
 from modelyard.security import Role
-from modelyard.store import BlobStore, check_digest, digest_bytes
-from modelyard.store._protocol import READ_SIZE
+from modelyard.store import READ_SIZE, BlobStore, check_digest, digest_bytes
 
 MAX_BLOB = 64 << 20
 """Largest single upload kept in memory; bigger blobs are refused (clients chunk files first)."""

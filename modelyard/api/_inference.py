@@ -3,6 +3,9 @@
 No web framework sits on this path: a request is matched against a handful of patterns, its
 body read (up to the configured limit) and decoded straight into NumPy, and the answer written by
 orjson. The OpenAPI document (`/openapi.json`) is the spec file the types are generated from.
+
+This module is the transport only: `_serving_wiring` builds the data plane and what runs beside
+it from the settings, and `_inference_server` runs the app in one process or several.
 """
 
 from __future__ import annotations
@@ -10,33 +13,20 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from modelyard._yard import Yard
 from modelyard.api._responses import send_error
-from modelyard.api._running import run, run_workers, tls_options, with_read_timeout
-from modelyard.api._serving_auth import serving_auth
-from modelyard.api._workers import read_worker_spec, worker_environment
 from modelyard.errors import MethodNotAllowed, ModelyardError, NotFound, PayloadTooLarge
-from modelyard.monitoring import parse_feedback, write_feedback
-from modelyard.monitoring._alerts import load_rules
-from modelyard.registry import Reference
-from modelyard.serving import (
-    DataPlane,
-    JsonLinesSink,
-    Metrics,
-    ModelPool,
-    PredictionLog,
-    decode_request,
-    encode_response,
-)
-from modelyard.serving._alerting import AlertLoop
-from modelyard.settings import Settings
+from modelyard.monitoring import parse_feedback
+from modelyard.serving import DataPlane, decode_request, encode_response
+
+if TYPE_CHECKING:
+    from modelyard.monitoring import AlertLoop
 
 log = logging.getLogger("modelyard.serving")
 
@@ -169,120 +159,6 @@ class InferenceApp:
                     await self.on_shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-
-def create_inference_app(
-    settings: Settings,
-    refs: list[str],
-    *,
-    yard: Yard | None = None,
-    trust: bool = False,
-    canaries: Mapping[str, float] | None = None,
-    shadows: Sequence[str] = (),
-    multiprocess: bool = False,
-) -> InferenceApp:
-    """The inference server for `refs` (`fraud@production`, `iris:3`, …), wired from
-    `settings`; the models load at startup and are closed at shutdown. `canaries` maps a
-    candidate version to its share of traffic (`{"fraud:4": 0.1}`); `shadows` get copies.
-
-    >>> app = create_inference_app(Settings(), ["fraud@production"])  # uvicorn runs it
-    """
-    client = yard or Yard(settings)
-    metrics = Metrics(multiprocess=multiprocess)
-    pool = ModelPool(client, settings, metrics=metrics, trust=trust)
-    for ref in refs:
-        pool.add(ref)  # bad references fail here, before the server starts
-    for ref, share in (canaries or {}).items():
-        pool.add_canary(ref, share)
-    for ref in shadows:
-        pool.add_shadow(ref)
-    log = None
-    if settings.serve_log_sample > 0:
-        log = PredictionLog(
-            JsonLinesSink(settings.home / "predictions"),
-            sample=settings.serve_log_sample,
-            capacity=settings.serve_log_buffer,
-            dropped=metrics.log_dropped.inc,
-        )
-
-    feedback = settings.home / "feedback"
-
-    def store_feedback(model: str, records: list[dict[str, Any]]) -> None:
-        write_feedback(feedback, model, records)
-
-    plane = DataPlane(pool, metrics, log=log, feedback=store_feedback)
-    alerts = None
-    if settings.serve_alerts is not None:
-        rules = load_rules(settings.serve_alerts, allowed_webhooks=settings.alert_webhooks)
-        alerts = AlertLoop(rules, yard=client, metrics=metrics, traffic=plane.traffic,
-                           interval=settings.serve_alert_seconds)  # fmt: skip
-
-    async def startup() -> None:
-        await pool.start(refs)
-        if log is not None:
-            log.start()
-        if alerts is not None:
-            alerts.start()
-
-    async def shutdown() -> None:
-        if alerts is not None:
-            await alerts.stop()
-        await pool.stop()
-        if log is not None:
-            await log.stop()
-        if yard is None:
-            client.close()
-
-    feedback = settings.home / "feedback"
-    return InferenceApp(
-        plane,
-        max_body_bytes=settings.serve_max_body_bytes,
-        on_startup=startup,
-        on_shutdown=shutdown,
-        alerts=alerts,
-    )
-
-
-def serve(
-    settings: Settings,
-    refs: list[str],
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8080,
-    workers: int = 1,
-    trust: bool = False,
-    canaries: Mapping[str, float] | None = None,
-    shadows: Sequence[str] = (),
-    yard: Yard | None = None,
-) -> None:
-    """Serve until SIGTERM: in this process, or in `workers` processes for CPU-bound models
-    (each loads the models; their metrics are added up in /metrics)."""
-    routing: dict[str, Any] = {
-        "trust": trust, "canaries": dict(canaries or {}), "shadows": list(shadows)
-    }  # fmt: skip
-    if workers <= 1:
-        app = create_inference_app(settings, refs, yard=yard, **routing)
-        timeout = settings.server_read_timeout_seconds
-        limited = with_read_timeout(serving_auth(app, settings), read_timeout=timeout)
-        run(limited, host=host, port=port, read_timeout=timeout, tls=tls_options(settings))
-        return
-    for ref in refs:
-        Reference.parse(ref)  # a bad reference fails here, not in every worker
-    # uvicorn starts the workers as new processes: they get a private spec file's path, and
-    # no secret in their environment (see `modelyard.api._workers`).
-    with worker_environment(settings, refs, routing):
-        run_workers(f"{__name__}:app_from_environment", host=host, port=port, workers=workers,
-                    read_timeout=settings.server_read_timeout_seconds,
-                    tls=tls_options(settings))  # fmt: skip
-
-
-def app_from_environment() -> Any:
-    """The app of one worker process, from the spec file `serve` handed it (behind the body
-    read timeout)."""
-    spec = read_worker_spec()
-    app = create_inference_app(spec.settings, spec.refs, **spec.options, multiprocess=True)
-    guarded = serving_auth(app, spec.settings)  # bearer tokens, with MODELYARD_AUTH
-    return with_read_timeout(guarded, read_timeout=spec.settings.server_read_timeout_seconds)
 
 
 async def _send(

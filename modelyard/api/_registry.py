@@ -19,8 +19,9 @@ from modelyard.api._access import Access
 from modelyard.api._acting import Caller
 from modelyard.api._blobs import store_verified
 from modelyard.api._responses import fast_json
+from modelyard.diff import version_diff
 from modelyard.errors import DigestMismatch, InvalidManifest, PayloadTooLarge
-from modelyard.flavors import probe_stored, version_diff
+from modelyard.flavors import probe_stored
 from modelyard.registry import (
     AliasEvent,
     AuditEvent,

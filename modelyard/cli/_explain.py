@@ -102,7 +102,7 @@ def read_rows(path: Path, signature: Signature | None) -> Any:
         data = _json_rows(path.read_bytes(), pd)
     if isinstance(data, pd.DataFrame) and signature is not None:
         if signature.content_type == "np" and len(signature.inputs) == 1:
-            from modelyard.flavors._signatures import numpy_dtype
+            from modelyard.flavors import numpy_dtype
 
             return data.to_numpy(dtype=numpy_dtype(signature.inputs[0].datatype))
     return data

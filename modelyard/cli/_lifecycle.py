@@ -135,7 +135,7 @@ def list_gates(ctx: typer.Context, name: str, as_json: JsonFlag = False) -> None
 @reports_errors
 def remove_gate(ctx: typer.Context, name: str, gate_id: str) -> None:
     """Remove a gate by id."""
-    yard_of(ctx).registry.remove_gate(name, gate_id)
+    yard_of(ctx).remove_gate(name, gate_id)
     typer.echo(f"removed gate {gate_id}")
 
 

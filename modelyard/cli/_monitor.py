@@ -70,7 +70,7 @@ def _table(title: str, drift: DriftReport) -> None:
 
 def parse_window(text: str) -> timedelta:
     """`30s`, `15m`, `1h`, `2d` as a timedelta (the durations alert rules take)."""
-    from modelyard.monitoring._alerts import duration
+    from modelyard.monitoring import duration
 
     try:
         return duration(text)
@@ -92,8 +92,7 @@ def export(
 
     import yaml
 
-    from modelyard.monitoring._alerts import load_rules
-    from modelyard.monitoring._export import grafana_dashboard, prometheus_rules
+    from modelyard.monitoring import grafana_dashboard, load_rules, prometheus_rules
 
     # Webhooks do not matter here: only the conditions become Prometheus rules.
     loaded = load_rules(rules, allowed_webhooks=None) if rules is not None else []

@@ -84,7 +84,7 @@ def serve(
     moves, the new version is loaded, warmed and swapped in."""
     from pydantic import ValidationError
 
-    from modelyard.api._inference import serve as serve_refs
+    from modelyard.api import serve as serve_refs
     from modelyard.settings import Settings
 
     overrides = {

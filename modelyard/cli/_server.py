@@ -39,8 +39,7 @@ def server(
 
     Without auth every request acts as the server's own user with every role, so a server
     bound beyond loopback refuses to start without `--auth` (or `--insecure`)."""
-    from modelyard.api import create_app
-    from modelyard.api._running import run, tls_options
+    from modelyard.api import create_app, run, tls_options
 
     settings = settings_of(ctx)
     if auth is not None:

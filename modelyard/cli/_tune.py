@@ -54,7 +54,7 @@ def tune(
     set `defaults = {"name": ..., "n_trials": ...}`. Each trial is a run; the best trial's
     model is registered.
     """
-    from modelyard.optimize._tune import tune as run_tune
+    from modelyard.optimize import tune as run_tune
 
     module = load_script(script)
     given = {"name": name, "n_trials": trials, "sampler": sampler, "direction": direction,

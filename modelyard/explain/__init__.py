@@ -26,6 +26,7 @@ from modelyard.explain._target import Target
 from modelyard.explain._torch import DeepExplainer, GradientExplainer
 from modelyard.explain._versions import (
     ExplainerCache,
+    VersionSource,
     explain_reference,
     explain_version,
     explainer_for,
@@ -48,6 +49,7 @@ __all__ = [
     "LinearExplainer",
     "Target",
     "TreeExplainer",
+    "VersionSource",
     "build_explainer",
     "explain_reference",
     "explain_version",

@@ -20,8 +20,7 @@ import numpy.typing as npt
 
 from modelyard._imports import require
 from modelyard.errors import InvalidInput, UnsupportedModel
-from modelyard.flavors import Signature, TensorSpec, infer_signature, named_arrays
-from modelyard.flavors._signatures import numpy_dtype
+from modelyard.flavors import Signature, TensorSpec, infer_signature, named_arrays, numpy_dtype
 
 Matrix = npt.NDArray[np.float64]
 

@@ -20,6 +20,7 @@ from modelyard.explain._explanation import Explanation
 from modelyard.explain._features import Features, Matrix
 from modelyard.explain._shap import shap_module
 from modelyard.explain._target import Target
+from modelyard.flavors import torch_tools
 
 #: Background rows deep SHAP averages over: each row explained runs against all of them.
 DEEP_BACKGROUND_ROWS = 50
@@ -104,10 +105,10 @@ def _layered(target: Target) -> Any:
     if settings.get("format") == "class" and "quantized" not in settings:
         return copy.deepcopy(target.native).eval()
     if settings.get("format") == "export" and "class" in settings:
-        from modelyard.flavors._torch import _instantiate, _load_weights
-
-        module = _instantiate(settings["class"], settings.get("init", {}))
-        weights = _load_weights(target.model.folder / settings["weights"], settings.get("tied", {}))
+        module = torch_tools.instantiate(settings["class"], settings.get("init", {}))
+        weights = torch_tools.load_weights(
+            target.model.folder / settings["weights"], settings.get("tied", {})
+        )
         module.load_state_dict(weights, strict=True, assign=True)
         return module.eval()
     raise UnsupportedModel(

@@ -8,7 +8,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -35,8 +35,9 @@ from modelyard.flavors import LoadedModel, named_arrays
 from modelyard.store import load_manifest, read_bytes
 
 if TYPE_CHECKING:
-    from modelyard._yard import Yard
     from modelyard.registry import ModelVersion
+    from modelyard.security import TrustPolicy
+    from modelyard.store import BlobStore
 
 log = logging.getLogger("modelyard.explain")
 
@@ -46,6 +47,25 @@ log = logging.getLogger("modelyard.explain")
 REGISTRATION_ROWS = {"tree": 500, "linear": 500, "deep": 100}
 #: Rows explained for a global importance computed on demand.
 IMPORTANCE_ROWS = 500
+
+
+class VersionSource(Protocol):
+    """What explaining a registered version needs (a `Yard` is one): resolve a reference, load
+    the version under the operator's trust and signature policy, and read single files of it
+    from the store without fetching the whole version."""
+
+    @property
+    def store(self) -> BlobStore:
+        """The blob store holding the versions' files."""
+        ...
+
+    def get_version(self, ref: str) -> ModelVersion:
+        """The version `fraud`, `fraud:3` or `fraud@production` names now."""
+        ...
+
+    def load_model(self, ref: str, *, trust: bool | TrustPolicy = False) -> LoadedModel:
+        """The version's model, loaded (and refused as the source's policy says)."""
+        ...
 
 
 class ExplainerCache:
@@ -104,7 +124,7 @@ def explainer_for(
 
 
 def explain_version(
-    yard: Yard,
+    yard: VersionSource,
     ref: str,
     data: Any,
     *,
@@ -125,7 +145,7 @@ def explain_version(
 
 
 def global_importance(
-    yard: Yard,
+    yard: VersionSource,
     ref: str,
     data: Any = None,
     *,
@@ -159,7 +179,7 @@ def global_importance(
     return built.explain(sample_data(data, max_rows)).importance()
 
 
-def stored_importance(yard: Yard, version: ModelVersion | str) -> GlobalImportance | None:
+def stored_importance(yard: VersionSource, version: ModelVersion | str) -> GlobalImportance | None:
     """The global importance stored with a version at registration, or None. Reads that one
     file from the store, not the whole version."""
     if isinstance(version, str):
@@ -238,7 +258,7 @@ def sample_data(data: Any, size: int, *, seed: int = 0) -> Any:
 
 
 def _explainer(
-    yard: Yard,
+    yard: VersionSource,
     version: ModelVersion,
     name: str | None,
     background: Any,

@@ -7,6 +7,8 @@
 One module per framework registers a `Flavor` with `@flavor`; frameworks are imported only when a
 model of theirs is saved or loaded. What loading may do (pickles, stored code, skops types, torch
 classes) is the operator's `TrustPolicy` (see docs/flavors.md), never what a version's files say.
+Two public modules hold what other packages share with one flavor: `torch_tools` (rebuild a
+stored module, its weights, its arguments) and `onnx_tools` (a session and its feeds).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from modelyard.flavors._catalog import flavor, flavor_for, flavors, get_flavor
-    from modelyard.flavors._compare import version_diff
     from modelyard.flavors._environment import (
         EnvironmentMismatch,
         capture_environment,
@@ -35,10 +36,16 @@ if TYPE_CHECKING:
     from modelyard.flavors._paths import inside
     from modelyard.flavors._pickles import allowed, check_trusted, is_pickle, load_pickle, scan
     from modelyard.flavors._probe import PROBED, needs_probe, probe, probe_stored
-    from modelyard.flavors._protocol import Flavor
+    from modelyard.flavors._protocol import Flavor, type_names
     from modelyard.flavors._pyfunc import ModelContext, PythonModel
-    from modelyard.flavors._signatures import Signature, TensorSpec, infer_signature, named_arrays
-    from modelyard.flavors._tensors import tensor_changes
+    from modelyard.flavors._signatures import (
+        Signature,
+        TensorSpec,
+        datatype_of,
+        infer_signature,
+        named_arrays,
+        numpy_dtype,
+    )
 
 __all__ = [
     "EnvironmentMismatch",
@@ -56,6 +63,7 @@ __all__ = [
     "capture_environment",
     "check_environment",
     "check_trusted",
+    "datatype_of",
     "flavor",
     "flavor_for",
     "flavors",
@@ -68,13 +76,13 @@ __all__ = [
     "merge_folders",
     "named_arrays",
     "needs_probe",
+    "numpy_dtype",
     "probe",
     "probe_stored",
     "read_info",
     "save_model",
     "scan",
-    "tensor_changes",
-    "version_diff",
+    "type_names",
 ]
 
 # Each name is imported from its module on first use: the package is imported by every layer that
@@ -82,7 +90,6 @@ __all__ = [
 # themselves register when `_catalog` is first asked for one (see `_catalog.FLAVOR_MODULES`).
 _HOMES = {
     "_catalog": ("flavor", "flavor_for", "flavors", "get_flavor"),
-    "_compare": ("version_diff",),
     "_environment": ("EnvironmentMismatch", "capture_environment", "check_environment"),
     "_merge": ("merge_folders",),
     "_models": (
@@ -92,10 +99,11 @@ _HOMES = {
     "_paths": ("inside",),
     "_pickles": ("allowed", "check_trusted", "is_pickle", "load_pickle", "scan"),
     "_probe": ("PROBED", "needs_probe", "probe", "probe_stored"),
-    "_protocol": ("Flavor",),
+    "_protocol": ("Flavor", "type_names"),
     "_pyfunc": ("ModelContext", "PythonModel"),
-    "_signatures": ("Signature", "TensorSpec", "infer_signature", "named_arrays"),
-    "_tensors": ("tensor_changes",),
+    "_signatures": (
+        "Signature", "TensorSpec", "datatype_of", "infer_signature", "named_arrays", "numpy_dtype",
+    ),
 }  # fmt: skip
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 

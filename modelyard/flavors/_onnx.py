@@ -66,16 +66,16 @@ class OnnxFlavor(Flavor):
         return {"format": "onnx", "file": MODEL_FILE, "providers": list(providers)}
 
     def load(self, path: Path, settings: Mapping[str, Any], *, trust: TrustPolicy) -> Any:
-        return _session(str(inside(path, settings["file"])), settings.get("providers", [CPU]))
+        return session(str(inside(path, settings["file"])), settings.get("providers", [CPU]))
 
     def predict(self, model: Any, inputs: Any, settings: Mapping[str, Any]) -> Any:
         if self.matches(model):  # the ModelProto itself, while save_model infers the signature
-            model = _session(model.SerializeToString(), settings.get("providers", [CPU]))
-        feeds = _feeds(model.get_inputs(), inputs)
+            model = session(model.SerializeToString(), settings.get("providers", [CPU]))
+        arrays = feeds(model.get_inputs(), inputs)
         names = [output.name for output in model.get_outputs()]
         ort = require("onnxruntime", extra="onnx")
         try:
-            results = model.run(names, feeds)
+            results = model.run(names, arrays)
         except ort.capi.onnxruntime_pybind11_state.InvalidArgument as error:
             raise InvalidInput(f"the ONNX model refused its inputs: {error}") from None
         return results[0] if len(results) == 1 else dict(zip(names, results, strict=True))
@@ -123,7 +123,7 @@ def _check_model(model: Any) -> None:
         raise UnsupportedModel(f"the ONNX checker refuses this model: {error}") from None
 
 
-def _session(model: str | bytes, providers: Sequence[str]) -> Any:
+def session(model: str | bytes, providers: Sequence[str]) -> Any:
     """An inference session on the providers this machine has, in the order asked, then CPU."""
     ort = require("onnxruntime", extra="onnx")
     options = ort.SessionOptions()
@@ -141,7 +141,7 @@ def _session(model: str | bytes, providers: Sequence[str]) -> Any:
         raise UnsupportedModel(f"ONNX Runtime cannot load this model: {error}") from None
 
 
-def _feeds(specs: Sequence[Any], inputs: Any) -> dict[str, np.ndarray[Any, Any]]:
+def feeds(specs: Sequence[Any], inputs: Any) -> dict[str, np.ndarray[Any, Any]]:
     """The arrays to run the session on, by input name, each cast to its declared type."""
     given = _by_name(specs, inputs)
     expected = [spec.name for spec in specs]

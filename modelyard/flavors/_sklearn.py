@@ -14,7 +14,7 @@ from modelyard.flavors._catalog import flavor
 from modelyard.flavors._paths import inside
 from modelyard.flavors._pickles import load_pickle
 from modelyard.flavors._protocol import Flavor, check_method, top_modules
-from modelyard.flavors._trees import jsonable
+from modelyard.flavors._summaries import jsonable
 from modelyard.security import SAFE_SKOPS_TYPES, TrustPolicy
 
 SKOPS_FILE = "model.skops"

@@ -25,7 +25,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
-import sys
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -36,6 +35,7 @@ import numpy as np
 
 from modelyard._imports import require
 from modelyard.errors import ConfigurationError, UnsupportedModel, UntrustedModel
+from modelyard.flavors import torch_tools
 from modelyard.flavors._catalog import flavor
 from modelyard.flavors._paths import inside
 from modelyard.flavors._pickles import check_trusted, guarded_pickle_module
@@ -44,7 +44,7 @@ from modelyard.flavors._torch_programs import check_program
 from modelyard.flavors._torch_quantized import quantized_modules, quantized_state, rebuild
 from modelyard.security import TrustPolicy
 
-WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_FILE = torch_tools.WEIGHTS_FILE
 PROGRAM_FILE = "model.pt2"
 PICKLE_FILE = "model.pt"
 MODEL_FILE = "modelyard.json"
@@ -128,10 +128,12 @@ class TorchFlavor(Flavor):
             program = inside(path, settings["program"], setting="program")
             check_program(program, trust)
             # An exported program was traced in eval mode and cannot switch modes any more.
-            return _load_program(program, _load_weights(weights_file, settings.get("tied", {})))
-        weights = _load_weights(weights_file, settings.get("tied", {}))
+            return _load_program(
+                program, torch_tools.load_weights(weights_file, settings.get("tied", {}))
+            )
+        weights = torch_tools.load_weights(weights_file, settings.get("tied", {}))
         if kind == "class" and "quantized" in settings:
-            module = _instantiate(settings["class"], settings.get("init", {}))
+            module = torch_tools.instantiate(settings["class"], settings.get("init", {}))
             return rebuild(module, settings["quantized"], weights)
         if kind == "class":
             return _filled(settings["class"], settings.get("init", {}), weights)
@@ -143,7 +145,7 @@ class TorchFlavor(Flavor):
 
     def predict(self, model: Any, inputs: Any, settings: Mapping[str, Any]) -> Any:
         torch = require("torch", extra="torch")
-        args, kwargs = _arguments(inputs, _float_dtype(model))
+        args, kwargs = torch_tools.arguments(inputs, torch_tools.float_dtype(model))
         with torch.inference_mode():
             return _to_numpy(model(*args, **kwargs))
 
@@ -160,37 +162,9 @@ class TorchFlavor(Flavor):
 
 def _save_weights(model: Any, file: Path) -> dict[str, str]:
     """Write the state dict; return the tied names (name -> the name stored in its place)."""
-    tensors, tied = _untied(model.state_dict())
+    tensors, tied = torch_tools.untied(model.state_dict())
     require("safetensors.torch", extra="torch").save_file(tensors, str(file))
     return tied
-
-
-def _untied(state: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Contiguous CPU tensors that share no memory, and the names that were ties to another.
-
-    safetensors refuses tensors that share memory: a tied tensor (the same view under two names,
-    as an embedding tied to an output layer) is stored once and recorded as a tie; a tensor that
-    only overlaps another one's memory is copied.
-    """
-    tensors: dict[str, Any] = {}
-    tied: dict[str, str] = {}
-    views: dict[tuple[Any, ...], str] = {}
-    storages: set[int] = set()
-    for name, value in state.items():
-        tensor = value.detach().cpu()
-        view = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tensor.dtype,
-                tuple(tensor.shape), tensor.stride())  # fmt: skip
-        if view in views and tensor.numel():
-            tied[name] = views[view]
-            continue
-        views[view] = name
-        storage = tensor.untyped_storage().data_ptr()
-        tensor = tensor.contiguous()
-        if storage in storages and tensor.untyped_storage().data_ptr() == storage:
-            tensor = tensor.clone()
-        storages.add(storage)
-        tensors[name] = tensor
-    return tensors, tied
 
 
 def _save_quantized(model: Any, path: Path, init: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -198,13 +172,13 @@ def _save_quantized(model: Any, path: Path, init: Mapping[str, Any] | None) -> d
     torch = require("torch", extra="torch")
     try:
         with torch.device("meta"):
-            _instantiate(location, arguments)
+            torch_tools.instantiate(location, arguments)
     except Exception as error:  # any constructor error: the class cannot be rebuilt this way
         raise ConfigurationError(
             f"cannot rebuild {location} with init={arguments}: {error}; pass the right init="
         ) from None
     tensors, settings = quantized_state(model)
-    tensors, tied = _untied(tensors)
+    tensors, tied = torch_tools.untied(tensors)
     require("safetensors.torch", extra="torch").save_file(tensors, str(path / WEIGHTS_FILE))
     return {"format": "class", "class": location, "init": arguments, "quantized": settings,
             "weights": WEIGHTS_FILE, "tied": tied}  # fmt: skip
@@ -214,23 +188,14 @@ def _stored_names(model: Any) -> set[str]:
     return set(model.state_dict())
 
 
-def _load_weights(file: Path, tied: Mapping[str, str]) -> dict[str, Any]:
-    # Mapped, not read: the tensors are views of a private (copy-on-write) mapping of the file,
-    # so loading copies nothing and pages are read as the model touches them.
-    tensors: dict[str, Any] = require("safetensors.torch", extra="torch").load_file(str(file))
-    for name, stored in tied.items():
-        tensors[name] = tensors[stored]
-    return tensors
-
-
 # exported programs --------------------------------------------------------------------------------
 
 
 def _save_program(model: Any, example: Any, file: Path, *, weights: set[str]) -> None:
     torch = require("torch", extra="torch")
-    args, kwargs = _arguments(example, _float_dtype(model))
-    args = tuple(_batch_of_two(value) for value in args)
-    kwargs = {key: _batch_of_two(value) for key, value in kwargs.items()}
+    args, kwargs = torch_tools.arguments(example, torch_tools.float_dtype(model))
+    args = tuple(torch_tools.batch_of_two(value) for value in args)
+    kwargs = {key: torch_tools.batch_of_two(value) for key, value in kwargs.items()}
     dynamic = _dynamic_shapes(model, args, kwargs)
     with _eval_mode(model):
         try:
@@ -268,16 +233,6 @@ def _like(original: Any, tensor: Any) -> Any:
     if isinstance(original, torch.nn.Parameter):
         return torch.nn.Parameter(tensor, requires_grad=False)
     return tensor
-
-
-def _batch_of_two(value: Any) -> Any:
-    # export specializes a dimension traced at size 0 or 1, so trace the batch at size 2.
-    torch = require("torch", extra="torch")
-    if not isinstance(value, torch.Tensor) or value.dim() == 0 or value.shape[0] >= 2:
-        return value
-    if value.shape[0] == 0:
-        return value.new_zeros((2, *value.shape[1:]))
-    return value.expand(2, *value.shape[1:]).contiguous()
 
 
 def _dynamic_shapes(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -334,7 +289,7 @@ def _rebuilds(model: Any, example: Any, init: Mapping[str, Any] | None) -> bool:
     try:
         _check_rebuild(model, location, arguments)
         probe = _filled(location, arguments, model.state_dict())
-        args, kwargs = _arguments(example, _float_dtype(model))
+        args, kwargs = torch_tools.arguments(example, torch_tools.float_dtype(model))
         with _eval_mode(model), torch.inference_mode():
             return _same(_to_numpy(model(*args, **kwargs)), _to_numpy(probe(*args, **kwargs)))
     except Exception:  # any failure to rebuild or run the probe: trace a program instead
@@ -358,14 +313,14 @@ def _filled(location: str, init: Mapping[str, Any], weights: Mapping[str, Any]) 
     torch = require("torch", extra="torch")
     try:
         with torch.device("meta"):
-            module = _instantiate(location, init)
+            module = torch_tools.instantiate(location, init)
         # assign: keep the stored dtypes (a bfloat16 model stays one) and skip a copy.
         module.load_state_dict(weights, strict=True, assign=True)
         if not any(tensor.is_meta for tensor in [*module.parameters(), *module.buffers()]):
             return module.eval()
     except (NotImplementedError, RuntimeError):  # a constructor that computes on its tensors
         pass
-    module = _instantiate(location, init)
+    module = torch_tools.instantiate(location, init)
     module.load_state_dict(weights, strict=True, assign=True)
     return module.eval()
 
@@ -387,17 +342,10 @@ def _class_location(model: Any) -> str | None:
     if cls.__module__ == "__main__" or "<locals>" in cls.__qualname__:
         return None
     try:
-        found = _resolve(cls.__module__, cls.__qualname__)
+        found = torch_tools.resolve(cls.__module__, cls.__qualname__)
     except (ImportError, AttributeError):
         return None
     return f"{cls.__module__}:{cls.__qualname__}" if found is cls else None
-
-
-def _resolve(module: str, qualname: str) -> Any:
-    found: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        found = getattr(found, part)
-    return found
 
 
 def _check_class(path: Path, location: Any, trust: TrustPolicy) -> None:
@@ -409,9 +357,9 @@ def _check_class(path: Path, location: Any, trust: TrustPolicy) -> None:
     names = [*module.split("."), *qualname.split(".")]
     if not all(name.isidentifier() and not name.startswith("__") for name in names):
         raise UnsupportedModel(f"{path}: {location!r} is not a 'module:Class' name")
-    if trust.pickles or trust.allows_module(module) or _under_torch_nn(module):
+    if trust.pickles or trust.allows_module(module) or torch_tools.under_torch_nn(module):
         try:
-            importlib.import_module(module)  # allowed: `_instantiate` then finds it imported
+            importlib.import_module(module)  # allowed: `instantiate` then finds it imported
         except ImportError as error:
             raise UnsupportedModel(
                 f"cannot rebuild the torch module: {location} is not importable here ({error}); "
@@ -424,42 +372,13 @@ def _check_class(path: Path, location: Any, trust: TrustPolicy) -> None:
     )  # fmt: skip
 
 
-def _under_torch_nn(module: str) -> bool:
-    return module == "torch.nn" or module.startswith("torch.nn.")
-
-
-def _instantiate(location: str, init: Mapping[str, Any]) -> Any:
-    torch = require("torch", extra="torch")
-    module, _, qualname = location.partition(":")
-    if module not in sys.modules and not _under_torch_nn(module):
-        # Callers outside `load` (explainers, optimizers) give no policy: they may rebuild a
-        # class of a module already imported here, and import nothing new on a version's word.
-        raise UntrustedModel(
-            "the torch 'class' setting", kind="torch 'class' setting", types=[location],
-            setting="trusted_modules",
-        )  # fmt: skip
-    try:
-        cls = _resolve(module, qualname)
-    except (ImportError, AttributeError) as error:
-        raise UnsupportedModel(
-            f"cannot rebuild the torch module: {location} is not importable here ({error}); "
-            "install the package that defines it"
-        ) from None
-    # Only a Module subclass is called: the settings could name any callable.
-    if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)) or not isinstance(
-        init, Mapping
-    ):
-        raise UnsupportedModel(f"{location} is not a torch.nn.Module class")
-    return cls(**init)
-
-
 def _check_rebuild(model: Any, location: str, init: Mapping[str, Any]) -> None:
     """Refuse now a class that `init` does not rebuild with the same tensors, rather than fail
     at load; the probe is built on the meta device, so it allocates no memory."""
     torch = require("torch", extra="torch")
     try:
         with torch.device("meta"):
-            probe = _instantiate(location, init)
+            probe = torch_tools.instantiate(location, init)
     except Exception as error:  # any constructor error: the class cannot be rebuilt this way
         raise ConfigurationError(
             f"cannot rebuild {location} with init={dict(init)}: {error}; pass the right init= "
@@ -501,40 +420,6 @@ def _json_init(init: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 # inputs and outputs -------------------------------------------------------------------------------
-
-
-def _float_dtype(model: Any) -> Any:
-    """The dtype of the model's first floating-point parameter or buffer, or None."""
-    for tensor in [*model.parameters(), *model.buffers()]:
-        if tensor.is_floating_point():
-            return tensor.dtype
-    # A module whose every weight is int8 quantized still computes in float32.
-    return require("torch", extra="torch").float32 if quantized_modules(model) else None
-
-
-def _arguments(inputs: Any, float_dtype: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """Positional and keyword arguments: a dict gives keywords, a tuple several positionals."""
-    if isinstance(inputs, Mapping):
-        return (), {str(key): _tensor(value, float_dtype) for key, value in inputs.items()}
-    if isinstance(inputs, tuple):
-        return tuple(_tensor(value, float_dtype) for value in inputs), {}
-    return (_tensor(inputs, float_dtype),), {}
-
-
-def _tensor(value: Any, float_dtype: Any) -> Any:
-    torch = require("torch", extra="torch")
-    if isinstance(value, torch.Tensor):
-        return value
-    if not isinstance(value, np.ndarray):
-        value = np.asarray(value)
-    if value.dtype == np.float64 and float_dtype == torch.float32:
-        value = value.astype(np.float32)
-    if not (value.flags.writeable and value.flags.c_contiguous):
-        value = np.ascontiguousarray(value).copy()  # torch warns about read-only arrays
-    tensor = torch.from_numpy(value)
-    if tensor.is_floating_point() and float_dtype in (torch.float16, torch.bfloat16):
-        tensor = tensor.to(float_dtype)  # NumPy has no bfloat16: a half model gets half inputs
-    return tensor
 
 
 def _to_numpy(output: Any) -> Any:

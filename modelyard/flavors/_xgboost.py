@@ -17,7 +17,7 @@ from modelyard.errors import UnsupportedModel
 from modelyard.flavors._catalog import flavor
 from modelyard.flavors._paths import inside
 from modelyard.flavors._protocol import Flavor, check_method, type_names
-from modelyard.flavors._trees import jsonable
+from modelyard.flavors._summaries import jsonable
 from modelyard.security import TrustPolicy
 
 MODEL_FILE = "model.ubj"

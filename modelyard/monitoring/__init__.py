@@ -10,10 +10,25 @@ print(report.drifted, [c.column for c in report.columns if c.drifted])
 
 from __future__ import annotations
 
+from modelyard.monitoring._alert_loop import (
+    AlertGauges,
+    AlertLoop,
+    AlertSource,
+    TrafficWindow,
+    TrafficWindows,
+)
+from modelyard.monitoring._alerts import AlertRule, duration, load_rules
 from modelyard.monitoring._columns import CategoricalColumn, Histogram, NumericColumn
 from modelyard.monitoring._drift import ColumnDrift, DriftReport, detect_drift
+from modelyard.monitoring._export import grafana_dashboard, prometheus_rules
 from modelyard.monitoring._feedback import parse_feedback, read_feedback, write_feedback
-from modelyard.monitoring._performance import Performance, performance
+from modelyard.monitoring._html import render_html
+from modelyard.monitoring._performance import (
+    Performance,
+    auc,
+    classification_metrics,
+    performance,
+)
 from modelyard.monitoring._profile import Profile, profile
 from modelyard.monitoring._reports import MonitorReport, monitor_window
 from modelyard.monitoring._reservoir import Reservoir
@@ -28,6 +43,10 @@ from modelyard.monitoring._windows import (
 )
 
 __all__ = [
+    "AlertGauges",
+    "AlertLoop",
+    "AlertRule",
+    "AlertSource",
     "CategoricalColumn",
     "ColumnDrift",
     "DriftReport",
@@ -39,16 +58,25 @@ __all__ = [
     "Profile",
     "QuantileSketch",
     "Reservoir",
+    "TrafficWindow",
+    "TrafficWindows",
+    "auc",
+    "classification_metrics",
     "detect_drift",
+    "duration",
     "flat_columns",
+    "grafana_dashboard",
+    "load_rules",
     "monitor_window",
     "parse_feedback",
     "performance",
     "profile",
+    "prometheus_rules",
     "read_feedback",
     "read_records",
     "read_reference",
     "read_window",
+    "render_html",
     "write_feedback",
     "write_reference",
 ]

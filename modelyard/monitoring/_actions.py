@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from modelyard.monitoring._alerts import Action, AlertRule
 from modelyard.monitoring._webhooks import parse_webhook
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("modelyard.alerts")
 
@@ -74,6 +75,8 @@ def _run(
 def _post(url: str, body: dict[str, Any], client: httpx.Client | None) -> str:
     """POST to `url` as checked by the allow-list (`load_rules` normalised it), never following
     a redirect: a 3xx is an answer, or an allowed hook could send the alert anywhere."""
+    import httpx  # only when a webhook fires: importing monitoring stays light
+
     target = parse_webhook(url).url  # the normalised form, whatever built the rule
     owned = client is None
     http = client or httpx.Client(timeout=5, follow_redirects=False)

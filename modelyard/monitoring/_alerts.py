@@ -26,7 +26,6 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -119,6 +118,8 @@ def load_rules(path: Path, *, allowed_webhooks: list[str] | None) -> list[AlertR
     (compared by scheme, host, port and path: see `modelyard.monitoring._webhooks`), so a
     rules file cannot make the server post data anywhere else. Webhook URLs come back
     normalised. `None` skips the check, for callers that never post (`monitor export`)."""
+    import yaml  # only when a rules file is read: importing monitoring stays light
+
     try:
         document = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as error:

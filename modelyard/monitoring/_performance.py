@@ -26,21 +26,22 @@ def performance(predicted: np.ndarray[Any, Any], truth: np.ndarray[Any, Any]) ->
     class probabilities; regression metrics when they are other numbers."""
     if predicted.ndim == 2 and predicted.dtype.kind == "f":  # class probabilities
         labels = predicted.argmax(axis=1)
-        metrics = _classification(labels, truth.astype(labels.dtype))
+        metrics = classification_metrics(labels, truth.astype(labels.dtype))
         if predicted.shape[1] == 2:
-            metrics["auc"] = _auc(predicted[:, 1], truth.astype(int))
+            metrics["auc"] = auc(predicted[:, 1], truth.astype(int))
         return Performance(task="classification", rows=len(truth), metrics=metrics)
     if predicted.dtype.kind in "biuOUS" and truth.dtype.kind in "biuOUS":
-        metrics = _classification(predicted.astype(str), truth.astype(str))
+        metrics = classification_metrics(predicted.astype(str), truth.astype(str))
         return Performance(task="classification", rows=len(truth), metrics=metrics)
     error = predicted.astype(float).reshape(-1) - truth.astype(float).reshape(-1)
     metrics = {"rmse": float(np.sqrt(np.mean(error**2))), "mae": float(np.mean(np.abs(error)))}
     return Performance(task="regression", rows=len(truth), metrics=metrics)
 
 
-def _classification(
+def classification_metrics(
     predicted: np.ndarray[Any, Any], truth: np.ndarray[Any, Any]
 ) -> dict[str, float]:
+    """Accuracy and macro F1 of predicted labels against the true ones."""
     f1s = []
     for label in np.unique(np.concatenate([predicted, truth])):
         true_positive = np.sum((predicted == label) & (truth == label))
@@ -50,7 +51,8 @@ def _classification(
     return {"accuracy": float(np.mean(predicted == truth)), "f1_macro": float(np.mean(f1s))}
 
 
-def _auc(scores: np.ndarray[Any, Any], truth: np.ndarray[Any, Any]) -> float:
+def auc(scores: np.ndarray[Any, Any], truth: np.ndarray[Any, Any]) -> float:
+    """ROC AUC of a binary classifier's scores (truth is 0/1); NaN when one class is absent."""
     # Mann-Whitney U: the chance that a positive outranks a negative, ties counting half
     positives = int(np.sum(truth == 1))
     negatives = len(truth) - positives

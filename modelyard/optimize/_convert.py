@@ -30,8 +30,14 @@ import numpy as np
 
 from modelyard._imports import require
 from modelyard.errors import ConfigurationError, UnsupportedModel
-from modelyard.flavors import LoadedModel, Signature, TensorSpec, get_flavor
-from modelyard.flavors._protocol import type_names
+from modelyard.flavors import (
+    LoadedModel,
+    Signature,
+    TensorSpec,
+    get_flavor,
+    torch_tools,
+    type_names,
+)
 from modelyard.optimize._onnx_graphs import (
     Output,
     adapt_inputs,
@@ -195,7 +201,6 @@ def _from_boosting(model: LoadedModel, signature: Signature, opset: int | None) 
 def _from_torch(model: LoadedModel, signature: Signature, opset: int | None) -> Any:
     torch = require("torch", extra="torch")
     require("onnxscript", extra="optimize")  # what torch.onnx's exporter writes graphs with
-    from modelyard.flavors._torch import _arguments, _batch_of_two, _float_dtype
 
     native = model.native
     if "quantized" in model.info.settings:
@@ -205,10 +210,10 @@ def _from_torch(model: LoadedModel, signature: Signature, opset: int | None) -> 
         )
     if signature.content_type == "pd":
         raise UnsupportedModel("torch versions that take a DataFrame cannot be converted")
-    args, kwargs = _arguments(model.input_example(), _float_dtype(native))
+    args, kwargs = torch_tools.arguments(model.input_example(), torch_tools.float_dtype(native))
     # Traced at batch 2 with a dynamic first dimension, so that any batch size is accepted.
-    args = tuple(_batch_of_two(value) for value in args)
-    kwargs = {key: _batch_of_two(value) for key, value in kwargs.items()}
+    args = tuple(torch_tools.batch_of_two(value) for value in args)
+    kwargs = {key: torch_tools.batch_of_two(value) for key, value in kwargs.items()}
     batch = {0: torch.export.Dim.DYNAMIC}
     dynamic: Any = {key: batch for key in kwargs} if kwargs else tuple(batch for _ in args)
     names = [spec.name for spec in signature.inputs]

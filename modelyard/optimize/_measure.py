@@ -130,14 +130,14 @@ def _accuracy(y: np.ndarray, output: Any) -> float:
 
 
 def _f1(y: np.ndarray, output: Any) -> float:
-    from modelyard.monitoring._performance import _classification
+    from modelyard.monitoring import classification_metrics  # monitoring loads only if asked
 
     labels = labels_of(output)
-    return _classification(labels.astype(str), np.asarray(y).astype(str))["f1_macro"]
+    return classification_metrics(labels.astype(str), np.asarray(y).astype(str))["f1_macro"]
 
 
 def _auc(y: np.ndarray, output: Any) -> float:
-    from modelyard.monitoring._performance import _auc as auc
+    from modelyard.monitoring import auc
 
     scores = scores_of(output)
     if scores.ndim != 1:

@@ -9,8 +9,7 @@ from typing import Any
 import numpy as np
 
 from modelyard._imports import require
-from modelyard.flavors import Signature, TensorSpec
-from modelyard.flavors._signatures import numpy_dtype
+from modelyard.flavors import Signature, TensorSpec, numpy_dtype
 
 _PREFIX = "modelyard/"  # the names of the values this module adds to a graph
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from modelyard._imports import require
 from modelyard.errors import ConfigurationError, InvalidInput, UnsupportedModel
+from modelyard.flavors import onnx_tools
 
 METHODS = ("minmax", "entropy", "percentile", "distribution")
 _INT8 = (2, 3)  # onnx.TensorProto.UINT8, INT8
@@ -114,15 +115,13 @@ def _retarget_casts(graph: Any) -> None:
 def _calibration_batches(model: Any, calibration: Any) -> list[dict[str, np.ndarray[Any, Any]]]:
     """The caller's calibration data as batches by input name, each checked against the graph's
     inputs (names, element types, ranks and fixed sizes)."""
-    from modelyard.flavors._onnx import CPU, _feeds, _session
-
-    specs = _session(model.SerializeToString(), [CPU]).get_inputs()
+    specs = onnx_tools.session(model.SerializeToString(), [onnx_tools.CPU]).get_inputs()
     items = calibration if isinstance(calibration, list) else [calibration]
     if not items:
         raise InvalidInput("the calibration data is empty: pass at least one batch of inputs")
     batches = []
     for item in items:
-        feeds = _feeds(specs, item)
+        feeds = onnx_tools.feeds(specs, item)
         for spec in specs:
             _check_shape(spec, feeds[spec.name])
         batches.append(feeds)

@@ -11,17 +11,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelyard._imports import require
-from modelyard._model_folders import model_folder
 from modelyard._scratch import scratch_folder
 from modelyard.errors import ConfigurationError, NotFound, OptimizationRefused, UnsupportedModel
-from modelyard.flavors import LoadedModel, load_model
+from modelyard.flavors import LoadedModel, load_model, save_model
 from modelyard.optimize._measure import Metric, measure, metric_named
 from modelyard.optimize._report import REPORT_FILE, OptimizeReport
 from modelyard.registry import ModelVersion
 from modelyard.security import TrustPolicy
 
 if TYPE_CHECKING:
-    from modelyard._yard import Yard
+    from modelyard.optimize._sources import OptimizeSource
 
 EvalData = tuple[Any, Any]
 
@@ -71,7 +70,7 @@ class Optimizer:
     >>> print(result.report.table())
     """
 
-    def __init__(self, yard: Yard) -> None:
+    def __init__(self, yard: OptimizeSource) -> None:
         self._yard = yard
 
     def quantize(
@@ -242,7 +241,7 @@ class Optimizer:
 
     def report(self, ref: str) -> OptimizeReport:
         """The report stored with a version an optimization step made."""
-        folder = self._yard._cached(self._yard.get_version(ref))
+        folder = self._yard.model_folder(self._yard.get_version(ref))
         path = folder / REPORT_FILE
         if not path.is_file():
             raise NotFound(f"{ref} was not made by an optimization step (no {REPORT_FILE})")
@@ -270,7 +269,7 @@ class Optimizer:
         check = _check_of(eval_data, metric, options)  # bad settings refused before any work
         version = self._yard.get_version(ref)
         self._yard.check_signature(version)  # settings.require_signature, as on every load
-        model = load_model(self._yard._cached(version), trust=self._trust(options))
+        model = load_model(self._yard.model_folder(version), trust=self._trust(options))
         return _Start(version, model, check)
 
     def _finish(
@@ -290,8 +289,9 @@ class Optimizer:
                 folder = scratch / "model"
                 _copy_weights(child, save["weights_of"], folder)
             else:
-                folder = model_folder(child, scratch, flavor=flavor,
-                                      example=parent.input_example(), options=save)  # fmt: skip
+                folder = scratch / "model"
+                save_model(child, folder, flavor=flavor, input_example=parent.input_example(),
+                           **(save or {}))  # fmt: skip
             result = load_model(folder, trust=self._trust(options))
             before, after = measure([parent, result], check.inputs, check.truth, check.score)
             report = OptimizeReport(
@@ -331,7 +331,7 @@ class Optimizer:
 
 def _module(parent: LoadedModel, what: str) -> Any:
     """The parent as a real `nn.Module` (its class rebuilt), which layer swaps need."""
-    from modelyard.flavors._torch import _instantiate, _load_weights
+    from modelyard.flavors.torch_tools import instantiate, load_weights
 
     settings = parent.info.settings
     if settings.get("format") == "class":
@@ -342,8 +342,8 @@ def _module(parent: LoadedModel, what: str) -> Any:
             f"({settings.get('format')} format) records none that rebuilds it; log the module "
             "with init= its constructor's arguments (options={'init': {...}})"
         )
-    module = _instantiate(settings["class"], settings.get("init", {}))
-    weights = _load_weights(parent.folder / settings["weights"], settings.get("tied", {}))
+    module = instantiate(settings["class"], settings.get("init", {}))
+    weights = load_weights(parent.folder / settings["weights"], settings.get("tied", {}))
     module.load_state_dict(weights, strict=True, assign=True)
     return module.eval()
 
@@ -359,10 +359,10 @@ def _onnx_proto(parent: LoadedModel) -> Any:
 
 def _copy_weights(child: Any, parent_folder: Path, folder: Path) -> None:
     """The parent's exported program with the child's weights (same names and shapes)."""
-    from modelyard.flavors._torch import WEIGHTS_FILE, _untied
+    from modelyard.flavors.torch_tools import WEIGHTS_FILE, untied
 
     shutil.copytree(parent_folder, folder, ignore=shutil.ignore_patterns("optimize", "explain"))
-    tensors, _ = _untied(child.state_dict())
+    tensors, _ = untied(child.state_dict())
     (folder / WEIGHTS_FILE).unlink()
     require("safetensors.torch", extra="torch").save_file(tensors, str(folder / WEIGHTS_FILE))
 

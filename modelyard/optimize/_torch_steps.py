@@ -12,14 +12,15 @@ from typing import Any
 
 from modelyard._imports import require
 from modelyard.errors import ConfigurationError, InvalidInput, UnsupportedModel
-from modelyard.flavors._torch_quantized import TYPES, quantize, quantized_modules
+from modelyard.flavors import torch_tools
+from modelyard.flavors.torch_tools import QUANTIZABLE_TYPES, quantize, quantized_modules
 
 # A fine-tune callback: gets the pruned module (in training mode), trains it in place, and may
 # return it (or a replacement of the same structure).
 FineTune = Callable[[Any], Any]
 
 
-def quantize_int8(module: Any, types: Sequence[str] = TYPES) -> Any:
+def quantize_int8(module: Any, types: Sequence[str] = QUANTIZABLE_TYPES) -> Any:
     """`module` with its Linear (and LSTM/GRU) layers dynamically quantized to int8."""
     torch = require("torch", extra="torch")
     wanted = tuple(getattr(torch.nn, name) for name in types if hasattr(torch.nn, name))
@@ -259,9 +260,8 @@ def remove_layers(module: Any, layers: Sequence[str], example: Any) -> Any:
 
 def _check_runs(module: Any, example: Any, layers: Sequence[str]) -> None:
     torch = require("torch", extra="torch")
-    from modelyard.flavors._torch import _arguments, _float_dtype
 
-    args, kwargs = _arguments(example, _float_dtype(module))
+    args, kwargs = torch_tools.arguments(example, torch_tools.float_dtype(module))
     try:
         with torch.inference_mode():
             module(*args, **kwargs)

@@ -14,16 +14,20 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+import shutil
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from modelyard._imports import require
-from modelyard._model_folders import model_folder
 from modelyard._scratch import scratch_folder
 from modelyard.errors import ConfigurationError, ModelyardError
+from modelyard.flavors import save_model
+from modelyard.optimize._sources import TuneSource
 from modelyard.optimize._spaces import Space, parse_space
+from modelyard.optimize._study import check_settings, pruner_of, quiet, sampler_of, study_storage
 from modelyard.registry import ModelVersion
 from modelyard.settings import Settings
 from modelyard.store import guard_writes, restore_directory, store_directory
@@ -31,13 +35,11 @@ from modelyard.store import guard_writes, restore_directory, store_directory
 if TYPE_CHECKING:
     import optuna
 
-    from modelyard._yard import Yard
-
-SAMPLERS = ("tpe", "random", "cmaes")
-PRUNERS = ("median", "hyperband", "none")
-DIRECTIONS = ("maximize", "minimize")
 Objective = Callable[[dict[str, Any], "TuneTrial"], Any]
 """`objective(params, trial)` -> a value, `(value, model)` or a `TrialResult`."""
+Opener = Callable[[Settings], AbstractContextManager[TuneSource]]
+"""How a worker process opens its own source from the settings (`Yard` is one: `Yard(settings)`
+as a context manager)."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ class TuneTrial:
     ...         raise optuna.TrialPruned()         # the run ends as `pruned`
     """
 
-    def __init__(self, trial: optuna.Trial, *, yard: Yard, run_id: str, metric: str) -> None:
+    def __init__(self, trial: optuna.Trial, *, yard: TuneSource, run_id: str, metric: str) -> None:
         self.optuna = trial
         self.run_id = run_id
         self._yard = yard
@@ -121,6 +123,7 @@ class _Search:
     """What every process needs to run trials (it pickles when the objective and space do)."""
 
     settings: Settings
+    opener: Opener
     objective: Objective
     space: Space
     study: str
@@ -131,7 +134,7 @@ class _Search:
 
 
 def tune(
-    yard: Yard,
+    yard: TuneSource,
     objective: Objective,
     space: Space,
     *,
@@ -147,6 +150,7 @@ def tune(
     alias: str | None = None,
     parent: str | None = None,
     pruner: Any = None,
+    opener: Opener | None = None,
 ) -> TuneResult:
     """Search `space` for the params that maximize (or minimize) what `objective` returns, and
     register the best trial's model as a version of `name`.
@@ -158,7 +162,8 @@ def tune(
     (Bayesian), `random` or `cmaes`; the pruner `median` (default), `hyperband`, `none` or an
     Optuna pruner. The study (default: `name`) resumes when it exists. `n_jobs` worker
     processes share the trials; a trial that raises is recorded as failed and the search goes
-    on. `parent` is the version tuned from, recorded in the lineage.
+    on; each opens its own source with `opener(settings)` (default: the class of `yard`).
+    `parent` is the version tuned from, recorded in the lineage.
 
     >>> def objective(params, trial):
     ...     model = SVC(C=params["C"]).fit(X, y)
@@ -168,18 +173,20 @@ def tune(
     >>> result.version.ref, result.best_params
     """
     optuna = require("optuna", extra="optimize")
-    _check(n_trials=n_trials, n_jobs=n_jobs, timeout=timeout, sampler=sampler, direction=direction)
+    check_settings(
+        n_trials=n_trials, n_jobs=n_jobs, timeout=timeout, sampler=sampler, direction=direction
+    )
     parse_space(space)  # a dict space is checked now, before any trial runs
-    _pruner(pruner)
+    pruner_of(pruner)
     _check_database(yard)
-    base = yard.get_version(parent).ref if parent else None  # pinned now: an alias may move
-    search = _Search(settings=yard.settings, objective=objective, space=space,
-                     study=study_name or name, metric=metric, sampler=sampler, pruner=pruner,
-                     timeout=timeout)  # fmt: skip
-    with _quiet(optuna), _storage(yard.settings) as storage:
+    base = yard.registry.get_version(parent).ref if parent else None  # pinned: an alias may move
+    search = _Search(settings=yard.settings, opener=opener or _class_of(yard),
+                     objective=objective, space=space, study=study_name or name, metric=metric,
+                     sampler=sampler, pruner=pruner, timeout=timeout)  # fmt: skip
+    with quiet(optuna), study_storage(yard.settings) as storage:
         study = optuna.create_study(
             storage=storage, study_name=search.study, direction=direction, load_if_exists=True,
-            sampler=_sampler(sampler, seed), pruner=_pruner(pruner),
+            sampler=sampler_of(sampler, seed), pruner=pruner_of(pruner),
         )  # fmt: skip
         if study.direction.name.lower() != direction:
             raise ConfigurationError(
@@ -215,7 +222,7 @@ def tune(
 class _Trials:
     """Optuna's objective: one trial as one registry run around the user's objective."""
 
-    def __init__(self, search: _Search, yard: Yard) -> None:
+    def __init__(self, search: _Search, yard: TuneSource) -> None:
         self.search = search
         self.yard = yard
         self.draw = parse_space(search.space)
@@ -263,10 +270,30 @@ class _Trials:
             scratch_folder(self.yard.settings.home, prefix="tune") as scratch,
             guard_writes(self.yard.store),
         ):
-            folder = model_folder(result.model, scratch, flavor=None,
-                                  example=result.input_example, options=None)  # fmt: skip
+            folder = _trial_folder(result.model, scratch, example=result.input_example)
             digest = store_directory(self.yard.store, folder).digest
             registry.log_artifact(run_id, "model", digest)
+
+
+def _class_of(yard: TuneSource) -> Opener:
+    """The class of `yard`, as what opens a worker's own source (a `Yard` opens from settings)."""
+    return cast("Opener", type(yard))
+
+
+def _trial_folder(model: Any, scratch: Path, *, example: Any) -> Path:
+    """The folder to store for a trial's model: a framework object saved by its flavor, or a
+    folder (or single file) the objective wrote."""
+    if not isinstance(model, str | os.PathLike):
+        save_model(model, scratch / "model", input_example=example)
+        return scratch / "model"
+    path = Path(model)
+    if path.is_dir():
+        return path
+    if not path.is_file():
+        raise ConfigurationError(f"the objective returned {model!r}, which is no file or folder")
+    (scratch / "model").mkdir()
+    shutil.copy2(path, scratch / "model" / path.name)
+    return scratch / "model"
 
 
 def _result(returned: Any) -> TrialResult:
@@ -289,7 +316,7 @@ def _result(returned: Any) -> TrialResult:
 
 
 def _register(
-    yard: Yard,
+    yard: TuneSource,
     best: optuna.trial.FrozenTrial,
     search: _Search,
     *,
@@ -297,11 +324,12 @@ def _register(
     alias: str | None,
     parent: str | None,
 ) -> ModelVersion | None:
-    run = yard.get_run(best.user_attrs["run_id"])
+    run = yard.registry.get_run(best.user_attrs["run_id"])
     digest = run.artifacts.get("model")
     if digest is None:  # the objective returned a value only
         return None
-    made = [v for v in yard.search_versions(f"run = '{run.id}'").versions if v.name == name]
+    found = yard.registry.search_versions(f"run = '{run.id}'")
+    made = [v for v in found.versions if v.name == name]
     if made:  # a resumed study whose best trial is still the same
         return made[0]
     with scratch_folder(yard.settings.home, prefix="tune") as scratch:
@@ -356,36 +384,16 @@ def _work(search: _Search, n_trials: int | None, seed: int | None) -> None:  # p
     `n_jobs` runs it, in processes that coverage does not follow)."""
     import optuna
 
-    from modelyard._yard import Yard
-
-    with Yard(search.settings) as yard, _quiet(optuna), _storage(search.settings) as storage:
+    opened = search.opener(search.settings)
+    with opened as yard, quiet(optuna), study_storage(search.settings) as storage:
         study = optuna.load_study(study_name=search.study, storage=storage,
-                                  sampler=_sampler(search.sampler, seed),
-                                  pruner=_pruner(search.pruner))  # fmt: skip
+                                  sampler=sampler_of(search.sampler, seed),
+                                  pruner=pruner_of(search.pruner))  # fmt: skip
         study.optimize(_Trials(search, yard), n_trials=n_trials, timeout=search.timeout,
                        catch=(Exception,))  # fmt: skip
 
 
-def _check(
-    *, n_trials: int | None, n_jobs: int, timeout: float | None, sampler: str, direction: str
-) -> None:
-    if sampler not in SAMPLERS:
-        raise ConfigurationError(f"sampler {sampler!r} is not one of {', '.join(SAMPLERS)}")
-    if direction not in DIRECTIONS:
-        raise ConfigurationError(f"direction {direction!r} is not maximize or minimize")
-    if n_trials is None and timeout is None:
-        raise ConfigurationError("give n_trials or a timeout, or the search never ends")
-    if n_trials is not None and n_trials < 1:
-        raise ConfigurationError(f"n_trials must be at least 1, got {n_trials}")
-    if timeout is not None and timeout <= 0:
-        raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout}")
-    if n_jobs < 1:
-        raise ConfigurationError(f"n_jobs must be at least 1, got {n_jobs}")
-    if sampler == "cmaes":
-        require("cmaes", extra="optimize")
-
-
-def _check_database(yard: Yard) -> None:
+def _check_database(yard: TuneSource) -> None:
     if yard.url:
         raise ConfigurationError(
             f"tune keeps its study in the registry's database, which a client of {yard.url} "
@@ -398,56 +406,3 @@ def _check_database(yard: Yard) -> None:
             f"the registry database records its revision ({', '.join(legacy)}) in the table "
             "Optuna keeps its own in; run `modelyard db upgrade` once to move it"
         )
-
-
-def _sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
-    from optuna import samplers
-
-    if name == "tpe":
-        return samplers.TPESampler(seed=seed)
-    if name == "random":
-        return samplers.RandomSampler(seed=seed)
-    # Categorical params fall back to independent sampling; that is expected, not news.
-    return samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-
-
-def _pruner(pruner: Any) -> optuna.pruners.BasePruner:
-    from optuna import pruners
-
-    if isinstance(pruner, pruners.BasePruner):
-        return pruner
-    if pruner in (None, "median"):
-        return pruners.MedianPruner()
-    if pruner == "hyperband":
-        return pruners.HyperbandPruner()
-    if pruner == "none":
-        return pruners.NopPruner()
-    raise ConfigurationError(
-        f"pruner {pruner!r} is not one of {', '.join(PRUNERS)} or an Optuna pruner"
-    )
-
-
-@contextmanager
-def _storage(settings: Settings) -> Iterator[optuna.storages.RDBStorage]:
-    from optuna.storages import RDBStorage
-
-    url = settings.database_url
-    # Several processes write trials at once: on SQLite, wait for the lock instead of failing.
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    storage = RDBStorage(url, engine_kwargs=engine)
-    try:
-        yield storage
-    finally:
-        storage.remove_session()
-        storage.engine.dispose()
-
-
-@contextmanager
-def _quiet(optuna: Any) -> Iterator[None]:
-    """Optuna logs every trial at INFO; keep to warnings (failed trials) while tuning."""
-    previous = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(max(previous, optuna.logging.WARNING))
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(previous)

@@ -16,8 +16,9 @@ from modelyard.errors import (
 )
 from modelyard.registry._audit import ChainCheck
 from modelyard.registry._backup import PG_DUMP_GUIDANCE, Backup, back_up, restore_backup
+from modelyard.registry._contract import RegistryAPI
 from modelyard.registry._database import Database
-from modelyard.registry._diff import Change, FileChange, TensorChange, VersionDiff
+from modelyard.registry._diff import Change, FileChange, TensorChange, VersionDiff, diff_versions
 from modelyard.registry._lineage import Lineage, LineageEdge
 from modelyard.registry._principals import ApiToken, IssuedToken, Principals, RoleGrant
 from modelyard.registry._records import (
@@ -64,6 +65,7 @@ __all__ = [
     "Principals",
     "Reference",
     "Registry",
+    "RegistryAPI",
     "RoleGrant",
     "Root",
     "Run",
@@ -78,6 +80,7 @@ __all__ = [
     "VersionNotFound",
     "back_up",
     "bytes_only_in",
+    "diff_versions",
     "registry_roots",
     "restore_backup",
 ]

@@ -16,34 +16,27 @@ from modelyard.registry import (
     _idempotency,
     _lifecycle,
     _numbers,
-    _runs,
     _search,
     _versions,
 )
-from modelyard.registry._audit import ChainCheck
 from modelyard.registry._database import Database
-from modelyard.registry._diff import VersionDiff, diff_versions
-from modelyard.registry._lineage import Lineage, lineage_of
+from modelyard.registry._diff import VersionDiff
 from modelyard.registry._records import (
     AliasEvent,
-    AuditEvent,
-    AuditHead,
     Gate,
-    MetricPoint,
     Model,
     ModelVersion,
-    Run,
     SearchPage,
     State,
     Transition,
 )
-from modelyard.registry._references import Reference, check_name
+from modelyard.registry._registry_runs import RunsAndAudit
 from modelyard.registry._tables import models, versions
-from modelyard.store import Manifest
 
 
-class Registry:
-    """Models, versions, aliases, lifecycle and audit over an open `Database`.
+class Registry(RunsAndAudit):
+    """Models, versions, aliases, lifecycle and audit over an open `Database`; it implements
+    `RegistryAPI` (runs, lineage, diff and audit are in `RunsAndAudit`).
 
     Every change is one transaction (a read too on SQLite; on PostgreSQL reads run in
     autocommit, see `Database.read`); `actor` is recorded as who did it.
@@ -59,10 +52,12 @@ class Registry:
         *,
         actor: str,
         signatures: Callable[[ModelVersion], str] | None = None,
+        differ: Callable[[str, str], VersionDiff] | None = None,
     ) -> None:
         self.database = database
         self.actor = actor
         self.signatures = signatures  # checks `signed` gates: why a version fails, '' if not
+        self.differ = differ  # the full diff (files, tensors), wired by who holds the store
 
     # models -----------------------------------------------------------------------------------
 
@@ -416,115 +411,6 @@ class Registry:
         with self.database.write() as connection:
             model = _versions.model_row(connection, name, lock=True)
             _lifecycle.remove_gate(connection, model=model, gate_id=gate_id, actor=self.actor)
-
-    # runs -------------------------------------------------------------------------------------
-
-    def create_run(
-        self,
-        *,
-        name: str = "",
-        params: Mapping[str, Any] | None = None,
-        tags: Mapping[str, Any] | None = None,
-        datasets: Mapping[str, str] | None = None,
-        code_revision: str | None = None,
-    ) -> Run:
-        """Start a run; log to it with `log_params`/`log_metrics`, close it with `end_run`."""
-        _numbers.json_numbers([params, tags], what="a run's params and tags")
-        with self.database.write() as connection:
-            run_id = _runs.create_run(
-                connection,
-                name=name,
-                params=params or {},
-                tags=tags or {},
-                datasets=datasets or {},
-                code_revision=code_revision,
-                actor=self.actor,
-            )
-            return _runs.to_run(connection, _runs.run_row(connection, run_id))
-
-    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
-        """Add params to a run."""
-        _numbers.json_numbers(params, what="a run's params")
-        with self.database.write() as connection:
-            _runs.merge_fields(connection, run_id, "params", params)
-
-    def log_datasets(self, run_id: str, datasets: Mapping[str, str]) -> None:
-        """Record the digests of the data a run used, by name."""
-        with self.database.write() as connection:
-            _runs.merge_fields(connection, run_id, "datasets", datasets)
-
-    def log_artifact(self, run_id: str, name: str, manifest_digest: str) -> None:
-        """Record a stored folder (its manifest digest) as an artifact of the run."""
-        with self.database.write() as connection:
-            _runs.merge_fields(connection, run_id, "artifacts", {name: manifest_digest})
-
-    def log_metrics(
-        self, run_id: str, metrics: Mapping[str, float], *, step: int | None = None
-    ) -> None:
-        """Record metric values at `step` (default: the next step of each metric)."""
-        with self.database.write() as connection:
-            _runs.log_metrics(connection, run_id, metrics, step=step)
-
-    def end_run(self, run_id: str, status: str = "finished") -> Run:
-        """Close a run as finished, failed, killed or pruned."""
-        with self.database.write() as connection:
-            _runs.finish(connection, run_id, status)
-            return _runs.to_run(connection, _runs.run_row(connection, run_id))
-
-    def get_run(self, run_id: str) -> Run:
-        """A run with the latest value of each metric."""
-        with self.database.read() as connection:
-            return _runs.to_run(connection, _runs.run_row(connection, run_id))
-
-    def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
-        """Every logged value of one metric of a run, by step."""
-        with self.database.read() as connection:
-            return _runs.metric_history(connection, run_id, key)
-
-    # lineage and diff -------------------------------------------------------------------------
-
-    def lineage(self, ref: str) -> Lineage:
-        """Ancestors and descendants of a version, with the edges between them."""
-        with self.database.read() as connection:
-            return lineage_of(connection, _versions.resolve(connection, ref))
-
-    def diff(
-        self, a: str, b: str, *, manifests: Callable[[str], Manifest] | None = None
-    ) -> VersionDiff:
-        """What differs between two versions; files too when `manifests` loads a manifest."""
-        first, second = self.get_version(a), self.get_version(b)
-
-        def load(version: ModelVersion) -> Manifest | None:
-            if manifests is None or version.manifest_digest is None:
-                return None
-            return manifests(version.manifest_digest)
-
-        return diff_versions(first, second, load(first), load(second))
-
-    # audit ------------------------------------------------------------------------------------
-
-    def audit_log(self, *, target: str | None = None, limit: int | None = None) -> list[AuditEvent]:
-        """Audit events, oldest first; `target` narrows to a model (and its versions)."""
-        if target is not None:
-            check_name(Reference.parse(target).name)
-        if limit is not None:
-            _numbers.int64(limit, what="limit", low=0)
-        with self.database.read() as connection:
-            return list(_audit.events(connection, target=target, limit=limit))
-
-    def verify_audit(self, *, head: AuditHead | str | None = None) -> ChainCheck:
-        """Walk the audit chain; name the first event that does not match. With `head` (an
-        `audit_head()` recorded earlier, or its `SEQ:HASH` text) also check that the chain still
-        reaches it unchanged: deleting the last events shows."""
-        recorded = AuditHead.parse(head) if isinstance(head, str) else head
-        with self.database.read() as connection:
-            return _audit.verify(connection, key=self.database.audit_seal.key, head=recorded)
-
-    def audit_head(self) -> AuditHead:
-        """Where the audit chain ends now (`seq` and `hash`); keep it outside the database to
-        check later with `verify_audit(head=…)`."""
-        with self.database.read() as connection:
-            return _audit.head(connection)
 
 
 _RELATION = re.compile(r"[a-z][a-z0-9_-]{0,31}")

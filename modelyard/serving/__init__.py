@@ -20,6 +20,7 @@ from modelyard.serving._predictions import (
     PredictionSink,
 )
 from modelyard.serving._runner import Runner
+from modelyard.serving._sources import ModelSource
 
 __all__ = [
     "Batcher",
@@ -30,6 +31,7 @@ __all__ = [
     "MemorySink",
     "Metrics",
     "ModelPool",
+    "ModelSource",
     "PredictionLog",
     "PredictionSink",
     "Request",

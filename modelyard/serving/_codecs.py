@@ -16,7 +16,7 @@ import orjson
 from pydantic import ValidationError
 
 from modelyard.errors import InvalidInput
-from modelyard.flavors._signatures import datatype_of, numpy_dtype
+from modelyard.flavors import datatype_of, numpy_dtype
 from modelyard.serving._oip import InferenceRequest
 
 _DATATYPES = frozenset(

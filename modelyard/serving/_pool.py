@@ -23,8 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from modelyard._scratch import scratch_folder
-from modelyard._yard import Yard
 from modelyard.errors import (
     ConfigurationError,
     DatabaseReplaced,
@@ -35,13 +33,14 @@ from modelyard.errors import (
     UnsupportedModel,
     UntrustedModel,
 )
-from modelyard.flavors import named_arrays, needs_probe, probe
+from modelyard.flavors import load_model, named_arrays, needs_probe, probe
 from modelyard.registry import ModelVersion, Reference
 from modelyard.security import SIGNATURE_TAG, TrustPolicy
 from modelyard.serving._batching import Batcher, Outputs
 from modelyard.serving._codecs import Request
 from modelyard.serving._metrics import Metrics
 from modelyard.serving._runner import Runner
+from modelyard.serving._sources import ModelSource
 from modelyard.serving._tasks import cancel
 from modelyard.settings import Settings
 
@@ -122,17 +121,18 @@ class ServedModel:
 
 
 class ModelPool:
-    """Load, serve and hot-swap model versions from a registry."""
+    """Load, serve and hot-swap model versions from a `source` (a `Yard`, or any
+    `ModelSource`: it resolves references and hands over versions' files)."""
 
     def __init__(
         self,
-        yard: Yard,
+        source: ModelSource,
         settings: Settings,
         *,
         metrics: Metrics,
         trust: bool | TrustPolicy = False,
     ) -> None:
-        self.yard = yard
+        self.source = source
         self.settings = settings
         self.metrics = metrics
         self.trust = TrustPolicy.of(
@@ -176,7 +176,7 @@ class ModelPool:
             self.add(ref)
         await asyncio.gather(*(self._load_ref(ref) for ref in refs))
         for ref, role, share in self._candidates:
-            version = await asyncio.to_thread(self.yard.get_version, ref)
+            version = await asyncio.to_thread(self.source.get_version, ref)
             model = self.models[version.name]
             model.pinned.add(version.number)
             await self._install(model, version, default=False)
@@ -222,7 +222,7 @@ class ModelPool:
 
     async def _load_ref(self, ref: str) -> None:
         parsed = Reference.parse(ref)
-        version = await asyncio.to_thread(self.yard.get_version, ref)
+        version = await asyncio.to_thread(self.source.get_version, ref)
         model = self.models[version.name]
         pinned = parsed.number is not None
         if pinned:
@@ -251,10 +251,13 @@ class ModelPool:
                 await self._retire(model, previous)
 
     def _load(self, version: ModelVersion) -> ServedVersion:
-        self.yard.check_signature(version)  # settings.require_signature: before even the probe
+        self.source.check_signature(version)  # the signature policy: before even the probe
+        folder = self.source.model_folder(version)
         if needs_probe(version.flavor):
-            self._probe(version)
-        loaded = self.yard.load_model(version.ref, trust=self.trust)
+            # Load and predict in a child process first: a file that crashes the process
+            # natively (LightGBM, XGBoost) must crash that child, not this server.
+            probe(folder, trust=self.trust, timeout=self.settings.probe_timeout_seconds)
+        loaded = load_model(folder, trust=self.trust)
         runner = Runner(loaded, name=version.ref)
         example = loaded.input_example()
         if example is not None:  # warm: the first real request should not pay for lazy setup
@@ -271,13 +274,6 @@ class ModelPool:
             observe=histogram.observe,
         )
         return ServedVersion(version, runner, batcher, executor)
-
-    def _probe(self, version: ModelVersion) -> None:
-        """Load and predict `version` in a child process first: a file that crashes the
-        process natively (LightGBM, XGBoost) must crash that child, not this server."""
-        with scratch_folder(self.settings.home, prefix="probe") as scratch:
-            folder = self.yard.download(version.ref, scratch / "model")
-            probe(folder, trust=self.trust, timeout=self.settings.probe_timeout_seconds)
 
     async def _retire(self, model: ServedModel, number: int) -> None:
         if number in model.pinned or number == model.default:
@@ -304,7 +300,7 @@ class ModelPool:
     async def _follow(self, model: ServedModel) -> None:
         """Swap in the version the alias points at, unless it was refused already; a version
         that is refused (untrusted, unsafe, crashing) leaves the old one serving."""
-        target = await asyncio.to_thread(self.yard.get_version, f"{model.name}@{model.alias}")
+        target = await asyncio.to_thread(self.source.get_version, f"{model.name}@{model.alias}")
         key = (model.name, target.number, str(target.tags.get(SIGNATURE_TAG, "")))
         if target.number == model.default or key in self.refused:
             return

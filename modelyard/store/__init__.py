@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from modelyard.store._cache import FolderCache
-from modelyard.store._digests import check_digest, digest_bytes
+from modelyard.store._digests import check_digest, digest_bytes, verified
 from modelyard.store._folders import restore_directory, store_directory
 from modelyard.store._gc import (
     GarbageReport,
@@ -24,7 +24,14 @@ from modelyard.store._gc import (
 from modelyard.store._local import LocalStore
 from modelyard.store._manifests import Chunk, Entry, Manifest, load_manifest, save_manifest
 from modelyard.store._memory import MemoryStore
-from modelyard.store._protocol import BlobInfo, BlobSource, BlobStore, read_bytes
+from modelyard.store._protocol import (
+    READ_SIZE,
+    BlobInfo,
+    BlobSource,
+    BlobStore,
+    iter_source,
+    read_bytes,
+)
 from modelyard.store._urls import open_store
 
 if TYPE_CHECKING:
@@ -42,12 +49,14 @@ __all__ = [
     "LocalStore",
     "Manifest",
     "MemoryStore",
+    "READ_SIZE",
     "S3Store",
     "UniqueBytes",
     "check_digest",
     "collect_garbage",
     "digest_bytes",
     "guard_writes",
+    "iter_source",
     "load_manifest",
     "open_store",
     "read_bytes",
@@ -55,6 +64,7 @@ __all__ = [
     "save_manifest",
     "store_directory",
     "unique_bytes",
+    "verified",
 ]
 
 

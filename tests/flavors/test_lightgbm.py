@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from modelyard.diff import summary_changes
 from modelyard.errors import ConfigurationError, UnsupportedModel
 from modelyard.flavors import _lightgbm, load_model, save_model
 from modelyard.flavors._catalog import flavor_for
-from modelyard.flavors._trees import summary_changes
 from tests.flavors.conftest import predict_in_fresh_process
 
 ROOT = Path(__file__).resolve().parents[2]

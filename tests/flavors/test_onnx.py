@@ -10,10 +10,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx.external_data_helper import convert_model_to_external_data
 
+from modelyard.diff import summary_changes
 from modelyard.errors import ConfigurationError, InvalidInput, UnsupportedModel
 from modelyard.flavors import _onnx, load_model, save_model
 from modelyard.flavors._catalog import flavor_for
-from modelyard.flavors._trees import summary_changes
 from tests.flavors.conftest import predict_in_fresh_process
 
 ROOT = Path(__file__).resolve().parents[2]

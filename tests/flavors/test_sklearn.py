@@ -15,6 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.tree import DecisionTreeRegressor
 
+from modelyard.diff import summary_changes
 from modelyard.errors import ConfigurationError, UnsafeModel, UnsupportedModel, UntrustedModel
 from modelyard.flavors import (
     EnvironmentMismatch,
@@ -24,7 +25,6 @@ from modelyard.flavors import (
     read_info,
     save_model,
 )
-from modelyard.flavors._trees import summary_changes
 from modelyard.security import TrustPolicy
 from tests.flavors.conftest import predict_in_fresh_process
 from tests.flavors.malicious import SystemCall

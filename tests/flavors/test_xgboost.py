@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import xgboost
 
+from modelyard.diff import summary_changes
 from modelyard.errors import ConfigurationError, UnsupportedModel
 from modelyard.flavors import _xgboost, load_model, read_info, save_model
 from modelyard.flavors._catalog import flavor_for
-from modelyard.flavors._trees import summary_changes
 from tests.flavors.conftest import predict_in_fresh_process
 
 ROOT = Path(__file__).resolve().parents[2]

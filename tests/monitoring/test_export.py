@@ -15,7 +15,7 @@ import yaml
 from sklearn.linear_model import LogisticRegression
 
 from modelyard import Settings, Yard
-from modelyard.api._inference import create_inference_app
+from modelyard.api import create_inference_app
 from modelyard.monitoring._alerts import load_rules
 from modelyard.monitoring._export import grafana_dashboard, prometheus_rules
 from tests.cli.test_registry import ok

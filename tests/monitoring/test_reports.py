@@ -14,7 +14,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from modelyard import Settings, Yard
-from modelyard.api._inference import create_inference_app
+from modelyard.api import create_inference_app
 from modelyard.errors import NotFound, UntrustedModel
 from modelyard.monitoring import read_reference, read_window
 

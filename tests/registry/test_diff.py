@@ -35,7 +35,7 @@ def test_diff_of_files_names_changed_tensors(registry: Registry, tmp_path: Path)
         (folder / "config.json").write_text(folder.name)
         manifest = store_directory(store, folder)
         registry.create_version("fraud", manifest_digest=manifest.digest)
-    diff = registry.diff("fraud:1", "fraud:2", manifests=lambda d: load_manifest(store, d))
+    diff = registry.compare("fraud:1", "fraud:2", manifests=lambda d: load_manifest(store, d))
     assert diff.files_added == ["readme.txt"]
     assert diff.files_removed == ["notes.txt"]
     by_path = {change.path: change for change in diff.files_changed}

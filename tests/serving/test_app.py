@@ -17,7 +17,7 @@ from sklearn.dummy import DummyRegressor
 from sklearn.linear_model import LinearRegression
 
 from modelyard import Settings, Yard
-from modelyard.api._inference import InferenceApp, create_inference_app
+from modelyard.api import InferenceApp, create_inference_app
 from modelyard.errors import ConfigurationError
 from modelyard.serving._oip import InferenceResponse, MetadataModelResponse
 from tests.flavors.pyfunc_models import Picky, Spend

@@ -16,7 +16,7 @@ from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.linear_model import LinearRegression
 
 from modelyard import Settings, Yard
-from modelyard.api._inference import create_inference_app
+from modelyard.api import create_inference_app
 from modelyard.serving import ModelPool
 from modelyard.serving._oip import ExplanationResponse
 from tests.serving.test_app import infer_body

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from modelyard import Settings, Yard
-from modelyard.api._inference import create_inference_app
+from modelyard.api import create_inference_app
 from modelyard.serving._traffic import Traffic
 from tests.flavors.pyfunc_models import Picky
 

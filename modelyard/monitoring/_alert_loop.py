@@ -1,35 +1,102 @@
-"""Alert rules evaluated by the serving process on a schedule: each rule's window is reported on
-(drift, performance), its signal checked, its state exported, and its actions run when it starts
-firing. A rollback moves the alias, which the pool then follows like any other move."""
+"""Alert rules evaluated on a schedule inside a serving process: each rule's window is reported
+on (drift, performance), its signal checked, its state exported, and its actions run when it
+starts firing. A rollback moves the alias, which the serving pool then follows like any other
+move.
+
+The loop takes what it uses as narrow protocols (`AlertSource`, `AlertGauges`,
+`TrafficWindows`), so monitoring imports neither the `Yard` facade nor serving: the inference
+server wires a `Yard`, its `Metrics` and its `Traffic` in.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
 
-from modelyard._yard import Yard
-from modelyard.monitoring import MonitorReport
 from modelyard.monitoring._actions import alert_body, run_actions
 from modelyard.monitoring._alerts import TRAFFIC_SIGNALS, AlertRule, RuleState, signal_value
-from modelyard.serving._metrics import Metrics
-from modelyard.serving._tasks import cancel
-from modelyard.serving._traffic import Traffic
+from modelyard.monitoring._reports import MonitorReport
+
+if TYPE_CHECKING:
+    from prometheus_client import Gauge
+
+    from modelyard.registry import ModelVersion
 
 log = logging.getLogger("modelyard.alerts")
 
 
+class AlertSource(Protocol):
+    """What evaluating and acting on rules needs from the registry (a `Yard` is one)."""
+
+    def get_version(self, ref: str) -> ModelVersion:
+        """The version a rule's `model` (`fraud@production`) points at now."""
+        ...
+
+    def monitor(self, ref: str, *, window: timedelta = ...) -> MonitorReport:
+        """Drift and performance of the version's logged traffic over the last `window`."""
+        ...
+
+    def rollback(self, name: str, alias: str = ..., *, reason: str = ...) -> ModelVersion:
+        """Move `alias` back to the version it pointed at before."""
+        ...
+
+
+class AlertGauges(Protocol):
+    """Where rule states and evaluated signals are exported (a serving `Metrics` is one)."""
+
+    @property
+    def alert_state(self) -> Gauge: ...  # labels: rule
+
+    @property
+    def drift_share(self) -> Gauge: ...  # labels: model, version, kind
+
+    @property
+    def drift_score(self) -> Gauge: ...  # labels: model, version, column
+
+    @property
+    def accuracy(self) -> Gauge: ...  # labels: model, version
+
+
+class TrafficWindow(Protocol):
+    """A window of one model's answered requests."""
+
+    @property
+    def requests(self) -> int: ...
+
+    @property
+    def error_rate(self) -> float: ...
+
+    @property
+    def latency_p99(self) -> float: ...
+
+
+class TrafficWindows(Protocol):
+    """The serving process's recent requests (a serving `Traffic` is one)."""
+
+    def summary(self, model: str, window: float) -> TrafficWindow | None:
+        """Requests of the last `window` seconds, or None when there were none."""
+        ...
+
+
 class AlertLoop:
-    """Evaluate `rules` every `interval` seconds against what the server logged."""
+    """Evaluate `rules` every `interval` seconds against what the server logged.
+
+    >>> loop = AlertLoop(load_rules(path, allowed_webhooks=[]), yard=yard, metrics=metrics,
+    ...                  interval=30, traffic=traffic)
+    >>> loop.start()          # on the server's event loop; `await loop.stop()` at shutdown
+    """
 
     def __init__(
         self,
         rules: list[AlertRule],
         *,
-        yard: Yard,
-        metrics: Metrics,
+        yard: AlertSource,
+        metrics: AlertGauges,
         interval: float,
-        traffic: Traffic | None = None,
+        traffic: TrafficWindows | None = None,
     ) -> None:
         self.states = [RuleState(rule) for rule in rules]
         self.yard = yard
@@ -45,8 +112,11 @@ class AlertLoop:
 
     async def stop(self) -> None:
         """Stop evaluating."""
-        await cancel(self._task)
-        self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def evaluate(self, now: datetime | None = None) -> list[str]:
         """Evaluate every rule once; the names of the rules that started firing."""

@@ -9,8 +9,7 @@ import torch
 from safetensors.numpy import save_file
 from safetensors.torch import save_file as save_torch
 
-from modelyard.flavors._tensors import tensor_changes
-from modelyard.registry._diff import TensorChange
+from modelyard.diff import TensorChange, tensor_changes
 from modelyard.store import Entry, MemoryStore, read_bytes, store_directory
 
 

@@ -1,4 +1,5 @@
-"""Summaries of models for `diff`: hyper-parameters as JSON, and tree counts and depths."""
+"""Summaries of models written at save time (read back by `modelyard.diff`): hyper-parameters
+as JSON."""
 
 from __future__ import annotations
 
@@ -22,23 +23,3 @@ def jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
         else:
             clean[str(key)] = repr(value)
     return clean
-
-
-def summary_changes(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
-    """Keys (hyper-parameters flattened as `hyperparameters.x`) whose values differ."""
-    flat_a, flat_b = _flatten(a), _flatten(b)
-    return [
-        (key, flat_a.get(key), flat_b.get(key))
-        for key in sorted(flat_a.keys() | flat_b.keys())
-        if flat_a.get(key) != flat_b.get(key)
-    ]
-
-
-def _flatten(summary: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in summary.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat

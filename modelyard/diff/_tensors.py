@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from modelyard.registry._diff import TensorChange
+from modelyard.registry import TensorChange
 from modelyard.store import Entry
 
 HEADER = "__header__"

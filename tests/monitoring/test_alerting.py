@@ -103,6 +103,9 @@ def test_drift_fires_a_webhook_and_rolls_back(tmp_path: Path) -> None:
                     httpx.post(infer, content=body(REFERENCE[:5])).json()["model_version"] == "1"
                 )
             )
+            # The state is exported once the actions have run, a moment after the rollback.
+            firing = 'modelyard_alert_state{rule="fraud-drift"} 2.0'
+            wait_for(lambda: firing in httpx.get(f"{url}/metrics").text)
             metrics = httpx.get(f"{url}/metrics").text
         alert = received[0]
         assert (alert["alert"], alert["state"], alert["version"]) == ("fraud-drift", "firing", "2")
@@ -117,5 +120,7 @@ def test_drift_fires_a_webhook_and_rolls_back(tmp_path: Path) -> None:
         rollbacks = [e for e in yard.audit_log() if e.action == "alias.rollback"]
         assert rollbacks[-1].target == "fraud@production" and rollbacks[-1].actor
         assert rollbacks[-1].after["reason"].startswith("alert fraud-drift")
-    assert 'modelyard_alert_state{rule="fraud-drift"} 2.0' in metrics
+    # The gauge shows the rule's state at the last evaluation: firing (2) until the rolled-back
+    # version's window is evaluated, then inactive; the firing itself is the webhook above.
+    assert 'modelyard_alert_state{rule="fraud-drift"}' in metrics
     assert 'modelyard_drift_share{kind="inputs",model="fraud",version="2"}' in metrics

@@ -1,25 +1,41 @@
-"""What `diff` adds for models: which tensors changed and by how much, and structure changes
-(trees, depth, hyper-parameters) from each version's `modelyard.json`."""
+"""The full diff of two versions: what the registry compares (params, metrics, tags, signature,
+files through their manifests), plus which tensors changed and by how much, and model-structure
+changes (trees, depth, hyper-parameters) from each version's `modelyard.json`.
+
+Nothing is downloaded: equal chunk digests mean equal bytes, so only the blobs of changed
+tensors and the two `modelyard.json` files are read.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Protocol
 
-from modelyard.flavors._models import MODEL_FILE
-from modelyard.flavors._trees import summary_changes
-from modelyard.registry import Change, Registry, TensorChange, VersionDiff
+from modelyard.diff._structure import summary_changes
+from modelyard.flavors import MODEL_FILE
+from modelyard.registry import Change, ModelVersion, TensorChange, VersionDiff, diff_versions
 from modelyard.store import BlobStore, Entry, Manifest, load_manifest, read_bytes
 
 
-def version_diff(registry: Registry, store: BlobStore, a: str, b: str) -> VersionDiff:
-    """The registry's diff of two versions, with tensor and model-structure changes filled in."""
-    diff = registry.diff(a, b, manifests=lambda digest: load_manifest(store, digest))
-    digest_a = registry.get_version(a).manifest_digest
-    digest_b = registry.get_version(b).manifest_digest
-    if digest_a is None or digest_b is None:
+class VersionLookup(Protocol):
+    """Resolves references (the embedded registry, its HTTP client and `Yard` all do)."""
+
+    def get_version(self, ref: str) -> ModelVersion:
+        """The version `fraud:3` or `fraud@production` names now."""
+        ...
+
+
+def version_diff(registry: VersionLookup, store: BlobStore, a: str, b: str) -> VersionDiff:
+    """What differs between versions `a` and `b`, tensors and model structure included.
+
+    >>> version_diff(registry, store, "fraud:3", "fraud:4").tensors[0].l2
+    """
+    first, second = registry.get_version(a), registry.get_version(b)
+    manifest_a = _manifest(store, first)
+    manifest_b = _manifest(store, second)
+    diff = diff_versions(first, second, manifest_a, manifest_b)
+    if manifest_a is None or manifest_b is None:
         return diff
-    manifest_a, manifest_b = load_manifest(store, digest_a), load_manifest(store, digest_b)
     return diff.model_copy(
         update={
             "tensors": _tensors(store, manifest_a, manifest_b),
@@ -28,8 +44,14 @@ def version_diff(registry: Registry, store: BlobStore, a: str, b: str) -> Versio
     )
 
 
+def _manifest(store: BlobStore, version: ModelVersion) -> Manifest | None:
+    if version.manifest_digest is None:
+        return None
+    return load_manifest(store, version.manifest_digest)
+
+
 def _tensors(store: BlobStore, a: Manifest, b: Manifest) -> list[TensorChange]:
-    from modelyard.flavors._tensors import tensor_changes  # NumPy maths, only when needed
+    from modelyard.diff._tensors import tensor_changes  # NumPy maths, only when needed
 
     files_a, files_b = _files(a), _files(b)
     changes: list[TensorChange] = []

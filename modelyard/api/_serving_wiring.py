@@ -1,0 +1,111 @@
+"""Wiring the inference server from `Settings`: the model pool (with its canaries and shadows),
+the prediction log, the feedback folder, the data plane and the alert loop, and what starts and
+stops them in the server's lifespan.
+
+This is the composition root of `modelyard serve`: the parts take what they use through their
+constructors (the pool a `ModelSource`, the alert loop an `AlertSource`; a `Yard` is both), and
+only this module knows how they fit. The ASGI app in `_inference` is the transport in front.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from modelyard._yard import Yard
+from modelyard.api._inference import InferenceApp
+from modelyard.monitoring import AlertLoop, load_rules, write_feedback
+from modelyard.serving import DataPlane, JsonLinesSink, Metrics, ModelPool, PredictionLog
+from modelyard.settings import Settings
+
+
+def create_inference_app(
+    settings: Settings,
+    refs: list[str],
+    *,
+    yard: Yard | None = None,
+    trust: bool = False,
+    canaries: Mapping[str, float] | None = None,
+    shadows: Sequence[str] = (),
+    multiprocess: bool = False,
+) -> InferenceApp:
+    """The inference server for `refs` (`fraud@production`, `iris:3`, …), wired from
+    `settings`; the models load at startup and are closed at shutdown. `canaries` maps a
+    candidate version to its share of traffic (`{"fraud:4": 0.1}`); `shadows` get copies.
+
+    >>> app = create_inference_app(Settings(), ["fraud@production"])  # uvicorn runs it
+    """
+    client = yard or Yard(settings)
+    metrics = Metrics(multiprocess=multiprocess)
+    pool = _pool(client, settings, metrics, refs, trust=trust, canaries=canaries, shadows=shadows)
+    log = _prediction_log(settings, metrics)
+    feedback = settings.home / "feedback"
+
+    def store_feedback(model: str, records: list[dict[str, Any]]) -> None:
+        write_feedback(feedback, model, records)
+
+    plane = DataPlane(pool, metrics, log=log, feedback=store_feedback)
+    alerts = _alert_loop(settings, client, plane)
+
+    async def startup() -> None:
+        await pool.start(refs)
+        if log is not None:
+            log.start()
+        if alerts is not None:
+            alerts.start()
+
+    async def shutdown() -> None:
+        if alerts is not None:
+            await alerts.stop()
+        await pool.stop()
+        if log is not None:
+            await log.stop()
+        if yard is None:  # made here, so closed here; a caller's client is the caller's
+            client.close()
+
+    return InferenceApp(
+        plane,
+        max_body_bytes=settings.serve_max_body_bytes,
+        on_startup=startup,
+        on_shutdown=shutdown,
+        alerts=alerts,
+    )
+
+
+def _pool(
+    client: Yard,
+    settings: Settings,
+    metrics: Metrics,
+    refs: list[str],
+    *,
+    trust: bool,
+    canaries: Mapping[str, float] | None,
+    shadows: Sequence[str],
+) -> ModelPool:
+    pool = ModelPool(client, settings, metrics=metrics, trust=trust)
+    for ref in refs:
+        pool.add(ref)  # bad references fail here, before the server starts
+    for ref, share in (canaries or {}).items():
+        pool.add_canary(ref, share)
+    for ref in shadows:
+        pool.add_shadow(ref)
+    return pool
+
+
+def _prediction_log(settings: Settings, metrics: Metrics) -> PredictionLog | None:
+    if settings.serve_log_sample <= 0:
+        return None
+    return PredictionLog(
+        JsonLinesSink(settings.home / "predictions"),
+        sample=settings.serve_log_sample,
+        capacity=settings.serve_log_buffer,
+        dropped=metrics.log_dropped.inc,
+    )
+
+
+def _alert_loop(settings: Settings, client: Yard, plane: DataPlane) -> AlertLoop | None:
+    if settings.serve_alerts is None:
+        return None
+    rules = load_rules(settings.serve_alerts, allowed_webhooks=settings.alert_webhooks)
+    return AlertLoop(rules, yard=client, metrics=plane.metrics, traffic=plane.traffic,
+                     interval=settings.serve_alert_seconds)  # fmt: skip
