@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import sqlite3
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,9 @@ from modelyard.registry._database import Database
 from modelyard.registry._roots import Root, registry_roots
 from modelyard.registry._sqlite_file import validate
 from modelyard.store import BlobStore, LocalStore, load_manifest
+
+SMALL_COPY = 1 << 20
+"""Blobs up to this size are copied through memory, so a local target can pack them."""
 
 DATABASE = "registry.db"
 BLOBS = "blobs"
@@ -115,11 +119,15 @@ def copy_blobs(source: BlobStore, target: BlobStore) -> tuple[int, int]:
     """Put every blob of `source` that `target` lacks into it; return (blobs, bytes) copied.
     Reads are verified, so a damaged blob fails here rather than in a restore."""
     count = size = 0
-    for info in source.blobs():
-        if target.exists(info.digest):
-            continue
-        target.put(source.get(info.digest), digest=info.digest)
-        count, size = count + 1, size + info.size
+    # A local target packs the small blobs put in its batch, instead of a file for each one.
+    with target.batch() if isinstance(target, LocalStore) else nullcontext():
+        for info in source.blobs():
+            if target.exists(info.digest):
+                continue
+            data = source.get(info.digest)
+            small = info.size <= SMALL_COPY  # packs take bytes in memory
+            target.put(b"".join(data) if small else data, digest=info.digest)
+            count, size = count + 1, size + info.size
     return count, size
 
 

@@ -6,14 +6,15 @@
   insertion shifts only the chunks around it.
 - smaller files: one piece.
 
-Cutting only reads; storing the pieces is the caller's job.
+Cutting only reads, through a handle (not a mapping: a source truncated while it is read must
+fail a put, not kill the process with SIGBUS); storing the pieces is the caller's job.
 """
 
 from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -45,10 +46,11 @@ class Span:
 
 @dataclass(frozen=True, slots=True)
 class Piece:
-    """One cut of a file: its bytes in memory (`data`), or a `span` too large to hold at once."""
+    """One cut of a file: its bytes (`data`, a view into a mapped file or bytes read), or only
+    a `span` too large to hold at once."""
 
     span: Span
-    data: bytes | None
+    data: bytes | memoryview | None
 
 
 def cut_file(path: Path, handle: BinaryIO, size: int) -> Iterator[Piece]:
@@ -64,23 +66,35 @@ def cut_file(path: Path, handle: BinaryIO, size: int) -> Iterator[Piece]:
     if size <= CDC_THRESHOLD:
         yield Piece(Span(0, size), handle.read())
         return
-    chunker = FastCDC(CDC_AVG, min_size=CDC_MIN, max_size=CDC_MAX)
-    for chunk in chunker.cut_stream(handle):
+    for chunk in _chunker().cut_stream(handle):
         # The chunker reuses its buffer: copy before asking for the next chunk.
         yield Piece(Span(chunk.offset, chunk.length), bytes(chunk.data))
 
 
+def _chunker() -> FastCDC:
+    # Changing these parameters moves every cut point: stores would stop deduplicating.
+    return FastCDC(CDC_AVG, min_size=CDC_MIN, max_size=CDC_MAX)
+
+
 def safetensors_spans(handle: BinaryIO, size: int) -> list[Span] | None:
     """Header and per-tensor spans of a safetensors file; None if it is not a valid one."""
-    handle.seek(0)
-    prefix = handle.read(8)
+
+    def read(offset: int, length: int) -> bytes:
+        handle.seek(offset)
+        return handle.read(length)
+
+    return _spans(read, size)
+
+
+def _spans(read: Callable[[int, int], bytes], size: int) -> list[Span] | None:
+    prefix = read(0, 8)
     if len(prefix) < 8:
         return None
     (header_len,) = struct.unpack("<Q", prefix)
     if header_len == 0 or 8 + header_len > size or header_len > 100 << 20:
         return None
     try:
-        header = json.loads(handle.read(header_len))
+        header = json.loads(read(8, header_len))
     except (UnicodeDecodeError, ValueError):
         return None
     if not isinstance(header, dict):

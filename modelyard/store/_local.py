@@ -6,18 +6,20 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import mmap
 import os
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from modelyard.errors import (
     BlobNotFound,
+    IntegrityError,
     StorageFull,
     StoreAccessDenied,
     StoreBusy,
@@ -25,15 +27,18 @@ from modelyard.errors import (
 )
 from modelyard.store._digests import PREFIX, check_digest, digest_bytes, verified
 from modelyard.store._pack_writer import PACK_SIZE, PackWriter
-from modelyard.store._packs import Location, Pack, PackIndex
+from modelyard.store._packs import Location, Pack, PackIndex, unmap
 from modelyard.store._packs import fsync_dir as _fsync_dir
 from modelyard.store._protocol import READ_SIZE, BlobInfo, BlobSource, iter_source
 from modelyard.store._repack import delete_packed
+from modelyard.store._statcache import StatCache
 
 SMALL_BLOB = 1 << 20
 """Blobs up to this size put in a batch go to packs. Creating a file costs 0.3-0.9 ms here, the
 time to copy about a MiB: below this size it dominates; above it, a loose file costs little
 more than its bytes, and gc never has to copy a big tensor to free its neighbours."""
+
+Buffer = bytes | memoryview
 
 TOUCH_EVERY = 1.0
 """Seconds between two refreshes of one pack's age by the same store (one per blob is waste).
@@ -63,6 +68,7 @@ class LocalStore:
         self._batches = 0
         self._batch_lock = threading.Lock()
         self._touched: dict[str, float] = {}
+        self._stat_cache = StatCache(self.root / "statcache.sqlite")
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
@@ -156,23 +162,55 @@ class LocalStore:
                     raise BlobNotFound(digest) from None
             else:
                 return verified(digest, _read_all(handle))
-        return verified(digest, [self._read_packed(digest, location)])
+        return verified(digest, [bytes(self._read_packed(digest, location))])
 
-    def _read_packed(self, digest: str, location: Location) -> bytes:
+    def _read_packed(self, digest: str, location: Location, *, view: bool = False) -> Buffer:
+        read = self._packs.view if view else self._packs.read
         try:
-            return self._packs.read(location)
+            return read(location)
         except FileNotFoundError:  # repacked under us: the blob lives on elsewhere, or is gone
             self._packs.refresh(force=True)
         moved = self._packs.lookup(digest, refresh=False)
         if moved is not None:
             try:
-                return self._packs.read(moved)
+                return read(moved)
             except FileNotFoundError:
                 pass
         try:
             return self.path(digest).read_bytes()
         except FileNotFoundError:
             raise BlobNotFound(digest) from None
+
+    @contextmanager
+    def mapped(self, digest: str) -> Iterator[bytes | memoryview]:
+        """The whole blob, checked against its digest, without copying it: a view of its mapped
+        file or pack, valid inside the `with` block (keep no slice of it past the block)."""
+        location = self._packs.lookup(check_digest(digest), refresh=False)
+        if location is None:
+            try:
+                fd = os.open(self._file(digest), os.O_RDONLY)
+            except FileNotFoundError:
+                location = self._packs.lookup(digest)
+                if location is None:
+                    raise BlobNotFound(digest) from None
+            else:
+                with _mapping(fd) as view:
+                    yield _checked(digest, view)
+                return
+        data = self._read_packed(digest, location, view=True)
+        try:
+            yield _checked(digest, data)
+        finally:
+            if isinstance(data, memoryview):
+                unmap(data)
+
+    def touch(self, digest: str) -> bool:
+        """Whether the blob is stored; if so its age restarts, as when a put reuses it."""
+        return self._reuse(check_digest(digest))
+
+    def stat_cache(self) -> StatCache:
+        """How files were cut when stored here, so an unchanged file is not read again."""
+        return self._stat_cache
 
     def exists(self, digest: str) -> bool:
         location = self._packs.lookup(check_digest(digest), refresh=False)
@@ -384,6 +422,31 @@ def _read_all(handle: BinaryIO) -> Iterator[bytes]:
     with handle:
         while piece := handle.read(READ_SIZE):
             yield piece
+
+
+@contextmanager
+def _mapping(fd: int) -> Iterator[memoryview]:
+    try:
+        if os.fstat(fd).st_size == 0:  # an empty file cannot be mapped
+            yield memoryview(b"")
+            return
+        region = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    finally:
+        os.close(fd)  # the mapping keeps the file
+    view = memoryview(region)
+    try:
+        yield view
+    finally:
+        view.release()
+        with suppress(BufferError):  # a slice still alive: the mapping goes with the last one
+            region.close()
+
+
+def _checked(digest: str, data: bytes | memoryview) -> bytes | memoryview:
+    actual = digest_bytes(data)
+    if actual != digest:
+        raise IntegrityError(digest, actual=actual)
+    return data
 
 
 def _flock(fd: int, mode: int, *, wait: float | None, root: Path) -> None:

@@ -15,6 +15,7 @@ against its digest, up to the first one that is not whole; reads verify every bl
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import struct
 import threading
@@ -22,6 +23,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +75,23 @@ class Pack:
             handle = self._handle
         return pread_all(handle.fd, location.size, location.offset)
 
+    def view(self, location: Location) -> memoryview:
+        """The bytes at `location` without a copy: a view of the pages holding them, mapped
+        read-only for this read (`unmap` it when done, which drops them from the process's
+        memory). Packs are never modified once published, so the mapping stays valid."""
+        with self._lock:
+            if self._handle is None:
+                self._handle = _Handle(self.path)
+            handle = self._handle
+        end = location.offset + location.size
+        if os.fstat(handle.fd).st_size < end or location.size == 0:
+            # Shorter than its index says (damaged): a read past the end of a mapping would
+            # kill the process, so read what is there and let the digest check fail.
+            return memoryview(pread_all(handle.fd, location.size, location.offset))
+        start = location.offset - location.offset % mmap.ALLOCATIONGRANULARITY
+        region = mmap.mmap(handle.fd, end - start, access=mmap.ACCESS_READ, offset=start)
+        return memoryview(region)[location.offset - start :]
+
     def close(self) -> None:
         """Let go of the descriptor (reads in flight finish first); a later read reopens."""
         with self._lock:
@@ -102,6 +121,13 @@ class PackIndex:
 
     def read(self, location: Location) -> bytes:
         """The stored bytes at `location` (unverified); `FileNotFoundError` if the pack is gone."""
+        return self._opened(location).read(location)
+
+    def view(self, location: Location) -> memoryview:
+        """`read` without a copy (see `Pack.view`)."""
+        return self._opened(location).view(location)
+
+    def _opened(self, location: Location) -> Pack:
         with self._lock:
             pack = self._packs.get(location.pack)
             if pack is None:
@@ -110,7 +136,7 @@ class PackIndex:
             self._open.move_to_end(pack.name)
             while len(self._open) > OPEN_PACKS:
                 self._open.popitem(last=False)[1].close()
-        return pack.read(location)
+        return pack
 
     def pack(self, name: str) -> Pack | None:
         """The published pack called `name`, if the index knows it."""
@@ -226,6 +252,15 @@ def _scan_records(fd: int, size: int, name: str) -> dict[str, Location]:
         entries[PREFIX + digest.hex()] = Location(name, start, length)
         offset = start + length
     return entries
+
+
+def unmap(view: memoryview) -> None:
+    """Let go of a `view`, unmapping its pages if no other view holds them."""
+    region = view.obj
+    view.release()
+    if isinstance(region, mmap.mmap):
+        with suppress(BufferError):  # a slice still alive: unmapped with the last one
+            region.close()
 
 
 def pread_all(fd: int, size: int, offset: int) -> bytes:

@@ -55,15 +55,21 @@ def test_quick_run_reports_every_row(report: dict[str, Any]) -> None:
     assert all("unavailable" in peer for peer in env["peers"].values())
     assert all(set(row) == ROW_KEYS for row in rows)
     cases = [row["case"] for row in rows]
-    assert cases[:6] == [
+    same, fresh = (
+        "(same file: stat-cache hit)",
+        "(same bytes, new file: every byte read and hashed)",
+    )
+    assert cases[:8] == [
         "put safetensors 64 MiB",
-        "re-put safetensors 64 MiB (all blobs present)",
+        f"re-put safetensors 64 MiB {same}",
+        f"re-put safetensors 64 MiB {fresh}",
         "get safetensors 64 MiB",
         "put random .bin 64 MiB",
-        "re-put random .bin 64 MiB (all blobs present)",
+        f"re-put random .bin 64 MiB {same}",
+        f"re-put random .bin 64 MiB {fresh}",
         "get random .bin 64 MiB",
     ]
-    for row in rows[:6]:
+    for row in rows[:8]:
         assert row["goal"] == THROUGHPUT_GOALS[row["case"].split()[0]]
         assert row["unit"] == "MB/s" and isinstance(row["met"], bool)
     for fmt in ("safetensors", "pt"):

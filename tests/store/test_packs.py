@@ -357,3 +357,18 @@ def test_a_typed_memoryview_is_packed_by_its_bytes(tmp_path: Path) -> None:
         digest = store.put(memoryview(numbers))
     assert read_bytes(LocalStore(store.root), digest) == numbers.tobytes()
     assert [info.size for info in store.blobs()] == [len(numbers.tobytes())]
+
+
+def test_a_backup_copy_packs_small_blobs(tmp_path: Path) -> None:
+    from modelyard.registry._backup import copy_blobs
+
+    source, target = LocalStore(tmp_path / "source"), LocalStore(tmp_path / "target")
+    contents = blobs(40)
+    small = [source.put(data) for data in contents]
+    big = source.put(os.urandom((1 << 20) + 1))
+    assert copy_blobs(source, target)[0] == 41
+    assert len(loose(target)) == 1 and len(packs(target)) == 1
+    for digest, data in zip(small, contents, strict=True):
+        assert read_bytes(target, digest) == data
+    assert target.exists(big)
+    assert copy_blobs(source, target) == (0, 0)
