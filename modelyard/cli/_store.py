@@ -174,6 +174,7 @@ def gc(
     report = collect_garbage(store, roots, dry_run=not delete, grace=grace, wait=wait_seconds)
     if isinstance(store, LocalStore) and delete:
         store.remove_stale_temporaries(older_than=grace.total_seconds())
+        store.stat_cache().prune()
     if delete:  # what killed processes left: scratch under <home>/tmp/, staging in the cache
         clean_scratch(settings.home)
     _render(report, as_json=as_json)

@@ -99,6 +99,25 @@ class StatCache:
         )
         return True
 
+    def prune(self) -> int:
+        """Forget the files that are gone or changed since they were recorded (entries that can
+        never match again, such as scratch folders' files); return how many. `store gc` runs it,
+        so the cache stays as small as the files it describes."""
+        with self._lock:
+            connection = self._connect()
+            if connection is None:
+                return 0
+            try:
+                with connection:
+                    rows = connection.execute(
+                        "SELECT path, version, device, inode, size, mtime_ns, ctime_ns FROM files"
+                    ).fetchall()
+                    stale = [(path,) for path, *key in rows if not _current(path, key)]
+                    connection.executemany("DELETE FROM files WHERE path = ?", stale)
+            except sqlite3.Error:  # busy or damaged: a hint only, pruned next time
+                return 0
+        return len(stale)
+
     def close(self) -> None:
         """Close the database (a later call opens it again)."""
         with self._lock:
@@ -165,6 +184,15 @@ class StatCache:
 def _name(path: Path) -> str:
     # Absolute, so an entry for another folder's file of the same name never applies.
     return os.path.abspath(path)
+
+
+def _current(path: str, key: list[int]) -> bool:
+    version, *stat = key
+    try:
+        info = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    return version == VERSION and tuple(stat) == stat_key(info)
 
 
 def now_ns() -> int:

@@ -152,3 +152,22 @@ def test_touch_says_whether_a_blob_is_stored(tmp_path: Path) -> None:
     missing = "sha256:" + "0" * 64
     assert not store.touch(missing)
     assert not store.exists(missing)
+
+
+def test_store_gc_forgets_files_that_are_gone_or_changed(model: Path, tmp_path: Path) -> None:
+    # Entries that can never match again (a deleted folder, an edited file) would otherwise
+    # pile up with every folder stored; gc prunes them and keeps the live ones.
+    store = LocalStore(tmp_path / "blobs")
+    kept, gone, edited = model, tmp_path / "gone", tmp_path / "edited"
+    for folder in (gone, edited):
+        shutil.copytree(kept, folder)
+    time.sleep(SETTLE_NS / 1e9 + 0.1)
+    for folder in (kept, gone, edited):
+        store_directory(store, folder)
+        assert cached(store, folder / "weights.bin")
+    shutil.rmtree(gone)
+    with (edited / "weights.bin").open("r+b") as handle:
+        handle.write(b"x")
+    assert store.stat_cache().prune() == 2
+    assert cached(store, kept / "weights.bin")
+    assert store.stat_cache().prune() == 0
