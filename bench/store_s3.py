@@ -18,7 +18,6 @@ import filecmp
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 import boto3
 import numpy as np
 import torch
+from measuring import Sample, measure, write_random_file
 from safetensors.torch import save_file
 
 from modelyard import Settings
@@ -65,53 +65,7 @@ class Row:
         return {**asdict(self), "ratio": self.ratio, "goal": f">= {GOAL}x"}
 
 
-# Measuring (as bench/store.py does)
-
-
-def _maxrss_bytes() -> int:
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is KiB on Linux, bytes on macOS
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the process's RSS high-water mark (Linux: `/proc/self/clear_refs`), if allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-    except OSError:
-        return False
-    return True
-
-
-@dataclass(slots=True)
-class Sample:
-    """One timed run: wall-clock seconds and how far the process's peak RSS rose above its start."""
-
-    seconds: float
-    rss_growth: int
-
-
-def measure(action: Callable[[], object], prepare: Callable[[], object]) -> Sample:
-    """Run `prepare()` untimed, flush dirty pages, then time `action()` and its peak RSS growth."""
-    prepare()
-    os.sync()
-    _reset_peak_rss()
-    before = _maxrss_bytes()
-    began = time.perf_counter()
-    action()
-    seconds = time.perf_counter() - began
-    return Sample(seconds, max(0, _maxrss_bytes() - before))
-
-
-# Test data (as bench/store.py writes it)
-
-
-def write_random_file(path: Path, size: int, seed: int = 0) -> None:
-    """Write `size` random (incompressible) bytes to `path`, 16 MiB at a time."""
-    rng = np.random.default_rng(seed)
-    with path.open("wb") as handle:
-        for offset in range(0, size, 16 * MIB):
-            handle.write(rng.bytes(min(16 * MIB, size - offset)))
+# Test data
 
 
 def write_safetensors(path: Path, total: int, count: int = 64, seed: int = 1) -> None:
