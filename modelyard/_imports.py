@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import re
+import shlex
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,7 +29,7 @@ _ADAPTERS = {
 
 
 def require(module: str, *, extra: str) -> ModuleType:
-    """Import `module`, or raise an error that names `pip install "modelyard[extra]"`."""
+    """Import `module`, or raise `MissingDependency` naming the packages of modelyard's `extra`."""
     try:
         if module.split(".")[0] in _WALKS_SKLEARN and module not in sys.modules:
             with _without(_ADAPTERS):
@@ -35,7 +38,28 @@ def require(module: str, *, extra: str) -> ModuleType:
     except ImportError as error:
         if error.name is not None and module.split(".")[0] != error.name.split(".")[0]:
             raise  # the module exists but one of its own imports is broken: show that
-        raise MissingDependency(module, extra=extra) from error
+        raise missing(module, extra=extra) from error
+
+
+def missing(module: str, *, extra: str) -> MissingDependency:
+    """The error for a missing `module`, naming what installs it where that is known."""
+    return MissingDependency(module, extra=extra, packages=extra_packages(extra))
+
+
+def extra_packages(extra: str, *, distribution: str = "modelyard") -> list[str]:
+    """The requirements an extra adds, from the installed package's metadata, without versions
+    and quoted for a shell (`psycopg[binary]` -> `'psycopg[binary]'`); none when modelyard runs
+    from a source tree that was never installed."""
+    try:
+        requirements = importlib.metadata.requires(distribution) or []
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    packages = []
+    for requirement in requirements:
+        spec, _, marker = requirement.partition(";")
+        if re.search(rf"""\bextra\s*==\s*["']{re.escape(extra)}["']""", marker):
+            packages.append(shlex.quote(re.split(r"[\s<>=!~;(@]", spec.strip(), maxsplit=1)[0]))
+    return packages
 
 
 class _Refuse:

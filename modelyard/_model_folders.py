@@ -28,6 +28,11 @@ def model_folder(
         return scratch / "model"
     path = Path(model)
     if path.is_dir():
+        from modelyard.ingest import convert_mlmodel, is_mlflow_folder
+
+        if flavor is None and is_mlflow_folder(path):  # a folder MLflow wrote: its MLmodel
+            convert_mlmodel(path, scratch / "model", adopt_pickles=True)
+            return scratch / "model"
         return path
     if path.is_file():
         if flavor is not None and is_pickle(path):

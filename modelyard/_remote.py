@@ -180,6 +180,19 @@ class HttpRegistry:
     def delete_model(self, name: str) -> None:
         self._send("DELETE", f"/models/{name}")
 
+    def update_model(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        delete_tags: Sequence[str] = (),
+    ) -> Model:
+        keys = [delete_tags] if isinstance(delete_tags, str) else list(delete_tags)
+        body = {"description": description, "delete_tags": keys,
+                "tags": {str(k): str(v) for k, v in (tags or {}).items()}}  # fmt: skip
+        return self._one(Model, "PATCH", f"/models/{name}", json=body)
+
     def create_version(
         self,
         name: str,
@@ -328,6 +341,14 @@ class HttpRegistry:
 
     def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
         return self._many(MetricPoint, "GET", f"/runs/{run_id}/metrics/{key}")
+
+    def search_runs(
+        self, filter: str | None = None, *, order_by: str | None = None, limit: int = 100
+    ) -> list[Run]:
+        query = {"q": filter, "order_by": order_by, "limit": limit}
+        return self._many(
+            Run, "GET", "/runs", params={k: v for k, v in query.items() if v is not None}
+        )
 
     def lineage(self, ref: str) -> Lineage:
         return self._one(Lineage, "GET", "/version/lineage", params={"ref": ref})

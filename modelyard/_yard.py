@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelyard._active_run import ActiveRun
+from modelyard._progress import byte_progress, folder_bytes
 from modelyard._scratch import CACHE, clean_scratch, scratch_folder
 from modelyard._yard_registry import RegistryMethods
 from modelyard._yard_signing import (
@@ -23,11 +24,12 @@ from modelyard._yard_watch import Watching
 from modelyard.errors import ConfigurationError, RegistryUnavailable
 from modelyard.registry import Database, ModelVersion, Registry, Run, State, VersionDiff
 from modelyard.security import TrustPolicy, load_secret
-from modelyard.settings import Settings
+from modelyard.settings import Settings, load_settings
 from modelyard.store import (
     BlobStore,
     FolderCache,
     guard_writes,
+    load_manifest,
     open_store,
     restore_directory,
     store_directory,
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
 
     from modelyard._remote import HttpRegistry
     from modelyard.flavors import LoadedModel
-    from modelyard.optimize import Optimizer, TuneResult
+    from modelyard.optimize import Optimizer, TrialSummary, TuneResult
 
 
 class Yard(RegistryMethods, Watching, Signing):
@@ -53,6 +55,8 @@ class Yard(RegistryMethods, Watching, Signing):
     with the same methods and the same typed errors.
 
     Nothing is opened until the first call; the embedded SQLite registry migrates itself then.
+    `progress=True` draws a bar on stderr, when it is a terminal, while a model over 32 MiB is
+    stored or downloaded (the CLI asks for it).
     """
 
     def __init__(
@@ -61,8 +65,10 @@ class Yard(RegistryMethods, Watching, Signing):
         *,
         url: str | None = None,
         http_client: httpx.Client | None = None,
+        progress: bool = False,
     ) -> None:
-        self.settings = settings or Settings()
+        self.settings = settings or load_settings()
+        self.progress = progress  # bars for large models on a terminal (the CLI asks for them)
         self.url = url or self.settings.url
         self._http_client = http_client  # custom auth or proxies, or an in-process test client
         self._registry: Registry | HttpRegistry | None = None
@@ -218,7 +224,9 @@ class Yard(RegistryMethods, Watching, Signing):
                 flavor = info.flavor
                 if signature is None and info.signature is not None:
                     signature = info.signature.to_json()
-            manifest = store_directory(target, folder)
+            total = folder_bytes(folder) if self.progress else 0
+            with byte_progress(f"storing {name}", total, asked=self.progress) as advance:
+                manifest = store_directory(target, folder, progress=advance)
             manifest_digest, tags = detach_signature(target, manifest, folder, tags)
             return registry.create_version(
                 name,
@@ -270,7 +278,10 @@ class Yard(RegistryMethods, Watching, Signing):
         version = self.get_version(ref)
         if version.manifest_digest is None:
             raise ConfigurationError(f"{version.ref} has no stored files to download")
-        restore_directory(self.store, version.manifest_digest, path)
+        manifest = load_manifest(self.store, version.manifest_digest)
+        with byte_progress(f"downloading {version.ref}", manifest.size,
+                           asked=self.progress) as advance:  # fmt: skip
+            restore_directory(self.store, manifest, path, progress=advance)
         write_signature(self, version, Path(path))  # as model.sig, for `model_signing verify`
         return Path(path)
 
@@ -294,7 +305,9 @@ class Yard(RegistryMethods, Watching, Signing):
         )
         from modelyard.flavors import load_model
 
-        return load_model(folder, trust=policy)
+        loaded = load_model(folder, trust=policy)
+        loaded.ref = version.ref
+        return loaded
 
     def model_folder(self, version: ModelVersion) -> Path:
         """A local folder holding `version`'s files: fetched once into `<home>/cache/` (by
@@ -358,6 +371,8 @@ class Yard(RegistryMethods, Watching, Signing):
         """Serve versions over the Open Inference Protocol until SIGTERM (then drain, return).
 
         `fraud@production` follows the alias (a move hot-swaps the version), `iris:3` pins one.
+        The port is bound first; stderr gets where it listens, what each reference resolved
+        to, `ready in 2.1 s`, and a line per request (`server_log_level`, default info).
 
         >>> yard.serve(["fraud@production"], port=8080)
         """
@@ -394,9 +409,11 @@ class Yard(RegistryMethods, Watching, Signing):
         alias: str | None = None,
         parent: str | None = None,
         pruner: Any = None,
+        on_trial: Callable[[TrialSummary], None] | None = None,
     ) -> TuneResult:
         """Search hyper-parameters with Optuna, the study in the registry's database; each
         trial is a run, and the best trial's model is registered (see `modelyard.optimize.tune`).
+        `on_trial` is called with each trial as it finishes.
 
         >>> result = yard.tune(objective, {"C": ("float", 0.01, 100, "log")}, name="svc",
         ...                    n_trials=30, n_jobs=2, alias="best")
@@ -407,6 +424,7 @@ class Yard(RegistryMethods, Watching, Signing):
             self, objective, space, name=name, n_trials=n_trials, sampler=sampler,
             direction=direction, metric=metric, n_jobs=n_jobs, study_name=study_name,
             timeout=timeout, seed=seed, alias=alias, parent=parent, pruner=pruner,
+            on_trial=on_trial,
         )  # fmt: skip
 
     # changing (the other registry methods are in RegistryMethods) -----------------------------

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from modelyard.errors import ModelNotFound
@@ -76,6 +77,14 @@ class RegistryMethods:
         """All values of a run's metric, by step."""
         return self.registry.metric_history(run_id, key)
 
+    def search_runs(
+        self, filter: str | None = None, *, order_by: str | None = None, limit: int = 100
+    ) -> list[Run]:
+        """Runs matching a filter such as `metrics.loss < 0.3 and params.lr = '0.1'` (every
+        run without one), newest first unless `order_by` says (`metrics.loss`, `started desc`).
+        A metric is its latest value; tuning trials are runs tagged `tune.study`."""
+        return self.registry.search_runs(filter, order_by=order_by, limit=limit)
+
     def lineage(self, ref: str) -> Lineage:
         """Ancestors and descendants of a version."""
         return self.registry.lineage(ref)
@@ -124,6 +133,23 @@ class RegistryMethods:
     def remove_gate(self, name: str, gate_id: str) -> None:
         """Delete one of a model's gates."""
         self.registry.remove_gate(name, gate_id)
+
+    def update_model(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        delete_tags: Sequence[str] = (),
+    ) -> Model:
+        """Change a model's own description (None keeps it) and tags: set `tags`, remove
+        `delete_tags`; other tags stay.
+
+        >>> yard.update_model("fraud", description="Card fraud", tags={"team": "risk"})
+        """
+        return self.registry.update_model(
+            name, description=description, tags=tags, delete_tags=delete_tags
+        )
 
     def set_tag(self, ref: str, key: str, value: Any) -> ModelVersion:
         """Tag a version."""

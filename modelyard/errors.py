@@ -44,6 +44,7 @@
     │   ├── DatabaseReplaced (503)      the SQLite file was replaced or deleted under this process
     │   └── InvalidDatabase (503)       a SQLite file that is not a registry: a stub, truncated
     ├── DatabaseInUse (409)             a restore over a database that processes have open
+    ├── SourceUnavailable (502)         a system an import reads (an MLflow server) failed
     └── StoreUnavailable (503)          the blob store cannot be used right now
         ├── StoreAccessDenied (503)     credentials refused
         ├── BucketNotFound (503)        the configured bucket does not exist
@@ -57,8 +58,9 @@ released, and the client raises the class registered under it (`CODES`).
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -100,6 +102,15 @@ def _register(cls: type[ModelyardError]) -> None:
 
 
 _register(ModelyardError)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`"; did you mean 'iris'?"` when a choice is close to `word` (a typo), else `""`: the
+    tail of a not-found message, so the user sees the name they meant."""
+    close = difflib.get_close_matches(word, [c for c in choices if c != word], n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
 
 
 def class_for(code: str) -> type[ModelyardError]:
@@ -331,8 +342,8 @@ class ModelNotFound(NotFound):
 
     code = "model_not_found"
 
-    def __init__(self, name: str) -> None:
-        super().__init__(f"model {name!r} does not exist")
+    def __init__(self, name: str, *, known: Iterable[str] = ()) -> None:
+        super().__init__(f"model {name!r} does not exist" + did_you_mean(name, known))
         self.name = name
 
 
@@ -351,8 +362,8 @@ class AliasNotFound(NotFound):
 
     code = "alias_not_found"
 
-    def __init__(self, name: str, alias: str) -> None:
-        super().__init__(f"model {name!r} has no alias {alias!r}")
+    def __init__(self, name: str, alias: str, *, known: Iterable[str] = ()) -> None:
+        super().__init__(f"model {name!r} has no alias {alias!r}" + did_you_mean(alias, known))
 
 
 class RunNotFound(NotFound):
@@ -464,12 +475,18 @@ class MissingDependency(ModelyardError):
 
     code = "missing_dependency"
 
-    def __init__(self, module: str, *, extra: str) -> None:
-        super().__init__(
-            f'{module} is not installed; install it with: pip install "modelyard[{extra}]"'
-        )
+    def __init__(self, module: str, *, extra: str, packages: Sequence[str] = ()) -> None:
+        # modelyard is installed from a clone or a wheel, not from PyPI, so `pip install
+        # "modelyard[extra]"` finds nothing: name the extra's own packages when they are known.
+        clone = f'pip install -e ".[{extra}]"'
+        fix = f"{clone} in a clone of modelyard (modelyard's {extra!r} extra)"
+        if packages:
+            names = " ".join(packages)
+            fix = f"pip install {names} (modelyard's {extra!r} extra; in a clone: {clone})"
+        super().__init__(f"{module} is not installed; install it with: {fix}")
         self.module = module
         self.extra = extra
+        self.packages = tuple(packages)
 
 
 class IdempotencyConflict(ModelyardError):
@@ -572,6 +589,14 @@ class InvalidDatabase(RegistryUnavailable):
         super().__init__(f"the registry database {path} cannot be used: {reason}")
         self.path = path
         self.reason = reason
+
+
+class SourceUnavailable(ModelyardError):
+    """A system an import reads from (an MLflow tracking server) cannot be reached, refused the
+    credentials, or answered with an error; the message names the server and what it said."""
+
+    code = "source_unavailable"
+    status_code = 502
 
 
 class StoreUnavailable(ModelyardError):

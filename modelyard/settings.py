@@ -11,10 +11,16 @@ environment.
 from __future__ import annotations
 
 import getpass
+import json
+import os
+import re
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from modelyard.errors import ConfigurationError
 
 
 class Settings(BaseSettings):
@@ -88,7 +94,9 @@ class Settings(BaseSettings):
     serve_alert_seconds: float = Field(default=30.0, gt=0)
     """Serving: how often alert rules are evaluated."""
 
-    alert_webhooks: list[str] = Field(default_factory=list)
+    alert_webhooks: list[str] = Field(
+        default_factory=list, examples=[["https://hooks.example.com/alerts"]]
+    )
     """URLs alert webhooks may post to (a JSON list): a webhook needs the same scheme, host and
     port as an entry and a path at or under the entry's (compared parsed and normalised, no
     userinfo); any other webhook is refused."""
@@ -179,6 +187,10 @@ class Settings(BaseSettings):
     """Servers (`server` and `serve`): how long a client may take to send a request body, and
     to send the headers of the next request on a kept-alive connection (then it is closed)."""
 
+    server_log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    """Servers (`server` and `serve`): what they print on stderr. `info` logs one line per
+    request; `warning` only problems (and where they listen); `error` and `critical` less."""
+
     tls_certfile: Path | None = None
     """Servers (`server` and `serve`): serve HTTPS with this certificate chain (PEM); needs
     `tls_keyfile`. Unset means plain HTTP (put a TLS proxy in front beyond loopback)."""
@@ -202,3 +214,51 @@ class Settings(BaseSettings):
         if not self.user:
             self.user = getpass.getuser()
         return self
+
+
+def load_settings(**values: Any) -> Settings:
+    """`Settings(**values)` over the environment; a `MODELYARD_*` variable that does not parse
+    raises one `ConfigurationError` naming the variable and the form it expects, instead of
+    pydantic's multi-line report.
+
+    >>> load_settings()  # with MODELYARD_ALERT_WEBHOOKS=https://x/
+    ConfigurationError: MODELYARD_ALERT_WEBHOOKS='https://x/': not valid JSON; expected a JSON list…
+    """
+    try:
+        return Settings(**values)
+    except SettingsError as error:  # a list or other JSON field whose text is not JSON
+        found = re.search(r'field "(\w+)"', str(error))
+        raise _setting_error(found[1] if found else "", "not valid JSON") from None
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        raise _setting_error(field, first["msg"].removeprefix("Value error, ")) from None
+
+
+_FORMS = {
+    list: 'a JSON list such as \'["first", "second"]\'',
+    bool: "true or false",
+    int: "a whole number",
+    float: "a number",
+    Path: "a path",
+}
+
+
+def _setting_error(field: str, problem: str) -> ConfigurationError:
+    info = Settings.model_fields.get(field)
+    if info is None:  # a check across fields (tls_certfile with tls_keyfile)
+        return ConfigurationError(f"MODELYARD_* settings: {problem}")
+    variable = f"MODELYARD_{field.upper()}"
+    kind = getattr(info.annotation, "__origin__", info.annotation)
+    form = next((text for cls, text in _FORMS.items() if kind is cls), "")
+    if info.examples:  # the field's own example says more than the generic form
+        form = f"{form.split(' such as ')[0]} such as '{json.dumps(info.examples[0])}'"
+    if not form:  # `X | None`: the form of X
+        args = getattr(info.annotation, "__args__", ())
+        form = next((_FORMS[a] for a in args if a in _FORMS), "text")
+    secret = SecretStr in (info.annotation, *getattr(info.annotation, "__args__", ()))
+    value = None if secret else os.environ.get(variable)
+    given = f"={value!r}" if value is not None else ""
+    return ConfigurationError(
+        f"{variable}{given}: {problem[:1].lower()}{problem[1:]}; expected {form}"
+    )

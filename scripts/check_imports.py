@@ -34,7 +34,7 @@ LAYERS: list[list[str]] = [
     ["cli"],
     ["api"],  # the registry server and the inference server
     ["facade"],  # the Yard client and its parts: embedded or over HTTP
-    ["optimize", "serving"],
+    ["ingest", "optimize", "serving"],
     ["diff", "explain", "monitoring"],
     ["flavors", "registry"],
     ["security", "store"],
@@ -54,7 +54,9 @@ MODULES = {
     "modelyard._yard_signing": "facade",
     "modelyard._yard_watch": "facade",
     "modelyard.__about__": "base",
+    "modelyard._html": "base",
     "modelyard._imports": "base",
+    "modelyard._progress": "base",
     "modelyard._scratch": "base",
     "modelyard._tls": "base",
     "modelyard.errors": "base",

@@ -6,12 +6,17 @@ are logged as versions (and cost little more than one model, thanks to per-tenso
 versions are compared down to their tensors, two are merged, one is promoted through a metric
 gate into production, and the production version is downloaded back byte for byte. Run it
 through `scripts/demo`, which sets things up first.
+
+Every command printed after `$ ` is quoted for bash (`shlex.join`) and runs through bash as
+printed, so a reader can paste it; tests/test_demo.py pastes them all again.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -37,9 +42,21 @@ def modelyard(*args: str) -> str:
     return result.stdout
 
 
-def show(*args: str) -> None:
-    print(f"$ modelyard {' '.join(args)}")
-    print(modelyard(*args).rstrip() + "\n")
+def paste(line: str) -> subprocess.CompletedProcess[str]:
+    """Run a printed command line as a user pasting it would: through bash (`main` puts this
+    environment's `modelyard` and `python` first on PATH)."""
+    return subprocess.run(["bash", "-c", line], capture_output=True, text=True)
+
+
+def show(*args: str, refused: str = "") -> None:
+    """Print `$ modelyard ARGS`, quoted for bash, and what pasting it prints. With `refused`
+    (why, shown as a comment), the command is meant to fail and its error is shown."""
+    line = shlex.join(["modelyard", *args])
+    print(f"$ {line}" + (f"   # {refused}" if refused else ""))
+    result = paste(line)
+    if (result.returncode != 0) != bool(refused):
+        raise SystemExit(f"{line} exited with {result.returncode}: {result.stderr.strip()}")
+    print((result.stderr if refused else result.stdout).rstrip() + "\n")
 
 
 def make_base(rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -90,13 +107,11 @@ def log_variants(work: Path) -> int:
     return model_size
 
 
-FRESH_PROCESS = """
-from sklearn.datasets import load_breast_cancer
-from modelyard import Yard
-X, _ = load_breast_cancer(return_X_y=True, as_frame=True)
-model = Yard().load_model("cancer@champion")
-print(f"loaded {model!r}; predictions for 5 rows: {model.predict(X[:5]).tolist()}")
-"""
+FRESH_PROCESS = (  # double quotes only: shlex.join then quotes it plainly, '…'
+    "from modelyard import Yard; from sklearn.datasets import load_breast_cancer; "
+    'X = load_breast_cancer(as_frame=True).data; model = Yard().load_model("cancer@champion"); '
+    'print(f"loaded {model!r}; predictions for 5 rows: {model.predict(X[:5]).tolist()}")'
+)
 
 
 def explain_one(work: Path) -> None:
@@ -131,8 +146,9 @@ def log_framework_model() -> None:
         print(f"{version.ref}: flavor {version.flavor}, auc {auc:.4f}, "
               f"{len(version.signature['inputs'])} typed inputs")  # type: ignore[index]  # fmt: skip
     yard.close()
-    print("\n$ python -c 'Yard().load_model(\"cancer@champion\").predict(X[:5])'  # new process")
-    fresh = subprocess.run([sys.executable, "-c", FRESH_PROCESS], capture_output=True, text=True)
+    line = shlex.join(["python", "-c", FRESH_PROCESS])
+    print(f"\n$ {line}   # a new process")
+    fresh = paste(line)
     if fresh.returncode != 0:
         raise SystemExit(f"loading in a fresh process failed: {fresh.stderr.strip()}")
     print(fresh.stdout.strip() + "\n")
@@ -161,22 +177,24 @@ def serve_production(work: Path) -> None:
     show("alias", "history", "cancer@production")
     received: list[dict[str, Any]] = []
     hook = _webhook_receiver(received)
-    (work / "rules.yaml").write_text(RULES % hook)
-    print(f"$ cat rules.yaml{RULES % hook}")
+    rules = work / "rules.yaml"
+    rules.write_text(RULES % hook)
+    print(f"$ {shlex.join(['cat', str(rules)])}{RULES % hook}")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    print(f"$ modelyard serve cancer@production --port {port} --log-sample 1 --alerts rules.yaml &")
-    log = (work / "serve.log").open("wb")
-    env = {
-        **os.environ,
-        "MODELYARD_SERVE_POLL_SECONDS": "0.5",
+    settings = {
+        "MODELYARD_SERVE_POLL_SECONDS": "0.5",  # follow alias moves fast, for the demo
         "MODELYARD_SERVE_ALERT_SECONDS": "1",
         "MODELYARD_ALERT_WEBHOOKS": json.dumps([hook]),  # the one URL alerts may post to
     }
+    args = ["modelyard", "serve", "cancer@production", "--port", str(port), "--log-sample", "1",
+            "--alerts", str(rules)]  # fmt: skip
+    assignments = " ".join(f"{key}={shlex.quote(value)}" for key, value in settings.items())
+    print(f"$ {assignments} {shlex.join(args)} &")
+    log = (work / "serve.log").open("wb")
     server = subprocess.Popen(
-        [sys.executable, "-m", "modelyard", "serve", "cancer@production", "--port", str(port),
-         "--log-sample", "1", "--alerts", str(work / "rules.yaml")],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
+        [sys.executable, "-m", *args], stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, **settings},
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
@@ -259,6 +277,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="modelyard-demo-"))
     os.environ.setdefault("MODELYARD_HOME", str(work / "home"))
     os.environ.setdefault("MODELYARD_USER", "ana")
+    # The printed commands run through bash: this environment's `modelyard` and `python` first.
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
     print(f"modelyard home: {os.environ['MODELYARD_HOME']}\n")
 
     print("== 1. A scikit-learn model, logged with its signature, loaded back anywhere")
@@ -278,10 +298,7 @@ def main() -> None:
     for state in ("validated", "staging"):
         modelyard("promote", "mlp:2", state)
         modelyard("promote", "mlp:10", state)
-    print("$ modelyard promote mlp:2 production   # auc 0.87: the gate refuses")
-    refused = subprocess.run([sys.executable, "-m", "modelyard", "promote", "mlp:2", "production"],
-                             capture_output=True, text=True)  # fmt: skip
-    print(refused.stderr.strip() + "\n")
+    show("promote", "mlp:2", "production", refused="auc 0.87: the gate refuses")
     show("promote", "mlp:10", "production", "--comment", "best auc on the holdout")
     show("models", "show", "mlp")
     show("alias", "history", "mlp@production")
@@ -291,6 +308,7 @@ def main() -> None:
     show("versions", "download", "mlp@production", str(restored))
     same = subprocess.run(["diff", "-r", str(work / "variant-9"), str(restored)]).returncode == 0
     print(f"identical to what was logged: {same}\n")
+    shutil.rmtree(restored)  # compared: the download command above can be pasted again
     print("== 5. Served, watched, and rolled back when its inputs drift")
     serve_production(work)
     show("audit", "verify")

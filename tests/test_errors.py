@@ -29,7 +29,7 @@ def test_status_codes_are_http_statuses() -> None:
 
 
 def test_messages_say_what_to_do() -> None:
-    assert 'pip install "modelyard[s3]"' in str(MissingDependency("boto3", extra="s3"))
+    assert 'pip install -e ".[s3]"' in str(MissingDependency("boto3", extra="s3"))
     bucket = errors.BucketNotFound("models")
     assert "'models'" in str(bucket) and "MODELYARD_STORE_URL" in str(bucket)
     integrity = errors.IntegrityError("sha256:" + "0" * 64, actual="sha256:" + "1" * 64)
@@ -41,7 +41,7 @@ def test_require_imports_present_modules() -> None:
 
 
 def test_require_names_the_extra_for_missing_modules() -> None:
-    with pytest.raises(MissingDependency, match=r'pip install "modelyard\[torch\]"'):
+    with pytest.raises(MissingDependency, match=r'pip install -e "\.\[torch\]"'):
         require("definitely_not_installed_module", extra="torch")
 
 

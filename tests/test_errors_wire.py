@@ -41,6 +41,7 @@ from modelyard.errors import (
     class_for,
 )
 from modelyard.registry import Database, Principals
+from modelyard.registry._references import FORMS
 from tests.servers import running_server
 
 API = "/api/v1"
@@ -200,8 +201,7 @@ CASES: list[tuple[str, Call, ModelyardError]] = [
      AliasNotFound("fraud", "champion")),
     ("run", lambda s: s.registry("ana").get_run("nope"), RunNotFound("nope")),
     ("reference", lambda s: s.registry("ana").get_version("fraud:x"),
-     InvalidReference("fraud:x", expected="NAME (latest), NAME:VERSION, NAME@ALIAS or "
-                      "NAME@ALIAS~N (the alias's N-th previous target)")),
+     InvalidReference("fraud:x", expected=FORMS)),
     ("in use", lambda s: s.registry("ana").delete_version("fraud:1"),
      VersionInUse("fraud:1", aliases=["production"])),
     ("transition", lambda s: s.registry("ana").transition("fraud:2", "validated"),

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FRAMEWORKS = ["torch", "sklearn", "skops", "onnxruntime", "xgboost", "lightgbm", "shap", "optuna",
-              "scipy", "pandas", "dask"]  # fmt: skip
+              "scipy", "pandas", "dask", "transformers", "tokenizers"]  # fmt: skip
 # What `import modelyard` and `modelyard --help` never need.
 LIGHT = [*FRAMEWORKS, "numpy", "sqlalchemy", "alembic", "httpx", "fastapi", "starlette", "uvicorn",
          "pydantic", "pydantic_settings", "yaml", "orjson"]  # fmt: skip
@@ -69,8 +69,21 @@ def test_flavor_modules_are_imported_on_demand() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = done.stdout
     assert "modelyard.flavors._pyfunc" in loaded
-    for other in ("_torch", "_onnx", "_sklearn", "_xgboost", "_lightgbm"):
+    for other in ("_torch", "_onnx", "_sklearn", "_xgboost", "_lightgbm", "_transformers"):
         assert f"modelyard.flavors.{other}'" not in loaded
+
+
+def test_a_scikit_learn_model_never_imports_transformers(tmp_path: Path) -> None:
+    """Saving asks every flavor whether it matches (the transformers one among them), loading
+    only the model's own: neither imports transformers."""
+    code = (
+        "import numpy as np\nfrom sklearn.dummy import DummyRegressor\n"
+        "from modelyard.flavors import load_model, save_model\n"
+        "model = DummyRegressor().fit(np.zeros((2, 1)), [0.0, 1.0])\n"
+        f"save_model(model, {str(tmp_path / 'model')!r}, input_example=np.zeros((1, 1)))\n"
+        f"load_model({str(tmp_path / 'model')!r}).predict(np.zeros((1, 1)))"
+    )
+    assert imported_by(code, tmp_path) & {"transformers", "tokenizers"} == set()
 
 
 def test_catalog_names_each_flavor_with_its_module_and_extra() -> None:

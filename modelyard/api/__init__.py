@@ -14,10 +14,22 @@ if TYPE_CHECKING:
     from modelyard.api._app import create_app
     from modelyard.api._inference import InferenceApp
     from modelyard.api._inference_server import serve
+    from modelyard.api._listening import Listener, listen
+    from modelyard.api._registry_server import serve_registry
     from modelyard.api._running import run, tls_options
     from modelyard.api._serving_wiring import create_inference_app
 
-__all__ = ["InferenceApp", "create_app", "create_inference_app", "run", "serve", "tls_options"]
+__all__ = [
+    "InferenceApp",
+    "Listener",
+    "create_app",
+    "create_inference_app",
+    "listen",
+    "run",
+    "serve",
+    "serve_registry",
+    "tls_options",
+]
 
 # Imported on first use: the registry server pulls in FastAPI, which the inference server and
 # `modelyard serve` never need.
@@ -25,6 +37,8 @@ _HOMES = {
     "_app": ("create_app",),
     "_inference": ("InferenceApp",),
     "_inference_server": ("serve",),
+    "_listening": ("Listener", "listen"),
+    "_registry_server": ("serve_registry",),
     "_running": ("run", "tls_options"),
     "_serving_wiring": ("create_inference_app",),
 }

@@ -3,18 +3,26 @@
 uvicorn starts each worker as a fresh process that imports `app_from_environment`; the worker
 finds its settings, references and routing in a private spec file (`_workers`), and the
 environment of this process is put back as it was once the workers have stopped.
+
+The port is bound first (a port in use fails before any model loads); then stderr gets where
+the server listens, what each reference resolved to once loaded, and `ready in 2.1 s`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from modelyard._yard import Yard
-from modelyard.api._running import run, run_workers, tls_options, with_read_timeout
+from modelyard.api._inference import InferenceApp
+from modelyard.api._listening import Listener, listen
+from modelyard.api._running import WhenReady, run, run_workers, tls_options, with_read_timeout
+from modelyard.api._server_log import access_logged, log_to_stderr, say
 from modelyard.api._serving_auth import serving_auth
 from modelyard.api._serving_wiring import create_inference_app
-from modelyard.api._workers import read_worker_spec, worker_environment
+from modelyard.api._workers import announce_once, read_worker_spec, worker_environment
+from modelyard.monitoring import load_rules
 from modelyard.registry import Reference
 from modelyard.settings import Settings
 
@@ -30,35 +38,103 @@ def serve(
     canaries: Mapping[str, float] | None = None,
     shadows: Sequence[str] = (),
     yard: Yard | None = None,
+    listener: Listener | None = None,
 ) -> None:
     """Serve until SIGTERM: in this process, or in `workers` processes for CPU-bound models
-    (each loads the models; their metrics are added up in /metrics).
+    (each loads the models; their metrics are added up in /metrics). `listener`: a socket
+    bound already (`listen`), else `host:port` is bound first.
 
     >>> serve(Settings(), ["fraud@production"], port=8080, workers=4)   # blocks
     """
-    routing: dict[str, Any] = {
-        "trust": trust, "canaries": dict(canaries or {}), "shadows": list(shadows)
-    }  # fmt: skip
-    if workers <= 1:
-        app = create_inference_app(settings, refs, yard=yard, **routing)
-        timeout = settings.server_read_timeout_seconds
-        limited = with_read_timeout(serving_auth(app, settings), read_timeout=timeout)
-        run(limited, host=host, port=port, read_timeout=timeout, tls=tls_options(settings))
-        return
+    listener = listener or listen(host, port)
+    routing = {"trust": trust, "canaries": dict(canaries or {}), "shadows": list(shadows)}
+    with listener.socket:
+        _serve(settings, refs, listener, workers=workers, yard=yard, routing=routing)
+
+
+def _serve(
+    settings: Settings,
+    refs: list[str],
+    listener: Listener,
+    *,
+    workers: int,
+    yard: Yard | None,
+    routing: dict[str, Any],
+) -> None:
+    tls = tls_options(settings)
+    url = listener.url(tls=bool(tls))
+    level = settings.server_log_level
     for ref in refs:
-        Reference.parse(ref)  # a bad reference fails here, not in every worker
-    # uvicorn starts the workers as new processes: they get a private spec file's path, and
-    # no secret in their environment (see `modelyard.api._workers`).
-    with worker_environment(settings, refs, routing):
-        run_workers(f"{__name__}:app_from_environment", host=host, port=port, workers=workers,
-                    read_timeout=settings.server_read_timeout_seconds,
-                    tls=tls_options(settings))  # fmt: skip
+        Reference.parse(ref)  # a bad reference fails here, before the line below
+    say(level, f"loading {', '.join(refs)} for {url} …")
+    timeout = settings.server_read_timeout_seconds
+    restore = log_to_stderr(level)
+    try:
+        if workers <= 1:
+            app = create_inference_app(settings, refs, yard=yard, **routing)
+            guarded = with_read_timeout(serving_auth(app, settings), read_timeout=timeout)
+            ready = _announcer(app, refs, url, listener.started, level)
+            run(access_logged(guarded, level), listener=listener, read_timeout=timeout, tls=tls,
+                log_level=level, on_ready=ready)  # fmt: skip
+            return
+        if settings.serve_alerts is not None:  # a bad rule is refused once, not in each worker
+            served = [Reference.parse(ref).name for ref in refs]
+            load_rules(settings.serve_alerts, allowed_webhooks=settings.alert_webhooks,
+                       served=served)  # fmt: skip
+        # uvicorn starts the workers as new processes: they get a private spec file's path,
+        # and no secret in their environment (see `modelyard.api._workers`).
+        with worker_environment(settings, refs, routing, url=url, started=listener.started):
+            run_workers(f"{__name__}:app_from_environment", listener=listener, workers=workers,
+                        read_timeout=timeout, tls=tls, log_level=level)  # fmt: skip
+    finally:
+        restore()
 
 
 def app_from_environment() -> Any:
     """The app of one worker process, from the spec file `serve` handed it (behind the body
-    read timeout)."""
+    read timeout); the first worker to be ready prints the ready line."""
     spec = read_worker_spec()
+    level = spec.settings.server_log_level
+    log_to_stderr(level)  # this process ends with the server: nothing to put back
     app = create_inference_app(spec.settings, spec.refs, **spec.options, multiprocess=True)
+    announce = _announcer(app, spec.refs, spec.url, spec.started, level)
+
+    def ready() -> None:
+        if announce_once(spec):
+            announce()
+
     guarded = serving_auth(app, spec.settings)  # bearer tokens, with MODELYARD_AUTH
-    return with_read_timeout(guarded, read_timeout=spec.settings.server_read_timeout_seconds)
+    limited = with_read_timeout(guarded, read_timeout=spec.settings.server_read_timeout_seconds)
+    return WhenReady(access_logged(limited, level), ready)
+
+
+def served_lines(app: InferenceApp, refs: list[str], url: str) -> list[str]:
+    """What each reference resolved to once loaded: `serving iris@production (iris:3) at
+    http://127.0.0.1:8080/v2/models/iris`, then canaries and shadows."""
+    pool = app.plane.pool
+    lines = []
+    for ref in refs:
+        name = Reference.parse(ref).name
+        served = pool.models[name]
+        number = Reference.parse(ref).number or served.default
+        resolved = f"{name}:{number}"
+        shown = ref if ref == resolved else f"{ref} ({resolved})"
+        lines.append(f"serving {shown} at {url}/v2/models/{name}")
+    for name, served in sorted(pool.models.items()):
+        if served.canary is not None:
+            number, share = served.canary
+            lines.append(f"canary {name}:{number} answers {share:.0%} of {name}'s requests")
+        lines.extend(f"shadow {name}:{number} sees copies of {name}'s requests"
+                     for number in served.shadows)  # fmt: skip
+    return lines
+
+
+def _announcer(
+    app: InferenceApp, refs: list[str], url: str, started: float, level: str
+) -> Callable[[], None]:
+    def announce() -> None:
+        for line in served_lines(app, refs, url):
+            say(level, line)
+        say(level, f"ready in {time.monotonic() - started:.1f} s (Ctrl-C to stop)")
+
+    return announce

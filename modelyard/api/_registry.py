@@ -67,6 +67,13 @@ def registry_routes(yard: Yard, access: Access, acting: Any) -> APIRouter:
     def get_model(name: str, caller: Caller = acting) -> Model:
         return caller.need(Role.READER, name).registry.get_model(name)
 
+    @router.patch("/models/{name}")
+    @fast_json()
+    def update_model(name: str, change: body.ModelUpdate, caller: Caller = acting) -> Model:
+        return caller.need(Role.EDITOR, name).registry.update_model(
+            name, description=change.description, tags=change.tags, delete_tags=change.delete_tags
+        )
+
     @router.delete("/models/{name}", status_code=204)
     def delete_model(name: str, caller: Caller = acting) -> Response:
         caller.need(Role.ADMIN, name).registry.delete_model(name)

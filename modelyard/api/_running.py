@@ -5,6 +5,10 @@ kept-alive connection is closed after `KEEP_ALIVE_SECONDS`; a client that has no
 request's headers within `read_timeout` of connecting (or of its previous response) is
 disconnected (`HeaderTimeout`), and one that has not sent its body in that time gets 408
 (`RequestLimits`, which `with_read_timeout` puts in front of an app that lacks it).
+
+The socket is bound and listening before the app starts (`listen`), and `on_ready`
+(`WhenReady`) tells the caller once the app's startup (loading models) is done, for the ready
+line.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from modelyard.api._limits import RequestLimits
+from modelyard.api._listening import Listener, listen
+from modelyard.api._server_log import Message, Receive, Scope, Send, uvicorn_level
 from modelyard.errors import ConfigurationError
 from modelyard.settings import Settings
 
@@ -71,7 +77,9 @@ class HeaderTimeout(HttpToolsProtocol):
             self.transport.close()
 
 
-def config(app: Any, *, host: str, port: int, read_timeout: float, **more: Any) -> Any:
+def config(
+    app: Any, *, host: str, port: int, read_timeout: float, log_level: str = "info", **more: Any
+) -> Any:
     """uvicorn's `Config` for both servers."""
     import uvicorn
 
@@ -79,7 +87,7 @@ def config(app: Any, *, host: str, port: int, read_timeout: float, **more: Any) 
         app,
         host=host,
         port=port,
-        log_level="warning",
+        log_level=uvicorn_level(log_level),
         access_log=False,
         loop="uvloop",
         http=HeaderTimeout,
@@ -108,23 +116,45 @@ def with_read_timeout(app: Any, *, read_timeout: float) -> Any:
     return RequestLimits(app, max_body_bytes=sys.maxsize, read_timeout=read_timeout)
 
 
+class WhenReady:
+    """ASGI middleware calling `ready()` once the app's lifespan startup is complete (the
+    socket already listens, so the server answers from then on)."""
+
+    def __init__(self, app: Any, ready: Callable[[], None]) -> None:
+        self.app = app
+        self.ready = ready
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Message) -> None:
+            await send(message)
+            if message["type"] == "lifespan.startup.complete":
+                self.ready()
+
+        await self.app(scope, receive, sending)
+
+
 def run_workers(
     factory: str,
     *,
-    host: str,
-    port: int,
+    listener: Listener,
     workers: int,
     read_timeout: float = DEFAULT_READ_TIMEOUT,
     tls: Mapping[str, str] | None = None,
+    log_level: str = "info",
 ) -> None:
-    """Serve the app `factory` (an import string) from `workers` processes sharing one socket;
-    SIGTERM drains every worker. The factory's app should bound body reads itself
-    (`with_read_timeout`)."""
+    """Serve the app `factory` (an import string) from `workers` processes sharing the
+    listener's socket; SIGTERM drains every worker. The factory's app should bound body reads
+    itself (`with_read_timeout`) and say when it is ready."""
     from uvicorn.supervisors import Multiprocess
 
+    host, port = listener.socket.getsockname()[:2]
     settings = config(factory, host=host, port=port, read_timeout=read_timeout, factory=True,
-                      workers=workers, **(tls or {}))  # fmt: skip
-    Multiprocess(settings, sockets=[settings.bind_socket()]).run()
+                      workers=workers, log_level=log_level, **(tls or {}))  # fmt: skip
+    Multiprocess(settings, sockets=[listener.socket]).run()
 
 
 def run(
@@ -134,10 +164,19 @@ def run(
     port: int = 8080,
     read_timeout: float = DEFAULT_READ_TIMEOUT,
     tls: Mapping[str, str] | None = None,
+    listener: Listener | None = None,
+    log_level: str = "info",
+    on_ready: Callable[[], None] | None = None,
 ) -> None:
-    """Serve `app` on `host:port` with uvloop and httptools (HTTPS with `tls`, from
-    `tls_options`); blocks until stopped."""
+    """Serve `app` on `host:port` (or the socket of `listener`, bound already) with uvloop
+    and httptools (HTTPS with `tls`, from `tls_options`); `on_ready` is called once the app
+    has started. Blocks until stopped."""
     import uvicorn
+
+    listener = listener or listen(host, port)
+    host, port = listener.socket.getsockname()[:2]
+    if on_ready is not None:
+        app = WhenReady(app, on_ready)
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -152,4 +191,6 @@ def run(
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
 
-    Server(config(app, host=host, port=port, read_timeout=read_timeout, **(tls or {}))).run()
+    settings = config(app, host=host, port=port, read_timeout=read_timeout, log_level=log_level,
+                      **(tls or {}))  # fmt: skip
+    Server(settings).run(sockets=[listener.socket])

@@ -1,10 +1,10 @@
-"""Run routes: create, log params, metrics, datasets and artifacts, end, read."""
+"""Run routes: create, log params, metrics, datasets and artifacts, end, read, search."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 
 from modelyard.api import _schemas as body
 from modelyard.api._acting import Caller
@@ -28,6 +28,16 @@ def run_routes(acting: Any) -> APIRouter:
     @fast_json(201)
     def create_run(new: body.RunCreate, caller: Caller = acting) -> Run:
         return writer(caller).create_run(**new.model_dump())
+
+    @router.get("/runs")
+    @fast_json()
+    def search_runs(
+        q: Annotated[str | None, Query(description="a filter: metrics.loss < 0.3 and …")] = None,
+        order_by: Annotated[str | None, Query(description="e.g. 'metrics.loss, started'")] = None,
+        limit: Annotated[int, Query(description="the most runs returned")] = 100,
+        caller: Caller = acting,
+    ) -> list[Run]:
+        return reader(caller).search_runs(q, order_by=order_by, limit=limit)
 
     @router.get("/runs/{run_id}")
     @fast_json()

@@ -38,6 +38,17 @@ class Search(_Body):
     page_token: str | None = None
 
 
+class ModelUpdate(_Body):
+    """Changes to a model's own description and tags (absent fields change nothing)."""
+
+    description: str | None = None
+    """The new description; null keeps the old one, "" clears it."""
+    tags: dict[str, str] = Field(default_factory=dict)
+    """Tags to set (others stay)."""
+    delete_tags: list[str] = Field(default_factory=list)
+    """Tag keys to remove; keys the model does not have are ignored."""
+
+
 class TagValue(_Body):
     """The value of a tag."""
 

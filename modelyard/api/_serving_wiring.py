@@ -45,7 +45,7 @@ def create_inference_app(
         write_feedback(feedback, model, records)
 
     plane = DataPlane(pool, metrics, log=log, feedback=store_feedback)
-    alerts = _alert_loop(settings, client, plane)
+    alerts = _alert_loop(settings, client, plane, served=list(pool.models))
 
     async def startup() -> None:
         await pool.start(refs)
@@ -103,9 +103,14 @@ def _prediction_log(settings: Settings, metrics: Metrics) -> PredictionLog | Non
     )
 
 
-def _alert_loop(settings: Settings, client: Yard, plane: DataPlane) -> AlertLoop | None:
+def _alert_loop(
+    settings: Settings, client: Yard, plane: DataPlane, *, served: list[str]
+) -> AlertLoop | None:
     if settings.serve_alerts is None:
         return None
-    rules = load_rules(settings.serve_alerts, allowed_webhooks=settings.alert_webhooks)
+    # A rule on a model this server does not serve is refused now, in one line.
+    rules = load_rules(
+        settings.serve_alerts, allowed_webhooks=settings.alert_webhooks, served=served
+    )
     return AlertLoop(rules, yard=client, metrics=plane.metrics, traffic=plane.traffic,
                      interval=settings.serve_alert_seconds)  # fmt: skip

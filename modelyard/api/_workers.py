@@ -9,6 +9,9 @@ variable is taken out of this process's environment, so no worker inherits a sec
 `MODELYARD_S3_SECRET_ACCESS_KEY` (the file has the settings whole); afterwards the environment
 is put back exactly as it was.
 
+The spec also says where the server listens and when its start began: the first worker to
+be ready prints the ready line (`announce_once`), the others stay quiet.
+
 Launching processes is the one place that has to touch `os.environ`: it is what uvicorn and
 prometheus_client hand to a worker.
 """
@@ -45,18 +48,27 @@ class WorkerSpec:
     settings: Settings
     refs: list[str]
     options: dict[str, Any]
+    url: str
+    started: float  # time.monotonic() of the parent: the same clock in every process
+    folder: Path
 
 
 @contextmanager
 def worker_environment(
-    settings: Settings, refs: list[str], options: dict[str, Any]
+    settings: Settings,
+    refs: list[str],
+    options: dict[str, Any],
+    *,
+    url: str = "",
+    started: float = 0.0,
 ) -> Iterator[Path]:
     """While open, workers started by this process find their spec (and a folder for their
     metrics) and inherit no `MODELYARD_*` variable; yields the spec file's path."""
     with scratch_folder(settings.home, prefix="serve") as private:
         folder = private.absolute()  # mkdtemp makes it 0700: only this user can list or open it
         spec = folder / "spec.json"
-        document = {"settings": _plain(settings), "refs": refs, "options": options}
+        document = {"settings": _plain(settings), "refs": refs, "options": options, "url": url,
+                    "started": started}  # fmt: skip
         handle = os.open(spec, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(handle, "w") as file:
             json.dump(document, file)
@@ -82,7 +94,20 @@ def read_worker_spec() -> WorkerSpec:
         settings=Settings.model_validate(document["settings"]),
         refs=list(document["refs"]),
         options=dict(document["options"]),
+        url=str(document["url"]),
+        started=float(document["started"]),
+        folder=Path(path).parent,
     )
+
+
+def announce_once(spec: WorkerSpec) -> bool:
+    """Whether this worker is the first to be ready (and so prints the ready line): it made
+    the marker file; a worker started later, or restarted, finds it there."""
+    try:
+        os.close(os.open(spec.folder / "ready", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return False
+    return True
 
 
 def _plain(settings: Settings) -> Any:

@@ -12,9 +12,11 @@ from modelyard.__about__ import __version__
 from modelyard.cli import (
     _backup,
     _explain,
+    _import,
     _lifecycle,
     _monitor,
     _registry,
+    _runs,
     _serve,
     _server,
     _signing,
@@ -42,6 +44,7 @@ app.command("lineage")(_lifecycle.lineage)
 app.add_typer(_lifecycle.gate_app, name="gate")
 app.add_typer(_lifecycle.audit_app, name="audit")
 app.add_typer(_lifecycle.db_app, name="db")
+app.add_typer(_import.import_app, name="import")
 app.add_typer(store_app, name="store")
 app.command("server")(_server.server)
 app.command("serve")(_serve.serve)
@@ -49,6 +52,7 @@ app.add_typer(_monitor.monitor_app, name="monitor")
 app.add_typer(optimize_app, name="optimize")
 app.command("explain")(_explain.explain)
 app.command("tune")(tune_command)
+app.add_typer(_runs.runs_app, name="runs")
 app.add_typer(token_app, name="token")
 app.add_typer(role_app, name="role")
 app.command("sign")(_signing.sign)
@@ -63,9 +67,14 @@ def root(ctx: typer.Context) -> None:
 
     Configure with MODELYARD_* environment variables (MODELYARD_HOME, MODELYARD_STORE_URL, …).
     """
-    from modelyard.settings import Settings
+    from modelyard.errors import ModelyardError
+    from modelyard.settings import load_settings
 
-    ctx.obj = Settings()
+    try:
+        ctx.obj = load_settings()
+    except ModelyardError as error:  # a MODELYARD_* variable that does not parse: one line
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()

@@ -31,7 +31,7 @@ def yard_of(ctx: typer.Context) -> Yard:
     """A client over the settings; closed when the command ends."""
     from modelyard._yard import Yard
 
-    yard = Yard(settings_of(ctx))
+    yard = Yard(settings_of(ctx), progress=True)  # bars for large models, on a terminal
     ctx.call_on_close(yard.close)
     return yard
 

@@ -11,7 +11,7 @@ import typer
 from modelyard._imports import require
 from modelyard.cli._context import JsonFlag, yard_of
 from modelyard.cli._output import emit_json, emit_table, reports_errors
-from modelyard.errors import ConfigurationError, InvalidInput
+from modelyard.errors import ConfigurationError, InvalidInput, did_you_mean
 
 if TYPE_CHECKING:
     from modelyard.explain import Explanation
@@ -49,6 +49,10 @@ def explain(
         str | None,
         typer.Option(help="tree, linear, kernel, deep, gradient or lime (default: the model's)."),
     ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(help="A label column of the table to leave out (the rows' true values)."),
+    ] = None,
     top: Annotated[int, typer.Option(help="How many features to list.", min=1)] = 10,
     trust: Annotated[
         bool, typer.Option(help="Allow pickle-based files and stored code (scanned first).")
@@ -64,7 +68,11 @@ def explain(
     version = yard.get_version(ref)
     signature = None if version.signature is None else Signature.model_validate(version.signature)
     explanation = explain_version(
-        yard, version.ref, read_rows(input, signature), explainer=explainer, trust=trust
+        yard,
+        version.ref,
+        read_rows(input, signature, target=target),
+        explainer=explainer,
+        trust=trust,
     )
     if row is not None and row >= explanation.rows:
         raise InvalidInput(f"row {row} is not in {input}: it has {explanation.rows} rows")
@@ -81,12 +89,15 @@ def explain(
         typer.echo(f"wrote {plot}")
 
 
-def read_rows(path: Path, signature: Signature | None) -> Any:
-    """The rows of a file as the model takes them: a table's columns are the model's inputs,
-    or, for a model of one array input, that array's columns in order."""
+def read_rows(path: Path, signature: Signature | None, *, target: str | None = None) -> Any:
+    """The rows of a file as the model takes them: a table's columns (less the `target` label
+    column) are the model's inputs, or, for a model of one array input, that array's columns
+    in order."""
     suffix = path.suffix.lower()
     if suffix not in READABLE:
         raise ConfigurationError(f"cannot read {path}: use a {', '.join(READABLE)} file")
+    if target is not None and suffix == ".npy":
+        raise ConfigurationError("--target names a column of a table; an .npy file has none")
     if suffix == ".npy":
         import numpy as np
 
@@ -100,12 +111,24 @@ def read_rows(path: Path, signature: Signature | None) -> Any:
         data = pd.read_parquet(path)
     else:
         data = _json_rows(path.read_bytes(), pd)
+    if target is not None:
+        data = _without(data, target, path, pd)
     if isinstance(data, pd.DataFrame) and signature is not None:
         if signature.content_type == "np" and len(signature.inputs) == 1:
             from modelyard.flavors import numpy_dtype
 
             return data.to_numpy(dtype=numpy_dtype(signature.inputs[0].datatype))
     return data
+
+
+def _without(data: Any, target: str, path: Path, pd: Any) -> Any:
+    """The table less its label column, which a model never takes as an input."""
+    if not isinstance(data, pd.DataFrame):
+        raise ConfigurationError(f"--target names a column of a table; {path} is a request body")
+    if target not in data.columns:
+        hint = did_you_mean(target, map(str, data.columns))
+        raise InvalidInput(f"{path} has no column {target!r} to leave out{hint}")
+    return data.drop(columns=[target])
 
 
 def _json_rows(content: bytes, pd: Any) -> Any:

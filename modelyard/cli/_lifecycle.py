@@ -85,11 +85,14 @@ def _step_summary(version: ModelVersion) -> str:
         return ""
     metrics = version.metrics
     change = metrics.get("optimize.metric_change", 0.0)
-    return (
-        f": {', '.join(settings)}; {metrics['optimize.size_ratio']:.2f}x smaller, "
-        f"{metrics.get('optimize.speedup_batch64', 0):.2f}x faster at batch 64, "
-        f"metric {change:+.2%}"
-    )
+    size = _times(metrics["optimize.size_ratio"], "smaller", "larger")
+    speed = _times(metrics.get("optimize.speedup_batch64", 1.0), "faster", "slower")
+    return f": {', '.join(settings)}; {size}, {speed} at batch 64, metric {change:+.2%}"
+
+
+def _times(ratio: float, better: str, worse: str) -> str:
+    """3.4 -> '3.40x faster'; 0.29 -> '3.45x slower' (never '0.29x faster')."""
+    return f"{ratio:.2f}x {better}" if ratio >= 1 else f"{1 / max(ratio, 1e-12):.2f}x {worse}"
 
 
 @gate_app.command("add")

@@ -56,8 +56,7 @@ def report(
 
 
 def _table(title: str, drift: DriftReport) -> None:
-    verdict = "DRIFTED" if drift.drifted else "no drift"
-    typer.echo(f"\n{title}: {verdict} ({drift.share:.0%} of columns drifted)")
+    typer.echo(f"\n{title}: {drift.verdict()}")
     emit_table(
         ["column", "test", "score", "p-value", "threshold", "drift"],
         [

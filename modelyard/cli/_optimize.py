@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from modelyard._imports import require
+from modelyard._progress import step_status
 from modelyard.cli._context import JsonFlag, yard_of
 from modelyard.cli._output import emit_json, reports_errors
-from modelyard.errors import ConfigurationError, InvalidInput
+from modelyard.errors import ConfigurationError, InvalidInput, OptimizationRefused
 
 if TYPE_CHECKING:
-    from modelyard.optimize import Optimized
+    from modelyard._yard import Yard
+    from modelyard.optimize import Optimized, OptimizeReport
     from modelyard.security import TrustPolicy
 
 optimize_app = typer.Typer(
@@ -34,7 +38,18 @@ MetricOption = Annotated[
     str, typer.Option(help="accuracy, f1, auc, r2, rmse or mae (measured on --eval).")
 ]
 Tolerance = Annotated[float, typer.Option(help="Largest relative metric drop accepted (0.01: 1%).")]
-Force = Annotated[bool, typer.Option(help="Register a result past the tolerance, tagged so.")]
+Force = Annotated[
+    bool, typer.Option(help="Register a result past the limits anyway, tagged optimize.forced.")
+]
+MaxSlowdown = Annotated[
+    float | None,
+    typer.Option(
+        help="Refuse a result this many times slower than REF at batch 1 and 64 (default 1.5)."
+    ),
+]
+MaxSizeRatio = Annotated[
+    float | None, typer.Option(help="Refuse a result larger than this many times REF's size.")
+]
 Alias = Annotated[str | None, typer.Option(help="Point this alias at the new version.")]
 Name = Annotated[str | None, typer.Option(help="Register under this model (default: the same).")]
 Trust = Annotated[bool, typer.Option(help="Allow pickle-based files of the parent.")]
@@ -68,6 +83,8 @@ def quantize(
     target: Target = "y",
     metric: MetricOption = "accuracy",
     tolerance: Tolerance = 0.01,
+    max_slowdown: MaxSlowdown = None,
+    max_size_ratio: MaxSizeRatio = None,
     force: Force = False,
     alias: Alias = None,
     name: Name = None,
@@ -76,13 +93,16 @@ def quantize(
     as_json: JsonFlag = False,
 ) -> None:
     """Quantize REF to int8 or float16 (PyTorch dynamic; ONNX dynamic or static)."""
-    inputs, truth = read_eval(eval_file, target)
+    yard = yard_of(ctx)
+    eval_data = read_eval(eval_file, target, columns=_named_inputs(yard, ref))
     calibrate = None if calibration is None else read_eval(calibration, target, labels=False)[0]
-    result = yard_of(ctx).optimize.quantize(
-        ref, eval_data=(inputs, truth), metric=metric, dtype=dtype, method=method,
-        calibration=calibrate, per_channel=per_channel, tolerance=tolerance, force=force,
-        alias=alias, name=name, trust=_trust(trust, trust_module),
-    )  # fmt: skip
+    limits = _limits(tolerance, max_slowdown, max_size_ratio, force)
+    with _refusal_names_the_flag():
+        result = yard.optimize.quantize(
+            ref, eval_data=eval_data, metric=metric, dtype=dtype, method=method,
+            calibration=calibrate, per_channel=per_channel, alias=alias, name=name,
+            trust=_trust(trust, trust_module), **limits,
+        )  # fmt: skip
     _emit(result, as_json)
 
 
@@ -105,6 +125,8 @@ def prune(
     target: Target = "y",
     metric: MetricOption = "accuracy",
     tolerance: Tolerance = 0.01,
+    max_slowdown: MaxSlowdown = None,
+    max_size_ratio: MaxSizeRatio = None,
     force: Force = False,
     alias: Alias = None,
     name: Name = None,
@@ -113,12 +135,15 @@ def prune(
     as_json: JsonFlag = False,
 ) -> None:
     """Prune REF (a torch version) by weight magnitude, or remove whole layers."""
-    inputs, truth = read_eval(eval_file, target)
-    result = yard_of(ctx).optimize.prune(
-        ref, eval_data=(inputs, truth), metric=metric, sparsity=sparsity, structured=structured,
-        layers=[layer.strip() for layer in layers.split(",")] if layers else None,
-        tolerance=tolerance, force=force, alias=alias, name=name, trust=_trust(trust, trust_module),
-    )  # fmt: skip
+    yard = yard_of(ctx)
+    eval_data = read_eval(eval_file, target, columns=_named_inputs(yard, ref))
+    limits = _limits(tolerance, max_slowdown, max_size_ratio, force)
+    with _refusal_names_the_flag():
+        result = yard.optimize.prune(
+            ref, eval_data=eval_data, metric=metric, sparsity=sparsity, structured=structured,
+            layers=[layer.strip() for layer in layers.split(",")] if layers else None,
+            alias=alias, name=name, trust=_trust(trust, trust_module), **limits,
+        )  # fmt: skip
     _emit(result, as_json)
 
 
@@ -135,6 +160,8 @@ def convert(
     target: Target = "y",
     metric: MetricOption = "accuracy",
     tolerance: Tolerance = 0.01,
+    max_slowdown: MaxSlowdown = None,
+    max_size_ratio: MaxSizeRatio = None,
     force: Force = False,
     alias: Alias = None,
     name: Name = None,
@@ -143,11 +170,14 @@ def convert(
     as_json: JsonFlag = False,
 ) -> None:
     """Convert REF (scikit-learn, XGBoost, LightGBM, PyTorch) to ONNX."""
-    inputs, truth = read_eval(eval_file, target)
-    result = yard_of(ctx).optimize.convert(
-        ref, eval_data=(inputs, truth), metric=metric, to=to, opset=opset, tolerance=tolerance,
-        force=force, alias=alias, name=name, trust=_trust(trust, trust_module),
-    )  # fmt: skip
+    yard = yard_of(ctx)
+    eval_data = read_eval(eval_file, target, columns=_named_inputs(yard, ref))
+    limits = _limits(tolerance, max_slowdown, max_size_ratio, force)
+    with _refusal_names_the_flag():
+        result = yard.optimize.convert(
+            ref, eval_data=eval_data, metric=metric, to=to, opset=opset, alias=alias, name=name,
+            trust=_trust(trust, trust_module), **limits,
+        )  # fmt: skip
     _emit(result, as_json)
 
 
@@ -161,17 +191,21 @@ def graph(
     target: Target = "y",
     metric: MetricOption = "accuracy",
     tolerance: Tolerance = 0.01,
+    max_slowdown: MaxSlowdown = None,
+    max_size_ratio: MaxSizeRatio = None,
     force: Force = False,
     alias: Alias = None,
     name: Name = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Apply ONNX Runtime's graph optimizations to REF (an ONNX version) offline."""
-    inputs, truth = read_eval(eval_file, target)
-    result = yard_of(ctx).optimize.optimize_graph(
-        ref, eval_data=(inputs, truth), metric=metric, level=level, tolerance=tolerance,
-        force=force, alias=alias, name=name,
-    )  # fmt: skip
+    yard = yard_of(ctx)
+    eval_data = read_eval(eval_file, target, columns=_named_inputs(yard, ref))
+    limits = _limits(tolerance, max_slowdown, max_size_ratio, force)
+    with _refusal_names_the_flag():
+        result = yard.optimize.optimize_graph(
+            ref, eval_data=eval_data, metric=metric, level=level, alias=alias, name=name, **limits
+        )
     _emit(result, as_json)
 
 
@@ -186,6 +220,39 @@ def report(ctx: typer.Context, ref: Ref, as_json: JsonFlag = False) -> None:
         typer.echo(stored.table())
 
 
+def _limits(
+    tolerance: float, max_slowdown: float | None, max_size_ratio: float | None, force: bool
+) -> dict[str, Any]:
+    """The options that judge a result; an unset --max-slowdown keeps the optimizer's default."""
+    limits: dict[str, Any] = {"tolerance": tolerance, "force": force}
+    if max_slowdown is not None:
+        limits["max_slowdown"] = max_slowdown
+    if max_size_ratio is not None:
+        limits["max_size_ratio"] = max_size_ratio
+    return limits
+
+
+@contextlib.contextmanager
+def _refusal_names_the_flag() -> Iterator[None]:
+    """A refusal says how to register the result anyway: `--force` here, not `force=True`.
+    On a terminal, the step under way shows as a status line meanwhile."""
+    try:
+        with step_status("modelyard.optimize", asked=True):
+            yield
+    except OptimizationRefused as error:
+        report: OptimizeReport | None = getattr(error, "report", None)
+        if report is None:  # pragma: no cover - every refusal carries its report
+            raise
+        raise OptimizationRefused(report.refusal(force="--force"), report=report) from None
+
+
+def _named_inputs(yard: Yard, ref: str) -> bool:
+    """Whether REF takes named columns (it was logged from a DataFrame), so its evaluation
+    table must stay a table: its signature names more than one input."""
+    signature = yard.get_version(ref).signature or {}
+    return len(signature.get("inputs") or []) > 1
+
+
 def _emit(result: Optimized, as_json: bool) -> None:
     if as_json:
         emit_json({"version": result.version.ref, "report": result.report.model_dump(mode="json")})
@@ -194,8 +261,12 @@ def _emit(result: Optimized, as_json: bool) -> None:
     typer.echo(f"\nregistered {result.version.ref} (parent {result.report.parent})")
 
 
-def read_eval(path: Path, target: str, *, labels: bool = True) -> tuple[Any, Any]:
-    """(inputs, labels) from an .npz (arrays X and y) or a table file with a label column."""
+def read_eval(
+    path: Path, target: str, *, labels: bool = True, columns: bool = False
+) -> tuple[Any, Any]:
+    """(inputs, labels) from an .npz (arrays X and y) or a table file with a label column;
+    with `columns`, a table's inputs stay a DataFrame (a model logged from one takes its
+    columns by name), else they become one array."""
     if not path.is_file():
         raise ConfigurationError(f"no evaluation file at {path}")
     suffix = path.suffix.lower()
@@ -215,5 +286,6 @@ def read_eval(path: Path, target: str, *, labels: bool = True) -> tuple[Any, Any
             return frame.drop(columns=[target], errors="ignore").to_numpy(), None
         if target not in frame.columns:
             raise InvalidInput(f"{path} has no label column {target!r} (pass --target)")
-        return frame.drop(columns=[target]).to_numpy(), frame[target].to_numpy()
+        inputs = frame.drop(columns=[target])
+        return (inputs if columns else inputs.to_numpy()), frame[target].to_numpy()
     raise ConfigurationError(f"{path}: evaluation data must be .npz, .parquet or .csv")

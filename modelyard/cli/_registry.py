@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from modelyard.registry import ModelVersion, TensorChange
     from modelyard.store import UniqueBytes
 
-models_app = typer.Typer(help="Models: list, show, delete.", no_args_is_help=True)
+models_app = typer.Typer(help="Models: list, show, update, delete.", no_args_is_help=True)
 versions_app = typer.Typer(
     help="Versions: list, show, search, diff, download, delete.", no_args_is_help=True
 )
@@ -74,10 +74,38 @@ def show_model(ctx: typer.Context, name: str, as_json: JsonFlag = False) -> None
         emit_records(model)
         return
     typer.echo(f"{model.name}  (owner {model.owner or '-'}, latest version {model.latest_version})")
+    if model.description:
+        typer.echo(f"  {model.description}")
+    for key, value in model.tags.items():
+        typer.echo(f"  tag {key}={value}")
     for alias, number in model.aliases.items():
         typer.echo(f"  @{alias} -> {model.name}:{number}")
     for gate in yard.gates(name):
         typer.echo(f"  gate {gate.id[:8]}: {gate.kind} {gate.config} before {gate.to_state.value}")
+
+
+@models_app.command("update")
+@reports_errors
+def update_model(
+    ctx: typer.Context,
+    name: str,
+    description: Annotated[
+        str | None, typer.Option(help="What the model is for; an empty value clears it.")
+    ] = None,
+    tag: Pairs = None,
+    delete_tag: Annotated[
+        list[str] | None, typer.Option(help="Tag key to remove (repeatable).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Change the description and tags of a model itself (its versions keep theirs)."""
+    model = yard_of(ctx).update_model(
+        name,
+        description=description,
+        tags=parse_pairs(tag, what="tag"),
+        delete_tags=delete_tag or (),
+    )
+    emit_records(model) if as_json else typer.echo(model.name)
 
 
 @models_app.command("delete")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -33,27 +33,35 @@ def server(
             help="Allow a non-loopback address without auth: anyone who reaches it is admin.",
         ),
     ] = False,
+    log_level: Annotated[
+        Literal["critical", "error", "warning", "info", "debug"] | None,
+        typer.Option(
+            help="What to print on stderr: info logs each request, warning only problems "
+            "(default: MODELYARD_SERVER_LOG_LEVEL, info)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the registry REST API (OpenAPI at /openapi.json) until SIGTERM or Ctrl-C, then
     finish in-flight requests and exit 0.
 
     Without auth every request acts as the server's own user with every role, so a server
-    bound beyond loopback refuses to start without `--auth` (or `--insecure`)."""
-    from modelyard.api import create_app, run, tls_options
+    bound beyond loopback refuses to start without `--auth` (or `--insecure`). The port is
+    bound first (one in use fails at once); stderr then says where it listens, when it is
+    ready, and one line per request."""
+    from modelyard.api import listen
 
     settings = settings_of(ctx)
     if auth is not None:
         settings = settings.model_copy(update={"auth": auth})
+    if log_level is not None:
+        settings = settings.model_copy(update={"server_log_level": log_level})
     check_exposure(host, auth=settings.auth, insecure=insecure)
     if insecure and not settings.auth and not is_loopback(host):
         typer.echo(f"warning: serving {host} without auth (--insecure)", err=True)
-    run(
-        create_app(settings),
-        host=host,
-        port=port,
-        read_timeout=settings.server_read_timeout_seconds,
-        tls=tls_options(settings),
-    )
+    listener = listen(host, port)  # before the imports that take a second or two
+    from modelyard.api import serve_registry
+
+    serve_registry(settings, listener=listener)
 
 
 def check_exposure(host: str, *, auth: bool, insecure: bool, what: str = "the registry") -> None:

@@ -52,7 +52,7 @@ def tune(
     SCRIPT defines `objective(params, trial)` returning a value, (value, model) or a
     TrialResult, and `space` (a dict of param -> spec, or a function of the trial); it may
     set `defaults = {"name": ..., "n_trials": ...}`. Each trial is a run; the best trial's
-    model is registered.
+    model is registered. A line on stderr reports each trial as it finishes.
     """
     from modelyard.optimize import tune as run_tune
 
@@ -72,7 +72,9 @@ def tune(
     space = (
         ScriptFunction(script, "space", module=module) if callable(module.space) else module.space
     )
-    result = run_tune(yard_of(ctx), objective, space, **options)
+    on_trial = TrialLines(metric=options.get("metric", "score"),
+                          direction=options.get("direction", "maximize"))  # fmt: skip
+    result = run_tune(yard_of(ctx), objective, space, on_trial=on_trial, **options)
     if as_json:
         emit_json({**asdict(result), "version": result.version and
                    result.version.model_dump(mode="json")})  # fmt: skip
@@ -104,6 +106,31 @@ def _report(result: Any) -> None:
     else:
         parents = f" (parent {', '.join(result.version.parents)})" if result.version.parents else ""
         typer.echo(f"registered {result.version.ref}{parents}")
+
+
+class TrialLines:
+    """Prints `trial 3 complete: score 0.953 (C=1.23); best 0.953 (trial 3)` on stderr as each
+    trial finishes: a log line, so also when stderr is not a terminal (stdout keeps the table
+    or the JSON)."""
+
+    def __init__(self, *, metric: str, direction: str) -> None:
+        self.metric = metric
+        self.better = max if direction == "maximize" else min
+        self.best: tuple[float, int] | None = None
+
+    def __call__(self, trial: Any) -> None:
+        params = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
+        if trial.state == "complete" and trial.value is not None:
+            line = f"trial {trial.number} complete: {self.metric} {trial.value:.6g} ({params})"
+            if self.best is None or self.better(trial.value, self.best[0]) != self.best[0]:
+                self.best = (trial.value, trial.number)
+        elif trial.state == "fail":
+            line = f"trial {trial.number} failed: {trial.error or 'no value'} ({params})"
+        else:
+            line = f"trial {trial.number} {trial.state} ({params})"
+        if self.best is not None:
+            line += f"; best {self.best[0]:.6g} (trial {self.best[1]})"
+        typer.echo(line, err=True)
 
 
 def _short(value: Any) -> str:

@@ -11,6 +11,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict
 
+from modelyard import _html
+
 IMPORTANCE_FILE = "explain/importance.json"
 
 Label = str | int | float | bool
@@ -87,6 +89,22 @@ class Explanation:
         return (
             f"<Explanation {self.explainer}: {self.rows} rows x {len(self.features)} features, "
             f"{self.output}>"
+        )
+
+    def _repr_html_(self) -> str:
+        cards = []
+        for row in range(min(self.rows, 5)):
+            top = self.top(row, 10)
+            largest = max((abs(value) for _, value in top), default=0.0)
+            rows = [(name, f"{value:+.4g}", _html.bar(value, largest)) for name, value in top]
+            label = "" if self.classes is None else f", class {self.classes[row]}"
+            base = f"base {self.base_value[row]:.4g}{label}"
+            title = f"row {row}: prediction {self.prediction[row]:.4g} ({base})"
+            cards.append(_html.section(title, _html.table(["feature", "contribution", ""], rows)))
+        more = f"… and {self.rows - 5} more rows" if self.rows > 5 else ""
+        note = f"{self.explainer} explanation of {self.output}"
+        return _html.card(
+            f"{self.rows} rows x {len(self.features)} features", *cards, more, note=note
         )
 
 

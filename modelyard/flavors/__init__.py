@@ -7,8 +7,9 @@
 One module per framework registers a `Flavor` with `@flavor`; frameworks are imported only when a
 model of theirs is saved or loaded. What loading may do (pickles, stored code, skops types, torch
 classes) is the operator's `TrustPolicy` (see docs/flavors.md), never what a version's files say.
-Two public modules hold what other packages share with one flavor: `torch_tools` (rebuild a
-stored module, its weights, its arguments) and `onnx_tools` (a session and its feeds).
+Three public modules hold what other packages share with one flavor: `torch_tools` (rebuild a
+stored module, its weights, its arguments), `onnx_tools` (a session and its feeds) and
+`transformers_tools` (a text model with its tokenizer and task, and its answers).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
         capture_environment,
         check_environment,
     )
+    from modelyard.flavors._examples import save_example
     from modelyard.flavors._merge import merge_folders
     from modelyard.flavors._models import (
         MODEL_FILE,
@@ -80,6 +82,7 @@ __all__ = [
     "probe",
     "probe_stored",
     "read_info",
+    "save_example",
     "save_model",
     "scan",
     "type_names",
@@ -91,6 +94,7 @@ __all__ = [
 _HOMES = {
     "_catalog": ("flavor", "flavor_for", "flavors", "get_flavor"),
     "_environment": ("EnvironmentMismatch", "capture_environment", "check_environment"),
+    "_examples": ("save_example",),
     "_merge": ("merge_folders",),
     "_models": (
         "MODEL_FILE", "LoadedModel", "ModelInfo", "adopt_pickle", "load_model", "read_info",

@@ -18,6 +18,7 @@ FLAVOR_MODULES: dict[str, tuple[str, str | None]] = {
     "pyfunc": ("modelyard.flavors._pyfunc", None),
     "sklearn": ("modelyard.flavors._sklearn", "sklearn"),
     "torch": ("modelyard.flavors._torch", "torch"),
+    "transformers": ("modelyard.flavors._transformers", "transformers"),
     "xgboost": ("modelyard.flavors._xgboost", "xgboost"),
 }
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from modelyard import _html
 from modelyard.errors import ConfigurationError, UnsafeModel, UnsupportedModel
 from modelyard.flavors._catalog import flavor_for, get_flavor
 from modelyard.flavors._environment import capture_environment, check_environment
@@ -45,6 +46,8 @@ class LoadedModel:
         self.native = native
         self.info = info
         self.folder = folder
+        self.ref: str | None = None
+        """The version this model was loaded from (`Yard.load_model` sets it), else None."""
 
     @property
     def signature(self) -> Signature | None:
@@ -64,6 +67,20 @@ class LoadedModel:
     def __repr__(self) -> str:
         return f"<LoadedModel {self.flavor.name} {type(self.native).__qualname__}>"
 
+    def _repr_html_(self) -> str:
+        facts = [
+            ("flavor", self.flavor.name),
+            ("object", type(self.native).__qualname__),
+            ("folder", self.folder),
+        ]
+        spec = self.signature.model_dump() if self.signature else None
+        return _html.card(
+            self.ref or self.folder.name,
+            _html.table(None, facts),
+            _html.section("signature", _html.signature(spec)),
+            note="loaded model",
+        )
+
 
 def save_model(
     model: Any,
@@ -81,6 +98,7 @@ def save_model(
     """
     chosen = get_flavor(flavor) if flavor else flavor_for(model)
     _check_options(chosen, options)
+    model, input_example = chosen.prepare(model, input_example, **options)
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     if any(folder.iterdir()):

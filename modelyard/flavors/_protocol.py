@@ -32,6 +32,12 @@ class Flavor:
         """Whether this flavor can save `model`; must not import the framework to find out."""
         raise NotImplementedError
 
+    def prepare(self, model: Any, example: Any, **options: Any) -> tuple[Any, Any]:
+        """The object to save and call, and the input example to store, before `save`: a
+        flavor may join the model with what calling it needs (a tokenizer) and reshape the
+        example into the inputs it names. Both as given by default."""
+        return model, example
+
     def save(
         self, model: Any, path: Path, *, example: Any = None, **options: Any
     ) -> dict[str, Any]:

@@ -50,6 +50,8 @@ PICKLE_FILE = "model.pt"
 MODEL_FILE = "modelyard.json"
 
 _MODULE = "torch.nn.modules.module.Module"
+# A transformers model is a Module too; the transformers flavor saves it with its tokenizer.
+_PRETRAINED = "transformers.modeling_utils.PreTrainedModel"
 _EXPORT_HINT = (
     "; or log the module as a torch.export program, which loads without trusting any module: "
     "yard.log_model(module, name=..., input_example=x, options={'export': True})"
@@ -72,7 +74,8 @@ class TorchFlavor(Flavor):
     packages = ("torch", "safetensors")
 
     def matches(self, model: object) -> bool:
-        return _MODULE in type_names(model)
+        names = type_names(model)
+        return _MODULE in names and _PRETRAINED not in names
 
     def save(
         self,

@@ -16,6 +16,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
+from modelyard.errors import ModelyardError
 from modelyard.monitoring._actions import alert_body, run_actions
 from modelyard.monitoring._alerts import TRAFFIC_SIGNALS, AlertRule, RuleState, signal_value
 from modelyard.monitoring._reports import MonitorReport
@@ -126,7 +127,10 @@ class AlertLoop:
             rule = state.rule
             try:
                 value, version = await self._signal(rule, reports)
-            except Exception:  # no reference, registry down: this rule waits for next time
+            except ModelyardError as error:  # no reference, alias gone: one line, no traceback
+                log.warning("alert %s: cannot evaluate: %s", rule.name, error)
+                continue
+            except Exception:  # anything else is a bug: its traceback helps; the rule waits
                 log.exception("alert %s: cannot evaluate", rule.name)
                 continue
             if state.update(value, now):

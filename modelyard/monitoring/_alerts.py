@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from pathlib import Path
@@ -35,7 +35,7 @@ from pydantic import (
     model_validator,
 )
 
-from modelyard.errors import ConfigurationError
+from modelyard.errors import ConfigurationError, InvalidReference, did_you_mean
 from modelyard.monitoring._reports import MonitorReport
 from modelyard.monitoring._webhooks import webhook_url
 
@@ -97,6 +97,18 @@ class AlertRule(BaseModel):
     def _duration(cls, value: Any) -> Any:
         return duration(value) if isinstance(value, str | int | float) else value
 
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        # Any reference form (`models:/fraud@production` too), kept in its plain spelling,
+        # which the rollback and the exported rules split into name and alias.
+        from modelyard.registry import Reference
+
+        try:
+            return str(Reference.parse(value))
+        except InvalidReference as error:
+            raise ValueError(str(error)) from None
+
     @field_validator("signal")
     @classmethod
     def _signal(cls, value: str) -> str:
@@ -113,11 +125,15 @@ class AlertRule(BaseModel):
         return _OPS[self.op](value, self.threshold)
 
 
-def load_rules(path: Path, *, allowed_webhooks: list[str] | None) -> list[AlertRule]:
+def load_rules(
+    path: Path, *, allowed_webhooks: list[str] | None, served: Collection[str] | None = None
+) -> list[AlertRule]:
     """Read a rules file; each webhook must be admitted by an entry of `allowed_webhooks`
     (compared by scheme, host, port and path: see `modelyard.monitoring._webhooks`), so a
     rules file cannot make the server post data anywhere else. Webhook URLs come back
-    normalised. `None` skips the check, for callers that never post (`monitor export`)."""
+    normalised. `None` skips the check, for callers that never post (`monitor export`).
+    With `served` (the model names a server serves), a rule watching any other model is
+    refused here, at start, rather than failing at every evaluation."""
     import yaml  # only when a rules file is read: importing monitoring stays light
 
     try:
@@ -133,10 +149,23 @@ def load_rules(path: Path, *, allowed_webhooks: list[str] | None) -> list[AlertR
         except ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "rule"
-            raise ConfigurationError(f"{path}: rule {index}: {where}: {first['msg']}") from None
+            problem = first["msg"].removeprefix("Value error, ")
+            raise ConfigurationError(f"{path}: rule {index}: {where}: {problem}") from None
+    for rule in rules if served is not None else ():
+        _check_served(path, rule, served or ())
     if allowed_webhooks is None:
         return rules
     return [_checked(rule, allowed_webhooks) for rule in rules]
+
+
+def _check_served(path: Path, rule: AlertRule, served: Collection[str]) -> None:
+    name = rule.model.partition("@")[0].partition(":")[0]  # parsed: NAME[:N|@ALIAS[~N]]
+    if name not in served:
+        serving = ", ".join(sorted(served)) or "nothing"
+        raise ConfigurationError(
+            f"{path}: rule {rule.name!r} watches {rule.model}, which this server does not "
+            f"serve (it serves {serving}){did_you_mean(name, served)}"
+        )
 
 
 def _checked(rule: AlertRule, allowed: list[str]) -> AlertRule:

@@ -40,6 +40,18 @@ class DriftReport(BaseModel):
     share_threshold: float
     drifted: bool
 
+    def verdict(self) -> str:
+        """The dataset verdict as a sentence that agrees with the columns: a report where some
+        columns drifted never reads "no drift", even when too few did to mark the dataset
+        (an alert rule on `drift_share` may fire at a lower share than `share_threshold`)."""
+        count = sum(column.drifted for column in self.columns)
+        of = f"{count} of {len(self.columns)} columns drifted ({self.share:.0%})"
+        if self.drifted:
+            return f"DRIFTED: {of}, at least the {self.share_threshold:.0%} that marks the dataset"
+        if count:
+            return f"{of}, under the {self.share_threshold:.0%} that marks the dataset as drifted"
+        return f"no drift: {of}"
+
     def to_json(self) -> str:
         """The report as a JSON document."""
         return self.model_dump_json()

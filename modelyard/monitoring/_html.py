@@ -48,7 +48,6 @@ def render_html(
 
 
 def _table(title: str, drift: DriftReport) -> str:
-    verdict = "drifted" if drift.drifted else "no drift"
     rows = "".join(
         f"<tr class={'drift' if c.drifted else 'ok'}><td>{html.escape(c.column)}</td>"
         f"<td>{c.test}</td><td>{c.score:.4g}</td>"
@@ -56,7 +55,7 @@ def _table(title: str, drift: DriftReport) -> str:
         f"<td>{'yes' if c.drifted else ''}</td></tr>"
         for c in drift.columns
     )
-    return (f"<h2>{title}: {verdict} ({drift.share:.0%} of columns)</h2><table><tr><th>column"
+    return (f"<h2>{title}: {html.escape(drift.verdict())}</h2><table><tr><th>column"
             f"<th>test<th>score<th>p-value<th>threshold<th>drift</tr>{rows}</table>")  # fmt: skip
 
 

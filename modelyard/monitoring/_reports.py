@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from modelyard import _html
 from modelyard.errors import NotFound
 from modelyard.monitoring._drift import DriftReport, detect_drift
 from modelyard.monitoring._feedback import labelled_rows, read_feedback
@@ -39,6 +40,48 @@ class MonitorReport(BaseModel):
     def drifted(self) -> bool:
         """Whether the inputs (or the predictions) drifted."""
         return any(r is not None and r.drifted for r in (self.inputs, self.predictions))
+
+    def _repr_html_(self) -> str:
+        reports = [report for report in (self.inputs, self.predictions) if report is not None]
+        some = any(column.drifted for report in reports for column in report.columns)
+        verdict = "drift" if self.drifted else "some columns drifted" if some else "no drift"
+        facts = [
+            ("window", f"{self.since:%Y-%m-%d %H:%M} – {self.until:%Y-%m-%d %H:%M}"),
+            ("requests", self.requests),
+            ("rows", self.rows),
+            ("verdict", verdict),
+        ]
+        if self.performance is not None:
+            facts += [(k, f"{v:.4g}") for k, v in self.performance.metrics.items()]
+        return _html.card(
+            f"{self.model}:{self.version}",
+            _html.table(None, facts, marked=[3] if self.drifted else []),
+            *(
+                _html.section(title, _drift_table(report))
+                for title, report in (("inputs", self.inputs), ("predictions", self.predictions))
+            ),
+            note="monitor report",
+        )
+
+
+def _drift_table(report: DriftReport | None) -> str:
+    if report is None:
+        return ""
+    rows = [
+        (
+            c.column,
+            c.test,
+            f"{c.score:.4g}",
+            "-" if c.p_value is None else f"{c.p_value:.3g}",
+            f"{c.threshold:.3g}",
+            "drifted" if c.drifted else "ok",
+        )
+        for c in report.columns
+    ]
+    drifted = [i for i, c in enumerate(report.columns) if c.drifted]
+    verdict = report.verdict()
+    headers = ["column", "test", "score", "p-value", "threshold", ""]
+    return _html.table(headers, rows, marked=drifted) + _html.escape(verdict)
 
 
 def monitor_window(

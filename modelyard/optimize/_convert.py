@@ -19,10 +19,12 @@ other branch, which is rare.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -217,11 +219,14 @@ def _from_torch(model: LoadedModel, signature: Signature, opset: int | None) -> 
     batch = {0: torch.export.Dim.DYNAMIC}
     dynamic: Any = {key: batch for key in kwargs} if kwargs else tuple(batch for _ in args)
     names = [spec.name for spec in signature.inputs]
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet_loggers(*_EXPORTER_LOGGERS):
         # torch's exporter calls a pytree API it deprecated itself; and it takes an exported
         # program's module for one in training mode, though its graph was traced in eval mode.
+        # Any other warning is noise to whoever converts: a failure raises, named, below.
         warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)`", FutureWarning)
         warnings.filterwarnings("ignore", "Exporting a model while it is in training mode")
+        warnings.filterwarnings("ignore", module=r"torch(\.|$)")
+        warnings.filterwarnings("ignore", module=r"onnxscript(\.|$)")
         program = _convert(
             lambda: torch.onnx.export(
                 native, args, kwargs=kwargs or None, dynamo=True, verbose=False,
@@ -231,6 +236,25 @@ def _from_torch(model: LoadedModel, signature: Signature, opset: int | None) -> 
     proto = program.model_proto
     adapt_inputs(proto, signature, names, concat=False)
     return proto
+
+
+# The exporter logs its progress and optional packages it did without ("torchvision is not
+# installed. Skipping torchvision::nms") at WARNING: on a terminal that reads as trouble.
+_EXPORTER_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "onnxscript")
+
+
+@contextlib.contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """Only errors from these loggers (and their children) while the block runs."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _convert(convert: Callable[[], Any], native: Any, tool: str) -> Any:

@@ -3,6 +3,7 @@ caller's evaluation set, and registers the result as a child version (or refuses
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -22,7 +23,13 @@ from modelyard.security import TrustPolicy
 if TYPE_CHECKING:
     from modelyard.optimize._sources import OptimizeSource
 
+log = logging.getLogger("modelyard.optimize")  # each step at INFO: the CLI's status line
+
 EvalData = tuple[Any, Any]
+MAX_SLOWDOWN = 1.5
+"""A result answering more than this many times slower than its parent (at batch 1 and 64
+both) is refused unless forced: latency on a shared machine varies by tens of percent, a
+regression like int8 on a small CPU model (3x) does not."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,8 @@ class _Check:
     higher_is_better: bool
     tolerance: float
     force: bool
+    max_slowdown: float | None
+    max_size_ratio: float | None
 
 
 @dataclass(frozen=True)
@@ -62,9 +71,12 @@ class Optimizer:
     trade-off in the metrics and in `optimize/report.json`.
 
     Every step takes `eval_data=(X, y)` and a `metric` (accuracy, f1, auc, r2, rmse, mae, or a
-    function of `(y, prediction)`); a result whose metric falls by more than `tolerance`
-    (relative, default 1%) raises `OptimizationRefused` with the figures unless `force=True`,
-    which registers it tagged `optimize.forced`.
+    function of `(y, prediction)`). A result is refused (`OptimizationRefused`, with the
+    figures and the reasons) when its metric falls by more than `tolerance` (relative, default
+    1%), when it answers more than `max_slowdown` times slower than its parent at batch 1 and
+    at batch 64 (default 1.5; None: latency is not judged), or when it is more than
+    `max_size_ratio` times its parent's size (default None: not judged); `force=True`
+    registers it anyway, tagged `optimize.forced`.
 
     >>> result = yard.optimize.quantize("mlp@production", eval_data=(X, y), alias="int8")
     >>> print(result.report.table())
@@ -133,9 +145,18 @@ class Optimizer:
                     )
                 settings.update(method="dynamic", per_channel=per_channel)
             return self._finish(start, child, "quantize", settings, options, flavor="onnx")
+        if kind == "transformers":
+            from modelyard.optimize._transformers_onnx import quantize_int8 as quantize_text
+
+            with self._scratch("quantize") as scratch:
+                child = quantize_text(parent, dtype=dtype, method=method,
+                                      per_channel=per_channel, scratch=scratch)  # fmt: skip
+            settings.update(method="dynamic", per_channel=per_channel, runtime="onnx")
+            return self._finish(start, child, "quantize", settings, options,
+                                flavor="transformers")  # fmt: skip
         raise UnsupportedModel(
-            f"quantize works on torch and onnx versions, not {kind}; convert it to ONNX first "
-            "(yard.optimize.convert / `modelyard optimize convert`)"
+            f"quantize works on torch, onnx and transformers versions, not {kind}; convert it "
+            "to ONNX first (yard.optimize.convert / `modelyard optimize convert`)"
         )
 
     def prune(
@@ -211,8 +232,14 @@ class Optimizer:
             raise ConfigurationError(f"models convert to 'onnx' only, not {to!r}")
         start = self._load(ref, options, eval_data, metric)
         parent = start.model
-        child = to_onnx(parent, opset=opset)
         settings: dict[str, Any] = {"to": "onnx", "opset": opset or "default"}
+        if parent.flavor.name == "transformers":  # a text version stays one, run by ONNX Runtime
+            from modelyard.optimize._transformers_onnx import to_onnx as text_to_onnx
+
+            child = text_to_onnx(parent, opset=opset)
+            return self._finish(start, child, "convert", settings, options,
+                                flavor="transformers")  # fmt: skip
+        child = to_onnx(parent, opset=opset)
         return self._finish(start, child, "convert", settings, options, flavor="onnx")
 
     def optimize_graph(
@@ -263,13 +290,15 @@ class Optimizer:
         self, ref: str, options: dict[str, Any], eval_data: EvalData, metric: str | Metric
     ) -> _Start:
         unknown = set(options) - {"tolerance", "force", "name", "alias", "trust", "description",
-                                  "higher_is_better"}  # fmt: skip
+                                  "higher_is_better", "max_slowdown", "max_size_ratio"}  # fmt: skip
         if unknown:
             raise ConfigurationError(f"unknown option {sorted(unknown)[0]!r}")
         check = _check_of(eval_data, metric, options)  # bad settings refused before any work
         version = self._yard.get_version(ref)
         self._yard.check_signature(version)  # settings.require_signature, as on every load
+        log.info("loading %s", version.ref)
         model = load_model(self._yard.model_folder(version), trust=self._trust(options))
+        log.info("converting %s", version.ref)
         return _Start(version, model, check)
 
     def _finish(
@@ -293,27 +322,25 @@ class Optimizer:
                 save_model(child, folder, flavor=flavor, input_example=parent.input_example(),
                            **(save or {}))  # fmt: skip
             result = load_model(folder, trust=self._trust(options))
+            log.info("measuring latency and %s, before and after", check.metric)
             before, after = measure([parent, result], check.inputs, check.truth, check.score)
             report = OptimizeReport(
                 step=step, settings=settings, parent=version.ref, metric=check.metric,
                 higher_is_better=check.higher_is_better, tolerance=check.tolerance,
                 rows=len(check.truth), before=before, after=after,
+                max_slowdown=check.max_slowdown, max_size_ratio=check.max_size_ratio,
             )  # fmt: skip
             if not report.accepted and check.force:
                 report = report.model_copy(update={"forced": True})
             elif not report.accepted:
-                raise OptimizationRefused(
-                    f"{step} of {version.ref} refused: {check.metric} changed by "
-                    f"{report.metric_change:+.2%}, past the tolerance of -{check.tolerance:.2%} "
-                    f"(pass force=True to register it anyway)\n\n{report.table()}",
-                    report=report,
-                )
+                raise OptimizationRefused(report.refusal(force="force=True"), report=report)
             _carry_reference(parent.folder, folder)
             (folder / REPORT_FILE).parent.mkdir(exist_ok=True)
             (folder / REPORT_FILE).write_text(report.model_dump_json(indent=2) + "\n")
             tags = {"optimize.step": step}
             if report.forced:
                 tags["optimize.forced"] = "true"
+            log.info("registering the result")
             registered = self._yard.log_model(
                 folder,
                 name=options.get("name") or version.name,
@@ -373,7 +400,19 @@ def _check_of(eval_data: Any, metric: str | Metric, options: dict[str, Any]) -> 
     tolerance = float(options.get("tolerance", 0.01))
     if not 0 <= tolerance < 1:
         raise ConfigurationError(f"tolerance must be a fraction in [0, 1), not {tolerance}")
-    return _Check(inputs, truth, name, score, higher, tolerance, bool(options.get("force", False)))
+    slowdown = _ratio(options, "max_slowdown", MAX_SLOWDOWN)
+    size = _ratio(options, "max_size_ratio", None)
+    force = bool(options.get("force", False))
+    return _Check(inputs, truth, name, score, higher, tolerance, force, slowdown, size)
+
+
+def _ratio(options: dict[str, Any], key: str, default: float | None) -> float | None:
+    value = options.get(key, default)
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or value < 1:
+        raise ConfigurationError(f"{key} must be a ratio of at least 1 (or None), not {value!r}")
+    return float(value)
 
 
 def _eval_pair(data: Any) -> tuple[Any, Any]:

@@ -151,6 +151,7 @@ def tune(
     parent: str | None = None,
     pruner: Any = None,
     opener: Opener | None = None,
+    on_trial: Callable[[TrialSummary], None] | None = None,
 ) -> TuneResult:
     """Search `space` for the params that maximize (or minimize) what `objective` returns, and
     register the best trial's model as a version of `name`.
@@ -163,7 +164,8 @@ def tune(
     Optuna pruner. The study (default: `name`) resumes when it exists. `n_jobs` worker
     processes share the trials; a trial that raises is recorded as failed and the search goes
     on; each opens its own source with `opener(settings)` (default: the class of `yard`).
-    `parent` is the version tuned from, recorded in the lineage.
+    `parent` is the version tuned from, recorded in the lineage. `on_trial` is called with
+    each trial as it finishes (in this process, for the trials of every worker).
 
     >>> def objective(params, trial):
     ...     model = SVC(C=params["C"]).fit(X, y)
@@ -194,11 +196,13 @@ def tune(
                 f"{study.direction.name.lower()}; tune it that way or name another study"
             )
         study.set_user_attr("model", name)
+        finished = _Finished(on_trial, study)
         if n_jobs == 1:
             study.optimize(_Trials(search, yard), n_trials=n_trials, timeout=timeout,
-                           catch=(Exception,))  # fmt: skip
+                           catch=(Exception,), callbacks=[finished.callback])  # fmt: skip
         else:
-            _in_processes(search, n_trials=n_trials, n_jobs=n_jobs, seed=seed)
+            _in_processes(search, n_trials=n_trials, n_jobs=n_jobs, seed=seed,
+                          watch=finished.poll)  # fmt: skip
         trials = study.get_trials(deepcopy=False)
     completed = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     pick = max if direction == "maximize" else min
@@ -354,7 +358,37 @@ def _summary(trial: optuna.trial.FrozenTrial) -> TrialSummary:
     )  # fmt: skip
 
 
-def _in_processes(search: _Search, *, n_trials: int | None, n_jobs: int, seed: int | None) -> None:
+class _Finished:
+    """Tells `on_trial` of each trial of this search once it has finished, once (the trials a
+    resumed study had already are not news)."""
+
+    def __init__(self, on_trial: Callable[[TrialSummary], None] | None, study: Any) -> None:
+        self.on_trial = on_trial
+        self.study = study
+        self.seen = {trial.number for trial in study.get_trials(deepcopy=False)}
+
+    def callback(self, _study: Any, trial: optuna.trial.FrozenTrial) -> None:
+        self.report([trial])
+
+    def poll(self) -> None:
+        self.report(self.study.get_trials(deepcopy=False))
+
+    def report(self, trials: list[optuna.trial.FrozenTrial]) -> None:
+        for trial in trials:
+            if self.on_trial is None or trial.number in self.seen or not trial.state.is_finished():
+                continue
+            self.seen.add(trial.number)
+            self.on_trial(_summary(trial))
+
+
+def _in_processes(
+    search: _Search,
+    *,
+    n_trials: int | None,
+    n_jobs: int,
+    seed: int | None,
+    watch: Callable[[], None],
+) -> None:
     # A forked worker gets the objective as it is, closures included; spawn has to pickle it.
     if "fork" in multiprocessing.get_all_start_methods():
         context: Any = multiprocessing.get_context("fork")
@@ -370,7 +404,10 @@ def _in_processes(search: _Search, *, n_trials: int | None, n_jobs: int, seed: i
     for worker in workers:
         worker.start()
     for worker in workers:
-        worker.join()
+        while worker.is_alive():  # the workers' trials are reported as they finish
+            worker.join(timeout=0.5)
+            watch()
+    watch()
     stopped = [f"{w.pid} (exit code {w.exitcode})" for w in workers if w.exitcode != 0]
     if stopped:
         raise ModelyardError(

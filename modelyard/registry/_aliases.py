@@ -62,7 +62,8 @@ def move(
     current = connection.execute(_TARGET_AND_NUMBER, key).first()
     previous = current.version_id if current is not None else None
     if version is None and previous is None:
-        raise AliasNotFound(model.name, alias)
+        known = connection.execute(select(aliases.c.name).where(aliases.c.model_id == model.id))
+        raise AliasNotFound(model.name, alias, known=known.scalars())
     moment = now()
     if version is None:
         connection.execute(_DROP, key)

@@ -115,7 +115,7 @@ class Database:
         except ModuleNotFoundError as error:
             raise ConfigurationError(
                 f"the driver for {url.get_backend_name()} is missing ({error.name}); for "
-                'PostgreSQL: pip install "modelyard[postgres]"'
+                "PostgreSQL: pip install 'psycopg[binary]' (modelyard's 'postgres' extra)"
             ) from None
         if engine.dialect.name == "sqlite":
             _tune_sqlite(engine, self.file)

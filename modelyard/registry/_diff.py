@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelyard import _html
 from modelyard.registry._records import ModelVersion
 from modelyard.store import Entry, Manifest
 
@@ -85,6 +86,36 @@ class VersionDiff(BaseModel):
             or self.files_added or self.files_removed or self.files_changed
             or self.tensors or self.model
         )  # fmt: skip
+
+    def _repr_html_(self) -> str:
+        rows = [
+            (f"{kind}.{c.key}", "-" if c.a is None else c.a, "-" if c.b is None else c.b)
+            for kind in ("params", "metrics", "tags", "model")
+            for c in getattr(self, kind)
+        ]
+        rows += [("signature", "…", "changed")] if self.signature_changed else []
+        rows += [(f"file {path}", "-", "added") for path in self.files_added]
+        rows += [(f"file {path}", "removed", "-") for path in self.files_removed]
+        rows += [
+            (f"file {f.path}", f"{f.size_a} bytes", f"{f.changed_bytes} bytes differ")
+            for f in self.files_changed
+        ]
+        tensors = [
+            (
+                t.file,
+                t.name,
+                t.status,
+                "-" if t.l2 is None else f"{t.l2:.4g}",
+                "-" if t.fraction is None else f"{t.fraction:.1%}",
+            )
+            for t in self.tensors
+        ]
+        return _html.card(
+            f"{self.a} → {self.b}",
+            _html.table(["", self.a, self.b], rows) or _html.escape("identical"),
+            _html.section("tensors", _html.table(["file", "tensor", "", "L2", "changed"], tensors)),
+            note="diff",
+        )
 
 
 def diff_versions(

@@ -116,6 +116,13 @@ def _check_length(text: str) -> None:
         raise InvalidFilter(
             f"a filter may be at most {MAX_LENGTH} characters long; this one has {len(text)}"
         )
+    check_characters(text)
+
+
+def check_characters(text: str) -> None:
+    """Refuse NUL: PostgreSQL cannot take it in text, so a search with one failed there."""
+    if "\x00" in text:
+        raise InvalidFilter(f"a filter or ordering may not contain NUL characters: {text!r}")
 
 
 def _error(text: str, column: int, problem: str) -> InvalidFilter:

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Connection, Row, select
 
+from modelyard import _html
 from modelyard.registry._tables import lineage, models, versions
 
 
@@ -30,6 +31,20 @@ class Lineage(BaseModel):
     ancestors: list[str]
     descendants: list[str]
     edges: list[LineageEdge]
+
+    def _repr_html_(self) -> str:
+        before, after = (
+            map(_html.escape, reversed(self.ancestors)),
+            map(_html.escape, self.descendants),
+        )
+        line = " → ".join([*before, f"<b>{_html.escape(self.root)}</b>", *after])
+        edges = [(e.parent, e.child, e.relation) for e in self.edges]
+        return _html.card(
+            self.root,
+            f"<div style='margin:4px 0'>{line}</div>",
+            _html.section("edges", _html.table(["parent", "child", "relation"], edges)),
+            note="lineage",
+        )
 
 
 def lineage_of(connection: Connection, version: Row[Any]) -> Lineage:

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from modelyard import _html
 from modelyard.errors import ConfigurationError
 
 
@@ -51,6 +52,17 @@ class Model(_Record):
     created_at: datetime
     updated_at: datetime
 
+    def _repr_html_(self) -> str:
+        aliases = [(f"@{alias}", f"{self.name}:{number}") for alias, number in self.aliases.items()]
+        return _html.card(
+            self.name,
+            _html.table(None, [("versions", self.latest_version), ("owner", self.owner or "-")]),
+            _html.section("description", _html.escape(self.description)),
+            _html.section("aliases", _html.table(None, aliases)),
+            _html.section("tags", _html.pairs(self.tags)),
+            note="model",
+        )
+
 
 class ModelVersion(_Record):
     """An immutable version of a model; only tags, description and state change after creation."""
@@ -76,6 +88,25 @@ class ModelVersion(_Record):
     def ref(self) -> str:
         """`name:number`, the reference that always means this version."""
         return f"{self.name}:{self.number}"
+
+    def _repr_html_(self) -> str:
+        facts = [
+            ("state", self.state.value),
+            ("flavor", self.flavor or "-"),
+            ("created", f"{self.created_at:%Y-%m-%d %H:%M} by {self.created_by or '-'}"),
+            ("parents", ", ".join(self.parents) or "-"),
+            ("run", self.run_id or "-"),
+        ]
+        return _html.card(
+            self.ref,
+            _html.table(None, facts),
+            _html.section("description", _html.escape(self.description)),
+            _html.section("params", _html.pairs(self.params)),
+            _html.section("metrics", _html.pairs({k: f"{v:.6g}" for k, v in self.metrics.items()})),
+            _html.section("tags", _html.pairs(self.tags)),
+            _html.section("signature", _html.signature(self.signature)),
+            note="model version",
+        )
 
 
 class AliasEvent(_Record):
@@ -135,6 +166,23 @@ class Run(_Record):
     started_at: datetime
     ended_at: datetime | None = None
     metrics: dict[str, Number] = Field(default_factory=dict)
+
+    def _repr_html_(self) -> str:
+        facts = [
+            ("status", self.status),
+            ("started", f"{self.started_at:%Y-%m-%d %H:%M:%S}"),
+            ("ended", f"{self.ended_at:%Y-%m-%d %H:%M:%S}" if self.ended_at else "-"),
+            ("by", self.created_by or "-"),
+            ("code", self.code_revision or "-"),
+        ]
+        return _html.card(
+            self.name or self.id,
+            _html.table(None, facts),
+            _html.section("params", _html.pairs(self.params)),
+            _html.section("metrics", _html.pairs({k: f"{v:.6g}" for k, v in self.metrics.items()})),
+            _html.section("tags", _html.pairs(self.tags)),
+            note=f"run {self.id}",
+        )
 
 
 class AuditEvent(_Record):

@@ -1,4 +1,10 @@
-"""References to versions: `fraud` (latest), `fraud:3`, `fraud@production`, `fraud@production~1`."""
+"""References to versions: `fraud` (latest), `fraud:3`, `fraud@production`, `fraud@production~1`.
+
+MLflow's habits are understood too, so a newcomer's first guess works: `fraud:latest` (the
+highest version number, like `fraud`), `models:/fraud/3`, `models:/fraud/latest`,
+`models:/fraud@production`, and MLflow's stage form `models:/fraud/Production`, which names
+the alias that promotion to production moves (`fraud@production`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,11 @@ from dataclasses import dataclass
 
 from modelyard.errors import InvalidReference
 
-FORMS = "NAME (latest), NAME:VERSION, NAME@ALIAS or NAME@ALIAS~N (the alias's N-th previous target)"
+FORMS = (
+    "NAME or NAME:latest (the highest version), NAME:VERSION, NAME@ALIAS or NAME@ALIAS~N "
+    "(the alias's N-th previous target); MLflow's models:/NAME/VERSION, models:/NAME/latest "
+    "and models:/NAME@ALIAS work too"
+)
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}"
 ALIAS_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._/-]{0,254}"
@@ -15,7 +25,15 @@ _NAME = re.compile(NAME_PATTERN)
 _ALIAS = re.compile(ALIAS_PATTERN)
 _REFERENCE = re.compile(
     rf"(?P<name>{NAME_PATTERN})"
-    rf"(?::(?P<number>[1-9][0-9]{{0,9}})|@(?P<alias>{ALIAS_PATTERN})(?:~(?P<back>[0-9]{{1,6}}))?)?"
+    rf"(?::(?P<number>[1-9][0-9]{{0,9}}|latest)"
+    rf"|@(?P<alias>{ALIAS_PATTERN})(?:~(?P<back>[0-9]{{1,6}}))?)?"
+)
+# MLflow's model URIs: `models:/NAME/VERSION|latest|Production` and `models:/NAME@ALIAS`.
+_MLFLOW_URI = re.compile(
+    rf"models:/(?P<name>{NAME_PATTERN})"
+    rf"(?:/(?P<number>[1-9][0-9]{{0,9}}|latest)|/(?P<stage>production)"
+    rf"|@(?P<alias>{ALIAS_PATTERN}))",
+    re.IGNORECASE,
 )
 
 
@@ -31,13 +49,25 @@ class Reference:
     @classmethod
     def parse(cls, text: str) -> Reference:
         """Parse a reference, raising `InvalidReference` that lists the accepted forms."""
-        match = _REFERENCE.fullmatch(text) if isinstance(text, str) else None
-        if match is None:
+        if not isinstance(text, str):
             raise InvalidReference(str(text), expected=FORMS)
-        number, alias, back = match["number"], match["alias"], match["back"]
+        uri = _MLFLOW_URI.fullmatch(text)
+        if uri is not None:
+            stage = uri["stage"]
+            return cls._of(uri["name"], uri["number"], stage.lower() if stage else uri["alias"])
+        match = _REFERENCE.fullmatch(text)
+        if match is None:
+            raise InvalidReference(text, expected=FORMS)
+        return cls._of(match["name"], match["number"], match["alias"], match["back"])
+
+    @classmethod
+    def _of(
+        cls, name: str, number: str | None, alias: str | None, back: str | None = None
+    ) -> Reference:
+        latest = number is None or number.lower() == "latest"
         return cls(
-            name=match["name"],
-            number=int(number) if number else None,
+            name=name,
+            number=None if number is None or latest else int(number),
             alias=alias,
             back=int(back) if back else 0,
         )

@@ -15,6 +15,7 @@ from modelyard.registry import (
     _audit,
     _idempotency,
     _lifecycle,
+    _model_text,
     _numbers,
     _search,
     _versions,
@@ -84,6 +85,31 @@ class Registry(RunsAndAudit):
                 target=name,
                 before={"versions": row.last_version},
             )
+
+    def update_model(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        delete_tags: Sequence[str] = (),
+    ) -> Model:
+        """Change the model's own description (None keeps it) and tags: set `tags`, remove
+        `delete_tags` (keys it does not have are ignored); other tags stay.
+
+        >>> registry.update_model("fraud", description="Card fraud", tags={"team": "risk"})
+        """
+        with self.database.write() as connection:
+            row = _versions.model_row(connection, name, lock=True)
+            _model_text.update_model(
+                connection,
+                row,
+                description=description,
+                tags={str(k): str(v) for k, v in (tags or {}).items()},
+                delete_tags=_keys(delete_tags),
+                actor=self.actor,
+            )
+            return _versions.to_model(connection, _versions.model_row(connection, name))
 
     # versions ---------------------------------------------------------------------------------
 
@@ -411,6 +437,11 @@ class Registry(RunsAndAudit):
         with self.database.write() as connection:
             model = _versions.model_row(connection, name, lock=True)
             _lifecycle.remove_gate(connection, model=model, gate_id=gate_id, actor=self.actor)
+
+
+def _keys(keys: Sequence[str]) -> list[str]:
+    """Tag keys; one key given as a plain string is one key, not its characters."""
+    return [keys] if isinstance(keys, str) else [str(key) for key in keys]
 
 
 _RELATION = re.compile(r"[a-z][a-z0-9_-]{0,31}")

@@ -15,6 +15,7 @@ from modelyard.registry._lineage import Lineage, lineage_of
 from modelyard.registry._records import AuditEvent, AuditHead, MetricPoint, ModelVersion, Run
 from modelyard.registry._references import Reference, check_name
 from modelyard.registry._roots import bytes_only_in
+from modelyard.registry._run_search import run_search_query
 from modelyard.store import BlobStore, Manifest, UniqueBytes
 
 
@@ -92,6 +93,18 @@ class RunsAndAudit:
         """Every logged value of one metric of a run, by step."""
         with self.database.read() as connection:
             return _runs.metric_history(connection, run_id, key)
+
+    def search_runs(
+        self, filter: str | None = None, *, order_by: str | None = None, limit: int = 100
+    ) -> list[Run]:
+        """Runs matching a filter (all runs without one), newest first unless `order_by` says.
+
+        >>> registry.search_runs("metrics.loss < 0.3 and params.lr = '0.1'",
+        ...                      order_by="metrics.loss", limit=10)
+        """
+        query = run_search_query(filter, order_by, limit)
+        with self.database.read() as connection:
+            return _runs.to_runs(connection, connection.execute(query).all())
 
     # lineage and diff -------------------------------------------------------------------------
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, Row, Select, func, insert, select, update
 
 from modelyard.errors import ConfigurationError, RunNotFound
 from modelyard.registry._audit import utc
@@ -111,18 +111,40 @@ def finish(connection: Connection, run_id: str, status: str) -> None:
 
 def to_run(connection: Connection, row: Row[Any]) -> Run:
     """A `Run` record, with each metric's latest value."""
-    latest = (
-        select(run_metrics.c.key, func.max(run_metrics.c.step).label("step"))
-        .where(run_metrics.c.run_id == row.id)
-        .group_by(run_metrics.c.key)
+    return to_runs(connection, [row])[0]
+
+
+def to_runs(connection: Connection, rows: Sequence[Row[Any]]) -> list[Run]:
+    """`Run` records for rows of `runs`, with each metric's latest value (one query per
+    thousand runs, not one per run)."""
+    latest: dict[str, dict[str, float]] = {row.id: {} for row in rows}
+    ids = list(latest)
+    for start in range(0, len(ids), 1000):
+        for run_id, key, value in connection.execute(_latest_values(ids[start : start + 1000])):
+            latest[run_id][key] = value
+    return [_record(row, latest[row.id]) for row in rows]
+
+
+def _latest_values(ids: list[str]) -> Select[Any]:
+    last = (
+        select(run_metrics.c.run_id, run_metrics.c.key, func.max(run_metrics.c.step).label("step"))
+        .where(run_metrics.c.run_id.in_(ids))
+        .group_by(run_metrics.c.run_id, run_metrics.c.key)
         .subquery()
     )
-    values = connection.execute(
-        select(run_metrics.c.key, run_metrics.c.value)
-        .join(latest, (latest.c.key == run_metrics.c.key) & (latest.c.step == run_metrics.c.step))
-        .where(run_metrics.c.run_id == row.id)
+    matches = (
+        (last.c.run_id == run_metrics.c.run_id)
+        & (last.c.key == run_metrics.c.key)
+        & (last.c.step == run_metrics.c.step)
+    )
+    return (
+        select(run_metrics.c.run_id, run_metrics.c.key, run_metrics.c.value)
+        .join(last, matches)
         .order_by(run_metrics.c.id)
-    ).all()
+    )
+
+
+def _record(row: Row[Any], metrics: dict[str, float]) -> Run:
     return Run(
         id=row.id,
         name=row.name,
@@ -135,7 +157,7 @@ def to_run(connection: Connection, row: Row[Any]) -> Run:
         created_by=row.created_by,
         started_at=utc(row.started_at),
         ended_at=utc(row.ended_at) if row.ended_at else None,
-        metrics={key: value for key, value in values},
+        metrics=metrics,
     )
 
 

@@ -35,7 +35,14 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from modelyard.errors import InvalidFilter
-from modelyard.registry._filters import MAX_LENGTH, Compare, Logical, Node, parse_filter
+from modelyard.registry._filters import (
+    MAX_LENGTH,
+    Compare,
+    Logical,
+    Node,
+    check_characters,
+    parse_filter,
+)
 from modelyard.registry._numbers import INT32_MAX, INT32_MIN
 from modelyard.registry._tables import (
     models,
@@ -117,9 +124,9 @@ def _keyed(node: Compare, *, drive: bool) -> ColumnElement[bool]:
 
 class NumericText(FunctionElement[float]):
     """A text column read as a number, for `params.lr < 0.1`. SQLite's CAST reads what is not a
-    number as 0; PostgreSQL's raises (one version with `params.opt = 'adam'` made every such
-    search fail), so there only text that is a number within float range is cast, and the rest
-    is NULL (matching nothing)."""
+    number as 0 (`params.lr < 0.1` matched 'adam'); PostgreSQL's raises (one version with
+    `params.opt = 'adam'` made every such search fail). So on both only text that is a number
+    is cast (on PostgreSQL: within float range), and the rest is NULL (matching nothing)."""
 
     type = Float()
     inherit_cache = True
@@ -134,6 +141,17 @@ def _cast(element: NumericText, compiler: Any, **options: Any) -> str:
 def _guarded_cast(element: NumericText, compiler: Any, **options: Any) -> str:
     column = list(element.clauses)[0]
     guarded = case((column.regexp_match(_NUMBER_TEXT), cast(column, Float)), else_=None)
+    return compiler.process(guarded, **options)  # type: ignore[no-any-return]
+
+
+@compiles(NumericText, "sqlite")
+def _sqlite_guarded_cast(element: NumericText, compiler: Any, **options: Any) -> str:
+    # SQLite's CAST reads 'adam' as 0, so `params.lr < 0.1` matched it: only text made of a
+    # number's characters (with a digit) is cast there too; the rest is NULL, matching nothing.
+    column = list(element.clauses)[0]
+    digit, other = column.op("GLOB", is_comparison=True), column.op("NOT GLOB", is_comparison=True)
+    numeric = and_(digit("*[0-9]*"), other("*[^0-9eE.+ -]*"))
+    guarded = case((numeric, cast(column, Float)), else_=None)
     return compiler.process(guarded, **options)  # type: ignore[no-any-return]
 
 
@@ -217,6 +235,7 @@ def compile_order(text: str | None) -> list[Any]:
         raise InvalidFilter(
             f"an ordering may name at most {MAX_ORDER_FIELDS} fields in {MAX_LENGTH} characters"
         )
+    check_characters(text or "")
     for part in parts:
         words = part.split()
         if (

@@ -23,8 +23,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
-from modelyard.errors import InvalidReference, ModelNotFound, VersionInUse, VersionNotFound
+from modelyard.errors import (
+    InvalidReference,
+    ModelNotFound,
+    VersionInUse,
+    VersionNotFound,
+    did_you_mean,
+)
 from modelyard.registry._audit import append, utc
+from modelyard.registry._model_text import check_tag_key
 from modelyard.registry._numbers import INT32_MAX
 from modelyard.registry._records import Model, ModelVersion, State
 from modelyard.registry._references import Reference, check_name
@@ -58,7 +65,8 @@ def model_row(connection: Connection, name: str, *, lock: bool = False) -> Row[A
     query = _MODEL_BY_NAME_LOCKED if lock else _MODEL_BY_NAME
     row = connection.execute(query, {"name": check_name(name)}).first()
     if row is None:
-        raise ModelNotFound(name)
+        # Only on a miss: every name, so a typo gets "did you mean".
+        raise ModelNotFound(name, known=connection.execute(select(models.c.name)).scalars())
     return row
 
 
@@ -277,7 +285,10 @@ def alias_target(connection: Connection, model_id: str, alias: str, *, back: int
             )
         ).scalar()
         if target is None:
-            raise VersionNotFound(ref, detail=f"no alias {alias!r}")
+            known = connection.execute(select(aliases.c.name).where(aliases.c.model_id == model_id))
+            raise VersionNotFound(
+                ref, detail=f"no alias {alias!r}" + did_you_mean(alias, known.scalars())
+            )
         return str(target)
     moves = connection.execute(
         select(alias_history.c.version_id)
@@ -365,8 +376,7 @@ def set_version_tag(
     connection: Connection, row: Row[Any], key: str, value: str | None, *, actor: str
 ) -> None:
     """Set (or with `value=None` delete) a tag of a version, in the JSON and the search rows."""
-    if not key:
-        raise InvalidReference(key, expected="a non-empty tag key")
+    check_tag_key(key)
     tags = dict(row.tags)
     before = tags.get(key)
     connection.execute(

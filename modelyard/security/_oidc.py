@@ -14,7 +14,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from modelyard.errors import MissingDependency, Unauthenticated
+from modelyard._imports import missing
+from modelyard.errors import Unauthenticated
 from modelyard.security._roles import Principal
 
 LEEWAY_SECONDS = 30
@@ -120,5 +121,5 @@ def _jwt() -> Any:
     try:
         import jwt
     except ModuleNotFoundError:
-        raise MissingDependency("PyJWT", extra="oidc") from None
+        raise missing("PyJWT", extra="oidc") from None
     return jwt

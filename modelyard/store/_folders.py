@@ -6,7 +6,7 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from itertools import accumulate
@@ -32,8 +32,15 @@ GROUP_BYTES = 1 << 20
 """Pieces are handed to the threads in groups of about this many bytes."""
 
 
-def store_directory(store: BlobStore, source: str | Path, *, workers: int = WORKERS) -> Manifest:
-    """Store every file under `source` and its manifest; return the manifest.
+def store_directory(
+    store: BlobStore,
+    source: str | Path,
+    *,
+    workers: int = WORKERS,
+    progress: Callable[[int], None] | None = None,
+) -> Manifest:
+    """Store every file under `source` and its manifest; return the manifest. `progress` is
+    told each count of bytes stored (or found stored already).
 
     >>> manifest = store_directory(store, "model/")
     >>> manifest.digest
@@ -51,7 +58,7 @@ def store_directory(store: BlobStore, source: str | Path, *, workers: int = WORK
         _batch(store),
         InlineExecutor() if small else ThreadPoolExecutor(workers, "modelyard-put") as pool,
     ):
-        entries = [_entry(store, root, path, pool, workers, cache) for path in paths]
+        entries = [_entry(store, root, path, pool, workers, cache, progress) for path in paths]
     manifest = Manifest(entries=tuple(sorted(entries, key=lambda entry: entry.path)))
     _save_manifest(store, manifest)
     return manifest
@@ -88,7 +95,13 @@ def _walk(root: Path) -> Iterator[Path]:
 
 
 def _entry(
-    store: BlobStore, root: Path, path: Path, pool: Executor, workers: int, cache: StatCache | None
+    store: BlobStore,
+    root: Path,
+    path: Path,
+    pool: Executor,
+    workers: int,
+    cache: StatCache | None,
+    progress: Callable[[int], None] | None = None,
 ) -> Entry:
     relative = path.relative_to(root).as_posix()
     info = path.lstat()
@@ -100,9 +113,11 @@ def _entry(
     if not stat.S_ISREG(info.st_mode):
         raise ModelyardError(f"{path} is not a regular file, folder or symlink; remove it first")
     chunks = _recalled(store, cache, path, info)
+    if chunks is not None and progress is not None:
+        progress(info.st_size)
     if chunks is None:
         read_at = now_ns()
-        chunks = _store_file(store, path, info.st_size, pool, workers)
+        chunks = _store_file(store, path, info.st_size, pool, workers, progress)
         if sum(chunk.size for chunk in chunks) != info.st_size:
             raise ModelyardError(f"{path} changed while it was being stored; store it again")
         if cache is not None:
@@ -123,7 +138,12 @@ def _recalled(
 
 
 def _store_file(
-    store: BlobStore, path: Path, size: int, pool: Executor, workers: int
+    store: BlobStore,
+    path: Path,
+    size: int,
+    pool: Executor,
+    workers: int,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[Chunk, ...]:
     # The source is read, not mapped: a file truncated by its writer while it is stored (a
     # checkpoint saved again) would kill a process reading a mapping past the new end with
@@ -135,6 +155,8 @@ def _store_file(
         pieces = cut_file(path, handle, size)
         for group in ordered_map(put, _groups(pieces), pool=pool, window=2 * workers):
             chunks.extend(group)
+            if progress is not None:
+                progress(sum(chunk.size for chunk in group))
     return tuple(chunks)
 
 
@@ -187,10 +209,16 @@ def _link_entry(root: Path, path: Path, relative: str) -> Entry:
 
 
 def restore_directory(
-    store: BlobStore, manifest: Manifest | str, target: str | Path, *, workers: int = WORKERS
+    store: BlobStore,
+    manifest: Manifest | str,
+    target: str | Path,
+    *,
+    workers: int = WORKERS,
+    progress: Callable[[int], None] | None = None,
 ) -> Manifest:
     """Rebuild the folder a manifest (or its digest) describes at `target`, which must be absent
-    or empty. The folder appears whole or not at all."""
+    or empty. The folder appears whole or not at all. `progress` is told each count of bytes
+    written."""
     if isinstance(manifest, str):
         manifest = load_manifest(store, manifest)
     target = Path(target)
@@ -201,7 +229,7 @@ def restore_directory(
     try:
         small = manifest.size < SMALL_FOLDER
         with InlineExecutor() if small else ThreadPoolExecutor(workers, "modelyard-get") as pool:
-            _fill(store, manifest, staging, pool, window=4 * workers)
+            _fill(store, manifest, staging, pool, window=4 * workers, progress=progress)
         if target.exists():
             target.rmdir()
         staging.rename(target)
@@ -212,7 +240,13 @@ def restore_directory(
 
 
 def _fill(
-    store: BlobStore, manifest: Manifest, staging: Path, pool: Executor, *, window: int
+    store: BlobStore,
+    manifest: Manifest,
+    staging: Path,
+    pool: Executor,
+    *,
+    window: int,
+    progress: Callable[[int], None] | None = None,
 ) -> None:
     # Files and folders first, symlinks last: no write can then pass through a symlink.
     for entry in manifest.entries:
@@ -221,7 +255,7 @@ def _fill(
             path.mkdir(parents=True, exist_ok=True)
         elif entry.type == "file":
             path.parent.mkdir(parents=True, exist_ok=True)
-            _write_file(store, entry, path, pool, window=window)
+            _write_file(store, entry, path, pool, window=window, progress=progress)
     for entry in manifest.entries:
         if entry.type == "symlink":
             path = staging / entry.path
@@ -240,7 +274,15 @@ def _fill(
             os.chmod(staging / entry.path, entry.mode)
 
 
-def _write_file(store: BlobStore, entry: Entry, path: Path, pool: Executor, *, window: int) -> None:
+def _write_file(
+    store: BlobStore,
+    entry: Entry,
+    path: Path,
+    pool: Executor,
+    *,
+    window: int,
+    progress: Callable[[int], None] | None = None,
+) -> None:
     # Every chunk's place in the file is known from the sizes before it, so chunks are read,
     # checked and written in parallel, each straight to its place.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -248,8 +290,10 @@ def _write_file(store: BlobStore, entry: Entry, path: Path, pool: Executor, *, w
         _allocate(fd, entry.size)
         starts = accumulate((chunk.size for chunk in entry.chunks), initial=0)
         placed = zip(entry.chunks, starts, strict=False)  # starts has one more: the end
-        for _ in ordered_map(_ChunkWrite(store, fd), _spread(placed), pool=pool, window=window):
-            pass
+        for written in ordered_map(_ChunkWrite(store, fd), _spread(placed), pool=pool,
+                                   window=window):  # fmt: skip
+            if progress is not None:
+                progress(written)
     finally:
         os.close(fd)
 
@@ -286,7 +330,7 @@ class _ChunkWrite:
         self.fd = fd
         self.local = store if isinstance(store, _Local) else None
 
-    def __call__(self, group: list[tuple[Chunk, int]]) -> None:
+    def __call__(self, group: list[tuple[Chunk, int]]) -> int:
         with ExitStack() as stack:
             run: list[bytes | memoryview] = []
             at = 0
@@ -303,6 +347,7 @@ class _ChunkWrite:
                 run.append(data)
             if run:
                 _pwritev(self.fd, run, at)
+        return sum(chunk.size for chunk, _ in group)
 
     def _stream(self, chunk: Chunk, start: int) -> None:
         written = 0

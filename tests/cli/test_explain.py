@@ -157,3 +157,22 @@ def test_versions_show_prints_the_stored_importance(cancer: Path) -> None:
     assert "importance" not in ok("versions", "show", "plain")
     assert "importance" not in json.loads(ok("versions", "show", "plain", "--json"))
     assert "… and 30 more" in ok("versions", "show", "wide")
+
+
+def test_target_leaves_the_label_column_out(cancer: Path) -> None:
+    labelled = cancer / "labelled.parquet"
+    FRAME[:5].assign(diagnosis=LABELS[:5]).to_parquet(labelled)
+    code, _, err = run("cancer", "--input", str(labelled))
+    assert code == 1 and "diagnosis" in err  # the label is not one of the model's inputs
+    plain = explained("cancer", "--input", str(cancer / "rows.parquet"), "--json")
+    assert explained("cancer", "--input", str(labelled), "--target", "diagnosis", "--json") == plain
+    code, _, err = run("cancer", "--input", str(labelled), "--target", "diagnosys")
+    assert code == 1 and err.startswith(f"error: {labelled} has no column 'diagnosys' to leave")
+    assert "did you mean 'diagnosis'?" in err
+    np.save(cancer / "rows.npy", FRAME[:2].to_numpy())
+    code, _, err = run("cancer", "--input", str(cancer / "rows.npy"), "--target", "diagnosis")
+    assert code == 1 and "an .npy file has none" in err
+    body = {"inputs": [{"name": "mean radius", "shape": [1], "datatype": "FP64", "data": [1.0]}]}
+    (cancer / "body.json").write_bytes(orjson.dumps(body))
+    code, _, err = run("cancer", "--input", str(cancer / "body.json"), "--target", "diagnosis")
+    assert code == 1 and "is a request body" in err

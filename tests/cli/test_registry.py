@@ -165,6 +165,20 @@ def test_mistakes_are_one_line_errors(args: list[str], message: str) -> None:
     assert message in err and "Traceback" not in out + err
 
 
+def test_model_update_sets_description_and_tags(folder: Path) -> None:
+    ok("log", str(folder), "-n", "fraud")
+    assert ok("models", "update", "fraud", "--description", "Card fraud", "--tag", "team=risk",
+              "--tag", "tier=1").strip() == "fraud"  # fmt: skip
+    shown = ok("models", "show", "fraud")
+    assert "Card fraud" in shown and "tag team=risk" in shown and "tag tier=1" in shown
+    model = json.loads(ok("models", "update", "fraud", "--delete-tag", "tier", "--json"))
+    assert (model["description"], model["tags"]) == ("Card fraud", {"team": "risk"})
+    code, out, err = run("models", "update", "nope", "--description", "x")
+    assert code == 1 and "model 'nope' does not exist" in err and "Traceback" not in out + err
+    code, _, err = run("models", "update", "fraud", "--tag", "team")
+    assert code == 1 and "tag 'team' must look like KEY=VALUE" in err
+
+
 def test_model_delete_asks_first(folder: Path) -> None:
     ok("log", str(folder), "-n", "fraud")
     result = CliRunner().invoke(app, ["models", "delete", "fraud"], input="n\n")

@@ -33,7 +33,7 @@ def mlp(yard: Yard, digits_mlp: Any, digits: Any) -> str:
 
 def test_quantize_registers_a_measured_child(yard: Yard, mlp: str, digits: Any) -> None:
     _, _, x, y = digits
-    result = yard.optimize.quantize(mlp, eval_data=(x, y), alias="int8")
+    result = yard.optimize.quantize(mlp, eval_data=(x, y), max_slowdown=None, alias="int8")
     version, report = result.version, result.report
     assert version.ref == "mlp:2" and yard.get_version("mlp@int8").ref == "mlp:2"
     assert [(e.parent, e.child, e.relation) for e in yard.lineage("mlp:2").edges] == [
@@ -60,7 +60,7 @@ def test_quantize_registers_a_measured_child(yard: Yard, mlp: str, digits: Any) 
 
 def test_float16(yard: Yard, mlp: str, digits: Any) -> None:
     _, _, x, y = digits
-    result = yard.optimize.quantize(mlp, eval_data=(x, y), dtype="float16")
+    result = yard.optimize.quantize(mlp, eval_data=(x, y), max_slowdown=None, dtype="float16")
     assert result.report.size_ratio == pytest.approx(2, rel=0.1)
     assert result.version.params["optimize.dtype"] == "float16"
     assert yard.load_model(result.version.ref).predict(x[:3]).shape == (3, 10)
@@ -69,12 +69,15 @@ def test_float16(yard: Yard, mlp: str, digits: Any) -> None:
 def test_past_the_tolerance_is_refused_unless_forced(yard: Yard, mlp: str, digits: Any) -> None:
     _, _, x, y = digits
     with pytest.raises(OptimizationRefused, match=r"accuracy changed by -\d+\.\d+%") as caught:
-        yard.optimize.prune(mlp, eval_data=(x, y), sparsity=0.95)
+        yard.optimize.prune(mlp, eval_data=(x, y), max_slowdown=None, sparsity=0.95)
     report = caught.value.report
     assert isinstance(report, OptimizeReport) and not report.accepted
     assert "| accuracy |" in str(caught.value)
+    assert "(pass force=True to register it anyway" in str(caught.value)  # the SDK's keyword
     assert [v.ref for v in yard.list_versions("mlp")] == ["mlp:1"]  # nothing registered
-    forced = yard.optimize.prune(mlp, eval_data=(x, y), sparsity=0.95, force=True)
+    forced = yard.optimize.prune(
+        mlp, eval_data=(x, y), max_slowdown=None, sparsity=0.95, force=True
+    )
     assert forced.report.forced and "forced" in forced.report.table()
     assert forced.version.tags["optimize.forced"] == "true"
     assert forced.version.params["optimize.sparsity"] == "0.95"
@@ -87,7 +90,13 @@ def test_prune_with_fine_tuning(yard: Yard, mlp: str, digits: Any) -> None:
         train(module, x_train, y_train, epochs=5)
 
     result = yard.optimize.prune(
-        mlp, eval_data=(x, y), sparsity=0.7, structured=False, finetune=finetune, tolerance=0.03
+        mlp,
+        eval_data=(x, y),
+        max_slowdown=None,
+        sparsity=0.7,
+        structured=False,
+        finetune=finetune,
+        tolerance=0.03,
     )
     assert result.version.params["optimize.finetune"] == "finetune"
     assert float(result.version.params["optimize.zeros"]) == pytest.approx(0.7, abs=0.01)
@@ -98,7 +107,7 @@ def test_prune_with_fine_tuning(yard: Yard, mlp: str, digits: Any) -> None:
 def test_remove_layers_then_fine_tune(yard: Yard, mlp: str, digits: Any) -> None:
     x_train, y_train, x, y = digits
     result = yard.optimize.prune(
-        mlp, eval_data=(x, y), layers=["layers.4", "layers.5"], tolerance=0.05,
+        mlp, eval_data=(x, y), max_slowdown=None, layers=["layers.4", "layers.5"], tolerance=0.05,
         finetune=lambda module: train(module, x_train, y_train, epochs=10),
     )  # fmt: skip
     loaded = yard.load_model(result.version.ref)
@@ -113,7 +122,7 @@ def test_exported_parents_prune_in_place(yard: Yard, digits_mlp: Any, digits: An
     _, _, x, y = digits
     yard.log_model(digits_mlp, name="exported", input_example=x[:5])
     result = yard.optimize.prune(
-        "exported:1", eval_data=(x, y), sparsity=0.2, structured=True, force=True
+        "exported:1", eval_data=(x, y), max_slowdown=None, sparsity=0.2, structured=True, force=True
     )
     diff = yard.diff("exported:1", "exported:2")
     # the program is shared, not traced again: only the weights (and the metadata) differ
@@ -121,7 +130,7 @@ def test_exported_parents_prune_in_place(yard: Yard, digits_mlp: Any, digits: An
     assert "model.safetensors" in [change.path for change in diff.files_changed]
     assert yard.load_model(result.version.ref).predict(x[:2]).shape == (2, 10)
     with pytest.raises(UnsupportedModel, match=r"\(export format\) records none that rebuilds it"):
-        yard.optimize.quantize("exported:1", eval_data=(x, y))
+        yard.optimize.quantize("exported:1", eval_data=(x, y), max_slowdown=None)
 
 
 def test_exported_parents_whose_class_rebuilds(yard: Yard, digits_mlp: Any, digits: Any) -> None:
@@ -130,7 +139,7 @@ def test_exported_parents_whose_class_rebuilds(yard: Yard, digits_mlp: Any, digi
                    options={"init": {"hidden": 64}, "export": True})  # fmt: skip
     settings = yard.load_model("both:1").info.settings
     assert settings["format"] == "export" and settings["class"].endswith(":DigitsMLP")
-    result = yard.optimize.quantize("both:1", eval_data=(x, y))
+    result = yard.optimize.quantize("both:1", eval_data=(x, y), max_slowdown=None)
     assert result.report.accepted
     assert yard.load_model(result.version.ref).info.settings["format"] == "class"
     smaller = yard.optimize.prune("both:1", eval_data=(x, y), layers=["layers.2", "layers.3"],
@@ -144,13 +153,13 @@ def test_what_cannot_be_optimized_is_refused(yard: Yard, mlp: str, digits: Any) 
     _, _, x, y = digits
     yard.log_model(LogisticRegression(max_iter=200).fit(x, y), name="lr", input_example=x[:2])
     with pytest.raises(UnsupportedModel, match="convert it to ONNX first"):
-        yard.optimize.quantize("lr:1", eval_data=(x, y))
+        yard.optimize.quantize("lr:1", eval_data=(x, y), max_slowdown=None)
     with pytest.raises(UnsupportedModel, match="prune works on torch versions"):
-        yard.optimize.prune("lr:1", eval_data=(x, y))
+        yard.optimize.prune("lr:1", eval_data=(x, y), max_slowdown=None)
     with pytest.raises(UnsupportedModel, match="graph optimization works on onnx"):
-        yard.optimize.optimize_graph("lr:1", eval_data=(x, y))
+        yard.optimize.optimize_graph("lr:1", eval_data=(x, y), max_slowdown=None)
     with pytest.raises(UnsupportedModel, match="static int8 is for ONNX"):
-        yard.optimize.quantize(mlp, eval_data=(x, y), method="static")
+        yard.optimize.quantize(mlp, eval_data=(x, y), max_slowdown=None, method="static")
     with pytest.raises(NotFound, match="not made by an optimization step"):
         yard.optimize.report(mlp)
 
@@ -195,13 +204,15 @@ def test_lower_is_better_metrics_and_custom_functions(yard: Yard, digits: Any) -
     yard.log_model(regressor.eval(), name="reg", input_example=x[:2],
                    options={"export": False, "init": {"hidden": 32, "classes": 1}})  # fmt: skip
     result = yard.optimize.quantize("reg:1", eval_data=(x, y.astype(float)), metric="rmse",
-                                    tolerance=0.05)  # fmt: skip
+                                    tolerance=0.05, max_slowdown=None)  # fmt: skip
     assert not result.report.higher_is_better and result.version.metrics["rmse"] > 0
 
     def within_one(truth: np.ndarray, output: Any) -> float:
         return float(np.mean(np.abs(np.asarray(output)[:, 0] - truth) <= 1))
 
-    custom = yard.optimize.quantize("reg:1", eval_data=(x, y), metric=within_one, force=True)
+    custom = yard.optimize.quantize(
+        "reg:1", eval_data=(x, y), max_slowdown=None, metric=within_one, force=True
+    )
     assert custom.report.metric == "within_one" and "within_one" in custom.version.metrics
 
 
@@ -211,7 +222,7 @@ def test_through_the_api(make_yard: Any, digits_mlp: Any, digits: Any) -> None:
     _, _, x, y = digits
     remote.log_model(digits_mlp, name="mlp", input_example=x[:5],
                      options={"export": False, "init": {"hidden": 64}})  # fmt: skip
-    result = remote.optimize.quantize("mlp:1", eval_data=(x, y))
+    result = remote.optimize.quantize("mlp:1", eval_data=(x, y), max_slowdown=None)
     assert remote.get_version("mlp:2").metrics["accuracy"] == result.report.after.metric
     assert remote.optimize.report("mlp:2") == result.report
     assert remote.lineage("mlp:2").edges[0].relation == "quantize"
@@ -236,15 +247,17 @@ def test_structured_pruning_narrows_the_layers(yard: Yard, mlp: str, digits: Any
 
 def test_onnx_steps_through_the_registry(yard: Yard, mlp: str, digits: Any) -> None:
     x_train, _, x, y = digits
-    converted = yard.optimize.convert(mlp, eval_data=(x, y), alias="onnx")
+    converted = yard.optimize.convert(mlp, eval_data=(x, y), max_slowdown=None, alias="onnx")
     onnx_ref = converted.version.ref
     assert yard.get_version(onnx_ref).flavor == "onnx"
     assert converted.report.after.metric == pytest.approx(converted.report.before.metric)
-    dynamic = yard.optimize.quantize(onnx_ref, eval_data=(x, y))
-    static = yard.optimize.quantize(onnx_ref, eval_data=(x, y), method="static",
+    dynamic = yard.optimize.quantize(onnx_ref, eval_data=(x, y), max_slowdown=None)
+    static = yard.optimize.quantize(onnx_ref, eval_data=(x, y), max_slowdown=None, method="static",
                                     calibration=x_train[:100], per_channel=True)  # fmt: skip
-    half = yard.optimize.quantize(onnx_ref, eval_data=(x, y), dtype="float16")
-    graph = yard.optimize.optimize_graph(onnx_ref, eval_data=(x, y), level="basic")
+    half = yard.optimize.quantize(onnx_ref, eval_data=(x, y), max_slowdown=None, dtype="float16")
+    graph = yard.optimize.optimize_graph(
+        onnx_ref, eval_data=(x, y), max_slowdown=None, level="basic"
+    )
     for result, step in ((dynamic, "quantize"), (static, "quantize"), (half, "quantize"),
                          (graph, "optimize-graph")):  # fmt: skip
         assert result.version.parents == [onnx_ref]
@@ -256,9 +269,9 @@ def test_onnx_steps_through_the_registry(yard: Yard, mlp: str, digits: Any) -> N
     chain = yard.lineage(dynamic.version.ref)
     assert [edge.relation for edge in chain.edges] == ["convert", "quantize"]
     with pytest.raises(ConfigurationError, match="static int8 needs calibration"):
-        yard.optimize.quantize(onnx_ref, eval_data=(x, y), method="static")
+        yard.optimize.quantize(onnx_ref, eval_data=(x, y), max_slowdown=None, method="static")
     with pytest.raises(ConfigurationError, match="convert to 'onnx' only"):
-        yard.optimize.convert(mlp, eval_data=(x, y), to="tflite")
+        yard.optimize.convert(mlp, eval_data=(x, y), max_slowdown=None, to="tflite")
 
 
 @pytest.mark.parametrize("framework", ["sklearn", "xgboost", "lightgbm"])
@@ -277,9 +290,9 @@ def test_tree_models_convert_to_onnx(yard: Yard, digits: Any, framework: str) ->
 
         model = lightgbm.LGBMClassifier(n_estimators=10, verbose=-1, n_jobs=1)
     yard.log_model(model.fit(x_train, y_train), name="trees", input_example=x[:5])
-    result = yard.optimize.convert("trees:1", eval_data=(x, y))
+    result = yard.optimize.convert("trees:1", eval_data=(x, y), max_slowdown=None)
     assert result.report.accepted and result.version.flavor == "onnx"
     served = yard.load_model(result.version.ref).predict(x)
     assert (served["output-0"] if isinstance(served, dict) else served).shape[0] == len(x)
     with pytest.raises(UnsupportedModel):  # an ensemble of trees has no weights to quantize
-        yard.optimize.quantize(result.version.ref, eval_data=(x, y))
+        yard.optimize.quantize(result.version.ref, eval_data=(x, y), max_slowdown=None)

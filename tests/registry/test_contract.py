@@ -16,7 +16,10 @@ import pytest
 from modelyard import Settings, Yard
 from modelyard._remote import HttpRegistry
 from modelyard.errors import (
+    ConfigurationError,
     GateFailed,
+    InvalidFilter,
+    InvalidReference,
     ModelNotFound,
     NotFound,
     RunNotFound,
@@ -133,6 +136,49 @@ def test_tags(registry: RegistryAPI, name: str) -> None:
     assert registry.delete_tag(f"{name}:1", "reviewed").tags == {}
 
 
+def test_model_description_and_tags(registry: RegistryAPI, name: str) -> None:
+    registry.create_version(name, tags={"kept": "on the version"})
+    model = registry.update_model(name, description="Card fraud", tags={"team": "risk", "n": 2})
+    assert (model.description, model.tags) == ("Card fraud", {"team": "risk", "n": "2"})
+    model = registry.update_model(name, tags={"tier": "1"}, delete_tags=["n", "absent"])
+    assert (model.description, model.tags) == ("Card fraud", {"team": "risk", "tier": "1"})
+    assert registry.update_model(name, description="", delete_tags="team").tags == {"tier": "1"}
+    got = registry.get_model(name)
+    assert (got.description, got.tags) == ("", {"tier": "1"})
+    assert registry.get_version(f"{name}:1").tags == {"kept": "on the version"}
+    events = [e for e in registry.audit_log(target=name) if e.action == "model.update"]
+    assert [e.after for e in events] == [
+        {"description": "Card fraud", "tags.n": "2", "tags.team": "risk"},
+        {"tags.n": None, "tags.tier": "1"},
+        {"description": "", "tags.team": None},
+    ]
+    registry.update_model(name, tags={"tier": "1"})  # no change: nothing recorded
+    assert len([e for e in registry.audit_log(target=name) if e.action == "model.update"]) == 3
+
+
+def test_model_updates_refuse_bad_input(registry: RegistryAPI, name: str) -> None:
+    with pytest.raises(ModelNotFound) as missing:
+        registry.update_model(name, description="x")
+    assert missing.value.status_code == 404
+    registry.create_version(name)
+    with pytest.raises(
+        InvalidReference, match=r"of at most 255 characters, no NUL \(this one has 300"
+    ):
+        registry.update_model(name, tags={"k" * 300: "v"})
+    with pytest.raises(ConfigurationError, match="description may not contain NUL"):
+        registry.update_model(name, description="a\x00b")
+    with pytest.raises(InvalidReference, match="non-empty tag key"):
+        registry.update_model(name, delete_tags=[""])
+    with pytest.raises(ConfigurationError, match="description may be at most 65536 char"):
+        registry.update_model(name, description="x" * 65_537)
+    with pytest.raises(ConfigurationError, match="tag 'a' is both set and deleted"):
+        registry.update_model(name, tags={"a": "1"}, delete_tags=["a"])
+    with pytest.raises(InvalidReference, match="tag key of at most 255"):
+        registry.set_tag(f"{name}:1", "k" * 256, "v")
+    got = registry.get_model(name)
+    assert (got.description, got.tags) == ("", {})
+
+
 def test_delete_version_and_model(registry: RegistryAPI, name: str) -> None:
     registry.create_version(name)
     registry.create_version(name, alias="live")
@@ -209,6 +255,22 @@ def test_runs_log_and_end(registry: RegistryAPI, name: str) -> None:
     assert found.artifacts == {"plots": "sha256:" + "1" * 64} and found.code_revision == "abc"
     history = registry.metric_history(run.id, "loss")
     assert [(p.step, p.value) for p in history] == [(0, 0.5), (5, 0.25)]
+
+
+def test_runs_search(registry: RegistryAPI, name: str) -> None:
+    first = registry.create_run(name=name, params={"lr": 0.1}, tags={"sweep": name})
+    registry.log_metrics(first.id, {"loss": 0.2})
+    second = registry.create_run(name=name, params={"lr": 0.01}, tags={"sweep": name})
+    registry.log_metrics(second.id, {"loss": 0.4})
+    mine = f"tags.sweep = '{name}'"
+    assert [r.id for r in registry.search_runs(mine)] == [second.id, first.id]  # newest first
+    found = registry.search_runs(f"{mine} and metrics.loss < 0.3", order_by="metrics.loss")
+    assert [(r.id, r.metrics, r.params) for r in found] == [(first.id, {"loss": 0.2}, first.params)]
+    best = registry.search_runs(mine, order_by="metrics.loss", limit=1)
+    assert [r.id for r in best] == [first.id]
+    assert len(registry.search_runs(limit=1)) == 1
+    with pytest.raises(InvalidFilter, match="unknown field 'nope'"):
+        registry.search_runs("nope = 1")
 
 
 # lineage and diff ------------------------------------------------------------------------------

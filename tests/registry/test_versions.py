@@ -99,6 +99,19 @@ def test_tags_can_be_set_and_removed(registry: Registry) -> None:
         registry.set_tag("fraud:1", "", "x")
 
 
+def test_model_text_that_a_database_cannot_store_is_refused(registry: Registry) -> None:
+    registry.create_version("fraud")
+    longest = "k" * 255
+    assert (
+        registry.update_model("fraud", tags={longest: "é" * 65_536}).tags[longest] == "é" * 65_536
+    )
+    with pytest.raises(ConfigurationError, match="may not contain NUL"):
+        registry.update_model("fraud", tags={"k": "a\x00"})
+    with pytest.raises(InvalidReference, match="no NUL"):
+        registry.update_model("fraud", tags={"a\ud800": "v"})
+    assert registry.get_model("fraud").tags == {longest: "é" * 65_536}
+
+
 def test_delete_version_only_when_unaliased(registry: Registry) -> None:
     registry.create_version("fraud", alias="production")
     registry.create_version("fraud")

@@ -133,7 +133,21 @@ def test_a_reader_cannot_write(server: Server) -> None:
         assert "needs the editor role on model 'fraud'" in str(refused["error"])
         _refused(rita.put("/version/tags", params={"ref": "fraud:1", "key": "k"},
                           json={"value": "v"}), 403, "PermissionDenied")  # fmt: skip
+        patched = _refused(rita.patch("/models/fraud", json={"description": "mine"}), 403,
+                           "PermissionDenied")  # fmt: skip
+        assert patched["details"] == {"principal": "rita", "role": "editor", "model": "fraud"}
         _refused(rita.post("/runs", json={}), 403, "PermissionDenied")
+
+
+def test_runs_are_searched_by_readers_only(server: Server) -> None:
+    with server.client("ed") as ed:
+        made = ed.post("/runs", json={"name": "run-search"}).json()
+    with server.client("rita") as rita:
+        found = rita.get("/runs", params={"q": "name = 'run-search'", "limit": 5}).json()
+        assert [run["id"] for run in found] == [made["id"]]
+        _refused(rita.get("/runs", params={"q": "nope = 1"}), 400, "InvalidFilter")
+    with server.client("nobody") as nobody:
+        _refused(nobody.get("/runs"), 403, "PermissionDenied")
 
 
 def test_an_editor_cannot_move_production_or_delete(server: Server) -> None:
@@ -198,6 +212,9 @@ def test_grants_per_model_pattern(server: Server) -> None:
         assert fran.post("/models/fraud-eu/versions", json={}).status_code == 201
         refused = _refused(fran.post("/models/churn/versions", json={}), 403, "PermissionDenied")
         assert refused["details"]["model"] == "churn"  # type: ignore[index]
+        described = fran.patch("/models/fraud-eu", json={"tags": {"team": "eu"}})
+        assert described.json()["tags"] == {"team": "eu"}
+        _refused(fran.patch("/models/fraud", json={"tags": {}}), 403, "PermissionDenied")
         assert [m["name"] for m in fran.get("/models").json()] == ["fraud-eu"]
         found = fran.post("/versions/search", json={}).json()["versions"]
         assert {v["name"] for v in found} == {"fraud-eu"}

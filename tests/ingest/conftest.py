@@ -1,0 +1,135 @@
+"""A real MLflow, in a virtualenv of its own, filled by tests/ingest/mlflow_side.py.
+
+The virtualenv lives in `~/.cache/modelyard-tests/mlflow-venv` and is reused while it imports;
+making it takes about two minutes with a warm pip cache (MLflow 3, scikit-learn, XGBoost,
+LightGBM, ONNX, skl2onnx and skops at the versions this environment has, so pickles and skops
+files load on both sides; torch only from a wheel pip already has, never a download of
+gigabytes: without it the pytorch case is left out of the registry).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+VENV = Path.home() / ".cache" / "modelyard-tests" / "mlflow-venv"
+SIDE = Path(__file__).parent / "mlflow_side.py"
+SAME_AS_HERE = ("scikit-learn", "xgboost", "lightgbm", "onnx", "skl2onnx", "skops", "numpy")
+CHECK = "import mlflow, sklearn, xgboost, lightgbm, onnx, skl2onnx, skops"
+
+
+@dataclass(frozen=True)
+class MlflowRegistry:
+    """A running `mlflow server`, what was logged to it and what MLflow predicted."""
+
+    uri: str
+    inputs: list[list[float]]
+    versions: list[tuple[str, str]]
+    answers: dict[str, dict[str, Any]]
+    folders: Path
+
+
+def _python() -> Path:
+    return VENV / "bin" / "python"
+
+
+def _usable() -> bool:
+    if not _python().exists():
+        return False
+    return subprocess.run([_python(), "-c", CHECK], capture_output=True).returncode == 0
+
+
+def _make_venv() -> None:
+    shutil.rmtree(VENV, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
+    pip = [str(_python()), "-m", "pip", "install", "-q"]
+    try:  # torch only when pip finds this environment's wheel on disk (then its small deps)
+        torch = f"torch=={version('torch').split('+')[0]}"
+    except PackageNotFoundError:
+        torch = ""
+    if torch and subprocess.run([*pip, "--no-index", "--no-deps", torch]).returncode == 0:
+        subprocess.run([*pip, torch], check=True)
+    pins = [f"{name}=={version(name)}" for name in SAME_AS_HERE]
+    subprocess.run([*pip, "mlflow>=3,<4", *pins], check=True)
+
+
+@pytest.fixture(scope="session")
+def mlflow_python() -> Path:
+    """The MLflow virtualenv's interpreter, made on first use."""
+    if not _usable():
+        _make_venv()
+    return _python()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(uri: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"mlflow server exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{uri}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"mlflow server did not answer in time: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="session")
+def mlflow_registry(
+    mlflow_python: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MlflowRegistry]:
+    """`mlflow server` over SQLite with proxied artifacts, filled by mlflow_side.py."""
+    root = tmp_path_factory.mktemp("mlflow")
+    port = _free_port()
+    uri = f"http://127.0.0.1:{port}"
+    log = root / "server.log"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [mlflow_python, "-m", "mlflow", "server", "--backend-store-uri",
+             f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts"),
+             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            stdout=output, stderr=subprocess.STDOUT, env=env, cwd=root,
+        )  # fmt: skip
+    try:
+        _wait(uri, process, log)
+        side = [str(mlflow_python), str(SIDE)]
+        out = root / "out.json"
+        for args in (["registry", uri, str(out)], ["folder", str(root / "folders")]):
+            done = subprocess.run([*side, *args], capture_output=True, text=True, cwd=root, env=env)
+            assert done.returncode == 0, done.stderr[-3000:]
+        written = json.loads(out.read_text())
+        yield MlflowRegistry(
+            uri=uri,
+            inputs=written["inputs"],
+            versions=[tuple(pair) for pair in written["versions"]],
+            answers=written["answers"],
+            folders=root / "folders",
+        )
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
