@@ -1,7 +1,8 @@
-"""Inference server benchmark: `modelyard serve` under `wrk`, against calling the model directly.
+"""Inference server benchmark: `modelyard serve` under `wrk`, against calling the model directly
+and against MLServer 1.7.1 serving the same model in the same run.
 
     python bench/serving.py [--seconds 8] [--out bench/results/serving.json] [--omp-threads 1]
-                            [--no-pin]
+                            [--no-pin] [--peer mlserver|none] [--peer-only] [--rounds 3]
 
 A few minutes at the defaults; needs `wrk` (apt-get install wrk). In a fresh temporary home it
 logs a scikit-learn HistGradientBoostingClassifier and a small torch MLP (20 float32 features
@@ -10,6 +11,9 @@ each), serves each with `modelyard serve NAME@production` in its own process and
 and 100-row requests. Where `taskset` exists the server runs on core 0 and wrk on core 1. Then
 hgb is served twice more, open and with bearer tokens (`MODELYARD_AUTH=true`), and the two are
 driven in turns to give the token check's cost as a ratio (`--auth-only` runs just that).
+Last, `bench/serving_peer.py` serves hgb with modelyard and with MLServer at once, pinned and
+unpinned, and sets their req/s, p99 and CPU per request side by side (`--peer none` skips it,
+`--peer-only` runs only it): the issue's goal is read there.
 
 Reading the table: `req/s` and the latency percentiles are wrk's; `batch rows` is the mean rows
 per call of the model during the run (from /metrics); `direct rows/s` is the same model called in
@@ -45,14 +49,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "bench"))
+
 import modelyard  # noqa: E402
 from modelyard import Settings, Yard  # noqa: E402
 from tests.servers import free_port  # noqa: E402
 
-# The issue's figures for the same kind of model: MLServer 1.7 with adaptive batching, and
-# `mlflow models serve`. The goal is five times MLServer's throughput at a fifth of its p99.
-MLSERVER_RPS, MLSERVER_P99_MS, MLFLOW_RPS = 684.0, 259.0, 80.0
-GOAL_RPS, GOAL_P99_MS = 5 * MLSERVER_RPS, 50.0
 FEATURES = 20
 ROWS = (1, 100)
 CONCURRENCY = (1, 8, 64)
@@ -69,19 +71,42 @@ wrk.headers["Content-Type"] = "application/json"
 Predict = Callable[[np.ndarray[Any, Any]], object]
 
 
-def train(yard: Yard) -> dict[str, Predict]:
-    """Log both models as NAME@production; return how to call each directly."""
-    import torch
+def training_data() -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """5,000 synthetic rows of `FEATURES` float32 features, two classes."""
     from sklearn.datasets import make_classification
-    from sklearn.ensemble import HistGradientBoostingClassifier
 
     x, y = make_classification(
         n_samples=5_000, n_features=FEATURES, n_informative=10, random_state=0
     )
-    x = x.astype(np.float32)
+    return x.astype(np.float32), y
+
+
+def log_hgb(yard: Yard) -> Any:
+    """Fit the HistGradientBoostingClassifier, log it as hgb@production, and return it."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    x, y = training_data()
     hgb = HistGradientBoostingClassifier(max_iter=100, random_state=0).fit(x, y)
     yard.log_model(hgb, name="hgb", input_example=x[:2], alias="production")
+    return hgb
 
+
+def request_rows() -> np.ndarray[Any, Any]:
+    """The rows every request sends (its first 1 or 100)."""
+    return np.random.default_rng(0).normal(size=(100, FEATURES)).round(4).astype(np.float32)
+
+
+def can_pin() -> bool:
+    """Whether server and wrk can each get a core of their own (taskset, 2+ cores)."""
+    return shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
+
+
+def train(yard: Yard) -> dict[str, Predict]:
+    """Log both models as NAME@production; return how to call each directly."""
+    import torch
+
+    hgb = log_hgb(yard)
+    x, y = training_data()
     torch.manual_seed(0)
     mlp = torch.nn.Sequential(
         torch.nn.Linear(FEATURES, 64), torch.nn.ReLU(),
@@ -107,10 +132,11 @@ def train(yard: Yard) -> dict[str, Predict]:
 
 @contextmanager
 def served(
-    ref: str, *, home: Path, log: Path, omp_threads: int, pin: bool, auth: bool = False
-) -> Iterator[str]:
+    ref: str, *, home: Path, log: Path, omp_threads: int, pin: bool, auth: bool = False,
+    pids: list[int] | None = None,
+) -> Iterator[str]:  # fmt: skip
     """`modelyard serve REF` in its own process (requiring bearer tokens with `auth`); yields
-    its URL once ready, stops it after."""
+    its URL once ready, stops it after. Its process id is appended to `pids`."""
     env = {**os.environ, "MODELYARD_HOME": str(home), "MODELYARD_AUTH": str(auth).lower()}
     # OpenMP worker threads (HGB's predict, torch's intra-op pool) spin while they wait for
     # work, and on a 2-core machine they take the core the event loop needs. Measured once
@@ -128,6 +154,8 @@ def served(
             (["taskset", "-c", "0"] if pin else []) + command,
             env=env, stdout=output, stderr=subprocess.STDOUT,
         )  # fmt: skip
+    if pids is not None:
+        pids.append(process.pid)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -403,14 +431,66 @@ def print_table(rows: list[dict[str, Any]]) -> dict[str, Any]:
             print(f"! {row['model']} rows={row['rows']} c={row['concurrency']}: "
                   f"{row['non_2xx']} non-2xx; socket errors: {row['socket_errors']}")  # fmt: skip
     hgb = next(r for r in rows if (r["model"], r["rows"], r["concurrency"]) == ("hgb", 1, 64))
-    met = hgb["req_s"] >= GOAL_RPS and hgb["p99_ms"] < GOAL_P99_MS and not hgb["non_2xx"]
-    print(f"\ngoal: hgb, 1-row requests, 64 connections: >= {GOAL_RPS:,.0f} req/s (5x MLServer "
-          f"1.7's {MLSERVER_RPS:.0f}) with p99 < {GOAL_P99_MS:.0f} ms (MLServer: "
-          f"{MLSERVER_P99_MS:.0f} ms): {hgb['req_s']:,.0f} req/s, p99 {hgb['p99_ms']:.1f} ms: "
-          f"{'met' if met else 'NOT met'} ({hgb['req_s'] / MLSERVER_RPS:.1f}x MLServer, "
-          f"{hgb['req_s'] / MLFLOW_RPS:.0f}x MLflow's {MLFLOW_RPS:.0f} req/s)")  # fmt: skip
-    return {"req_s": hgb["req_s"], "p99_ms": hgb["p99_ms"], "goal_req_s": GOAL_RPS,
-            "goal_p99_ms": GOAL_P99_MS, "met": met}  # fmt: skip
+    print(f"\nhgb, 1-row requests, 64 connections: {hgb['req_s']:,.0f} req/s, p99 "
+          f"{hgb['p99_ms']:.1f} ms (set against MLServer in the same run below, unless "
+          "--peer none)")  # fmt: skip
+    return {"req_s": hgb["req_s"], "p99_ms": hgb["p99_ms"]}
+
+
+def run(
+    seconds: float, *, omp_threads: int = 1, pin: bool | None = None, peer: str = "mlserver",
+    peer_only: bool = False, auth_only: bool = False, rounds: int = 3,
+) -> dict[str, Any]:  # fmt: skip
+    """Every case (or only the auth comparison, or only the peer's); the JSON document."""
+    args = argparse.Namespace(seconds=int(seconds), omp_threads=omp_threads)
+    pin = can_pin() if pin is None else pin and can_pin()
+    began = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    auth_rows: list[dict[str, Any]] = []
+    if not peer_only:
+        with tempfile.TemporaryDirectory(prefix="modelyard-bench-serving-") as folder:
+            work = Path(folder)
+            with Yard(Settings(home=work / "home")) as yard:
+                predictors = train(yard)
+            x = request_rows()
+            scripts = write_bodies(work, x)
+            rows = [] if auth_only else [
+                row for name, predict in predictors.items()
+                for row in bench_model(name, predict, x, work=work, scripts=scripts, args=args,
+                                       pin=pin)]  # fmt: skip
+            auth_rows = bench_auth(x, work=work, args=args, pin=pin)
+        where = "server on core 0, wrk on core 1 (taskset)" if pin else "not pinned"
+        omp = f"OMP_NUM_THREADS={omp_threads}" if omp_threads else "OMP_NUM_THREADS unset"
+        print(f"{where}; server {omp}; wrk -t1, {args.seconds} s per run after {WARMUP_S} s "
+              "warm-up; direct: this process, 1 thread")  # fmt: skip
+    hgb = print_table(rows) if rows else None
+    if auth_rows:
+        print_auth_table(auth_rows)
+    peers = None
+    if peer == "mlserver" and not auth_only:
+        import serving_peer
+
+        pins = [True, False] if pin else [False]
+        peers = serving_peer.run(seconds, rounds=rounds, omp_threads=omp_threads, pins=pins)
+    return {"environment": environment(args, pin=pin, began=began), "hgb": hgb,
+            "goal": peers["goal"] if peers else None, "rows": rows, "auth": auth_rows,
+            "peer": peers}  # fmt: skip
+
+
+def environment(args: argparse.Namespace, *, pin: bool, began: float) -> dict[str, Any]:
+    import sklearn
+    import torch
+
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout
+    return {
+        "python": sys.version.split()[0], "platform": platform.platform(),
+        "cpu_count": os.cpu_count(), "pinned": pin, "server_omp_threads": args.omp_threads or None,
+        "seconds": args.seconds, "warmup_seconds": WARMUP_S, "wrk_threads": 1,
+        "versions": {"modelyard": modelyard.__version__, "numpy": np.__version__,
+                     "scikit-learn": sklearn.__version__, "torch": torch.__version__,
+                     "wrk": wrk_version.split()[1] if wrk_version else None},
+        "total_seconds": round(time.perf_counter() - began, 1),
+    }  # fmt: skip
 
 
 def main() -> None:
@@ -421,48 +501,23 @@ def main() -> None:
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
     parser.add_argument("--auth-only", action="store_true",
                         help="only the auth on/off comparison (a few minutes less)")  # fmt: skip
+    parser.add_argument(
+        "--peer",
+        choices=("mlserver", "none"),
+        default="mlserver",
+        help="serve the same model with MLServer 1.7.1 too (none: skip)",
+    )
+    parser.add_argument("--peer-only", action="store_true", help="only the MLServer comparison")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per server in the peer cases")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench/serving.py needs wrk on PATH: apt-get install wrk")
-    pin = not args.no_pin and shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the servers are stopped too
-    began = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="modelyard-bench-serving-") as folder:
-        work = Path(folder)
-        yard = Yard(Settings(home=work / "home"))
-        predictors = train(yard)
-        yard.close()
-        x = np.random.default_rng(0).normal(size=(100, FEATURES)).round(4).astype(np.float32)
-        scripts = write_bodies(work, x)
-        rows = [] if args.auth_only else [
-            row for name, predict in predictors.items()
-            for row in bench_model(name, predict, x, work=work, scripts=scripts, args=args,
-                                   pin=pin)]  # fmt: skip
-        auth_rows = bench_auth(x, work=work, args=args, pin=pin)
-    where = "server on core 0, wrk on core 1 (taskset)" if pin else "not pinned"
-    omp = f"OMP_NUM_THREADS={args.omp_threads}" if args.omp_threads else "OMP_NUM_THREADS unset"
-    print(
-        f"{where}; server {omp}; wrk -t1, {args.seconds} s per run after {WARMUP_S} s warm-up; "
-        "direct: this process, 1 thread"
-    )
-    goal = print_table(rows) if rows else None
-    print_auth_table(auth_rows)
-    import sklearn
-    import torch
-
-    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout
-    environment = {
-        "python": sys.version.split()[0], "platform": platform.platform(),
-        "cpu_count": os.cpu_count(), "pinned": pin, "server_omp_threads": args.omp_threads or None,
-        "seconds": args.seconds, "warmup_seconds": WARMUP_S, "wrk_threads": 1,
-        "versions": {"modelyard": modelyard.__version__, "numpy": np.__version__,
-                     "scikit-learn": sklearn.__version__, "torch": torch.__version__,
-                     "wrk": wrk_version.split()[1] if wrk_version else None},
-        "total_seconds": round(time.perf_counter() - began, 1),
-    }  # fmt: skip
+    document = run(args.seconds, omp_threads=args.omp_threads, pin=not args.no_pin,
+                   peer=args.peer, peer_only=args.peer_only, auth_only=args.auth_only,
+                   rounds=args.rounds)  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"environment": environment, "goal": goal, "rows": rows,
-                                    "auth": auth_rows}, indent=2))  # fmt: skip
+    args.out.write_text(json.dumps(document, indent=2))
     print(f"\nwrote {args.out}")
 
 

@@ -367,19 +367,21 @@ class Yard(RegistryMethods, Watching, Signing):
         port: int = 8080,
         trust: bool = False,
         workers: int = 1,
+        grpc_port: int | None = None,
     ) -> None:
         """Serve versions over the Open Inference Protocol until SIGTERM (then drain, return).
 
         `fraud@production` follows the alias (a move hot-swaps the version), `iris:3` pins one.
         The port is bound first; stderr gets where it listens, what each reference resolved
         to, `ready in 2.1 s`, and a line per request (`server_log_level`, default info).
+        `grpc_port`: the protocol's gRPC service on that port too (the `grpc` extra).
 
         >>> yard.serve(["fraud@production"], port=8080)
         """
         from modelyard.api import serve
 
         serve(self.settings, list(refs), host=host, port=port, trust=trust, workers=workers,
-              yard=self if workers <= 1 else None)  # fmt: skip
+              yard=self if workers <= 1 else None, grpc_port=grpc_port)  # fmt: skip
 
     @property
     def optimize(self) -> Optimizer:

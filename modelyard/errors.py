@@ -10,6 +10,7 @@
     ├── UnsupportedModel (400)          an object or folder no flavor can save or load
     │   └── ModelCrashed (400)          a model file that crashed the process probing it
     ├── IncompatibleModels (400)        versions that cannot be merged, naming the tensor
+    ├── SignatureChanged (409)          a swap to a version that takes or answers otherwise
     ├── OptimizationRefused (422)       an optimized model whose metric fell past the tolerance
     ├── UntrustedModel (403)            a pickle, stored code or type the operator did not trust
     │   └── UnsafeModel (403)           a pickle that imports os.system, subprocess, eval, …
@@ -33,7 +34,7 @@
     ├── IntegrityError (500)            stored bytes no longer match their digest
     ├── AuditHeadMissing (500)          the audit log's head row is gone (tampering)
     ├── InferenceError (500)            a model raised while predicting
-    │   └── InputRejected (422)         … a ValueError, TypeError, KeyError or IndexError
+    │   └── InputRejected (422)         … ValueError, TypeError, LookupError, ArithmeticError
     ├── ModelNotReady (503)             a served model is still loading, or failed to
     ├── ServerBusy (429)                the request queue is full; retry after `retry_after` s
     ├── PayloadTooLarge (413)           a request body over the configured limit
@@ -197,6 +198,15 @@ class IncompatibleModels(ModelyardError):
 
     code = "incompatible_models"
     status_code = 400
+
+
+class SignatureChanged(ModelyardError):
+    """A served model asked to swap to a version whose signature differs from the served one's
+    (other inputs, or other output names or datatypes): clients would get other answers. The
+    operator allows it with `--allow-signature-change`."""
+
+    code = "signature_changed"
+    status_code = 409
 
 
 class UntrustedModel(ModelyardError):
@@ -406,9 +416,10 @@ class InferenceError(ModelyardError):
 
 
 class InputRejected(InferenceError):
-    """The model refused the request's values: it raised `ValueError`, `TypeError`, `KeyError`
-    or `IndexError`, the errors Python code raises for arguments it cannot take. The request
-    matched the signature, so only the model can say what is wrong; the message is its own."""
+    """The model refused the request's values: it raised `ValueError`, `TypeError`,
+    `LookupError` (`KeyError`, `IndexError`) or `ArithmeticError` (a division by zero, an
+    overflow), the errors Python code raises for arguments it cannot take. The request matched
+    the signature, so only the model can say what is wrong; the message is its own."""
 
     code = "input_rejected"
     status_code = 422

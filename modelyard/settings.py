@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     serve_poll_seconds: float = Field(default=2.0, gt=0)
     """Serving: how often served aliases are checked for a move (then hot-swapped)."""
 
+    serve_allow_signature_change: bool = False
+    """Serving: swap in a version whose signature differs from the served one's (other inputs,
+    or other output names or datatypes); refused, logged and counted otherwise."""
+
     trusted_types: list[str] = Field(default_factory=list)
     """Loading: skops types (`module.Name`, a JSON list) trusted beyond modelyard's fixed list of
     safe scikit-learn types. Types recorded in a version's own files are never trusted."""

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from modelyard.api._app import create_app
     from modelyard.api._inference import InferenceApp
     from modelyard.api._inference_server import serve
-    from modelyard.api._listening import Listener, listen
+    from modelyard.api._listening import Listener, check_free, listen
     from modelyard.api._registry_server import serve_registry
     from modelyard.api._running import run, tls_options
     from modelyard.api._serving_wiring import create_inference_app
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "InferenceApp",
     "Listener",
+    "check_free",
     "create_app",
     "create_inference_app",
     "listen",
@@ -37,7 +38,7 @@ _HOMES = {
     "_app": ("create_app",),
     "_inference": ("InferenceApp",),
     "_inference_server": ("serve",),
-    "_listening": ("Listener", "listen"),
+    "_listening": ("Listener", "check_free", "listen"),
     "_registry_server": ("serve_registry",),
     "_running": ("run", "tls_options"),
     "_serving_wiring": ("create_inference_app",),

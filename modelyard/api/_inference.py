@@ -23,7 +23,15 @@ import orjson
 from modelyard.api._responses import send_error
 from modelyard.errors import MethodNotAllowed, ModelyardError, NotFound, PayloadTooLarge
 from modelyard.monitoring import parse_feedback
-from modelyard.serving import DataPlane, decode_request, encode_response
+from modelyard.serving import (
+    DataPlane,
+    Request,
+    assemble_body,
+    decode_request,
+    encode_binary_response,
+    encode_response,
+    parse_header_length,
+)
 
 if TYPE_CHECKING:
     from modelyard.monitoring import AlertLoop
@@ -37,6 +45,7 @@ _MODEL = re.compile(
     r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer|/explain|/feedback)?$"
 )
 _JSON = [(b"content-type", b"application/json")]
+_BINARY_HEADER = b"inference-header-content-length"  # the binary data extension's
 
 
 class InferenceApp:
@@ -76,9 +85,9 @@ class InferenceApp:
         if match is not None:
             name, version, action = match.groups()
             if action == "/infer" and method == "POST":
-                await self._infer(name, version, receive, send)
+                await self._infer(name, version, scope, receive, send)
             elif action == "/explain" and method == "POST":
-                await self._explain(name, version, receive, send)
+                await self._explain(name, version, scope, receive, send)
             elif action == "/feedback" and method == "POST":
                 records = parse_feedback(await self._body(receive))
                 stored = await self.plane.feedback(name, records)
@@ -107,9 +116,25 @@ class InferenceApp:
         else:
             raise NotFound(f"no route {path}; the Open Inference Protocol lives under /v2")
 
-    async def _infer(self, name: str, version: str | None, receive: Receive, send: Send) -> None:
-        request = decode_request(await self._body(receive))
+    async def _infer(
+        self, name: str, version: str | None, scope: dict[str, Any], receive: Receive, send: Send
+    ) -> None:
+        request = await self._request(scope, receive)
         answer = await self.plane.infer(name, version, request)
+        if any(request.wants_binary(output) for output in answer.outputs):
+            body, length = encode_binary_response(
+                answer.outputs,
+                model_name=answer.model_name,
+                model_version=answer.model_version,
+                request_id=answer.id,
+                binary=request.wants_binary,
+            )
+            headers = [
+                (b"content-type", b"application/octet-stream"),
+                (_BINARY_HEADER, str(length).encode()),
+            ]
+            await _send(send, 200, body, headers)
+            return
         body = encode_response(
             answer.outputs,
             model_name=answer.model_name,
@@ -118,9 +143,11 @@ class InferenceApp:
         )
         await _send(send, 200, body)
 
-    async def _explain(self, name: str, version: str | None, receive: Receive, send: Send) -> None:
+    async def _explain(
+        self, name: str, version: str | None, scope: dict[str, Any], receive: Receive, send: Send
+    ) -> None:
         """The same request as `/infer`; the answer is the explanation of each row."""
-        request = decode_request(await self._body(receive))
+        request = await self._request(scope, receive)
         explained = await self.plane.explain(name, version, request)
         document: dict[str, Any] = {
             "model_name": explained.model_name,
@@ -130,7 +157,22 @@ class InferenceApp:
             document["id"] = explained.id
         await _send(send, 200, orjson.dumps({**document, **explained.explanation.to_json()}))
 
+    async def _request(self, scope: dict[str, Any], receive: Receive) -> Request:
+        """Read and decode an inference request; with an `Inference-Header-Content-Length`
+        header, the tensors after the JSON are read in place (the binary data extension)."""
+        value = next((v for k, v in scope["headers"] if k == _BINARY_HEADER), None)
+        if value is None:
+            return decode_request(await self._body(receive))
+        length = parse_header_length(value)
+        body = assemble_body(await self._chunks(receive), header_length=length)
+        return decode_request(body, header_length=length)
+
     async def _body(self, receive: Receive) -> bytes:
+        chunks = await self._chunks(receive)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _chunks(self, receive: Receive) -> list[bytes]:
+        """The request body's chunks, up to the size limit."""
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -141,7 +183,7 @@ class InferenceApp:
                 raise PayloadTooLarge(self.max_body_bytes)
             chunks.append(chunk)
             if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                return chunks
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -1,6 +1,6 @@
 """Running the inference server until SIGTERM: in this process, or in `workers` processes.
 
-uvicorn starts each worker as a fresh process that imports `app_from_environment`; the worker
+Each worker is a fresh (spawned) process that imports `app_from_environment`; the worker
 finds its settings, references and routing in a private spec file (`_workers`), and the
 environment of this process is put back as it was once the workers have stopped.
 
@@ -14,11 +14,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from modelyard._imports import require
 from modelyard._yard import Yard
+from modelyard.api._http_server import run_lean, run_lean_workers
 from modelyard.api._inference import InferenceApp
-from modelyard.api._listening import Listener, listen
-from modelyard.api._running import WhenReady, run, run_workers, tls_options, with_read_timeout
-from modelyard.api._server_log import access_logged, log_to_stderr, say
+from modelyard.api._listening import Listener, address_of, check_free, listen
+from modelyard.api._running import WhenReady, tls_options
+from modelyard.api._server_log import log_to_stderr, say
 from modelyard.api._serving_auth import serving_auth
 from modelyard.api._serving_wiring import create_inference_app
 from modelyard.api._workers import announce_once, read_worker_spec, worker_environment
@@ -39,16 +41,24 @@ def serve(
     shadows: Sequence[str] = (),
     yard: Yard | None = None,
     listener: Listener | None = None,
+    grpc_port: int | None = None,
 ) -> None:
     """Serve until SIGTERM: in this process, or in `workers` processes for CPU-bound models
     (each loads the models; their metrics are added up in /metrics). `listener`: a socket
-    bound already (`listen`), else `host:port` is bound first.
+    bound already (`listen`), else `host:port` is bound first. `grpc_port`: serve the
+    protocol's gRPC service on `host:grpc_port` too (in every worker, sharing the port).
 
     >>> serve(Settings(), ["fraud@production"], port=8080, workers=4)   # blocks
     """
     listener = listener or listen(host, port)
-    routing = {"trust": trust, "canaries": dict(canaries or {}), "shadows": list(shadows)}
+    routing: dict[str, Any] = {"trust": trust, "canaries": dict(canaries or {}),
+                               "shadows": list(shadows)}  # fmt: skip
     with listener.socket:
+        if grpc_port is not None:
+            require("grpc", extra="grpc")  # a missing extra is named before anything loads
+            require("google.protobuf", extra="grpc")
+            check_free(host, grpc_port)
+            routing["grpc_address"] = address_of(host, grpc_port)
         _serve(settings, refs, listener, workers=workers, yard=yard, routing=routing)
 
 
@@ -67,45 +77,45 @@ def _serve(
     for ref in refs:
         Reference.parse(ref)  # a bad reference fails here, before the line below
     say(level, f"loading {', '.join(refs)} for {url} …")
-    timeout = settings.server_read_timeout_seconds
     restore = log_to_stderr(level)
     try:
         if workers <= 1:
             app = create_inference_app(settings, refs, yard=yard, **routing)
-            guarded = with_read_timeout(serving_auth(app, settings), read_timeout=timeout)
-            ready = _announcer(app, refs, url, listener.started, level)
-            run(access_logged(guarded, level), listener=listener, read_timeout=timeout, tls=tls,
-                log_level=level, on_ready=ready)  # fmt: skip
+            guarded = serving_auth(app, settings)  # body limit, timeouts, access log: the server's
+            ready = _announcer(app, refs, url, listener.started, level,
+                               grpc=routing.get("grpc_address"), tls=bool(tls))  # fmt: skip
+            run_lean(guarded, listener=listener, settings=settings, tls=tls, on_ready=ready)
             return
         if settings.serve_alerts is not None:  # a bad rule is refused once, not in each worker
             served = [Reference.parse(ref).name for ref in refs]
             load_rules(settings.serve_alerts, allowed_webhooks=settings.alert_webhooks,
                        served=served)  # fmt: skip
-        # uvicorn starts the workers as new processes: they get a private spec file's path,
+        # The workers are started as new processes: they get a private spec file's path,
         # and no secret in their environment (see `modelyard.api._workers`).
         with worker_environment(settings, refs, routing, url=url, started=listener.started):
-            run_workers(f"{__name__}:app_from_environment", listener=listener, workers=workers,
-                        read_timeout=timeout, tls=tls, log_level=level)  # fmt: skip
+            run_lean_workers(f"{__name__}:app_from_environment", listener=listener,
+                             workers=workers, settings=settings, tls=tls)  # fmt: skip
     finally:
         restore()
 
 
 def app_from_environment() -> Any:
-    """The app of one worker process, from the spec file `serve` handed it (behind the body
-    read timeout); the first worker to be ready prints the ready line."""
+    """The app of one worker process, from the spec file `serve` handed it; the first worker
+    to be ready prints the ready line."""
     spec = read_worker_spec()
     level = spec.settings.server_log_level
     log_to_stderr(level)  # this process ends with the server: nothing to put back
     app = create_inference_app(spec.settings, spec.refs, **spec.options, multiprocess=True)
-    announce = _announcer(app, spec.refs, spec.url, spec.started, level)
+    announce = _announcer(app, spec.refs, spec.url, spec.started, level,
+                          grpc=spec.options.get("grpc_address"),
+                          tls=spec.url.startswith("https:"))  # fmt: skip
 
     def ready() -> None:
         if announce_once(spec):
             announce()
 
     guarded = serving_auth(app, spec.settings)  # bearer tokens, with MODELYARD_AUTH
-    limited = with_read_timeout(guarded, read_timeout=spec.settings.server_read_timeout_seconds)
-    return WhenReady(access_logged(limited, level), ready)
+    return WhenReady(guarded, ready)  # body limit, timeouts, access log: the server's
 
 
 def served_lines(app: InferenceApp, refs: list[str], url: str) -> list[str]:
@@ -119,6 +129,9 @@ def served_lines(app: InferenceApp, refs: list[str], url: str) -> list[str]:
         number = Reference.parse(ref).number or served.default
         resolved = f"{name}:{number}"
         shown = ref if ref == resolved else f"{ref} ({resolved})"
+        if served.unloadable is not None and Reference.parse(ref).alias is not None:
+            bad = served.unloadable[0]  # the alias's own version: reported, not served
+            shown = f"{name}:{number}, the last good version of {ref} ({name}:{bad} does not load)"
         lines.append(f"serving {shown} at {url}/v2/models/{name}")
     for name, served in sorted(pool.models.items()):
         if served.canary is not None:
@@ -130,11 +143,20 @@ def served_lines(app: InferenceApp, refs: list[str], url: str) -> list[str]:
 
 
 def _announcer(
-    app: InferenceApp, refs: list[str], url: str, started: float, level: str
+    app: InferenceApp,
+    refs: list[str],
+    url: str,
+    started: float,
+    level: str,
+    *,
+    grpc: str | None = None,
+    tls: bool = False,
 ) -> Callable[[], None]:
     def announce() -> None:
         for line in served_lines(app, refs, url):
             say(level, line)
+        if grpc is not None:
+            say(level, f"gRPC (inference.GRPCInferenceService{', TLS' if tls else ''}) at {grpc}")
         say(level, f"ready in {time.monotonic() - started:.1f} s (Ctrl-C to stop)")
 
     return announce

@@ -57,11 +57,35 @@ def listen(host: str, port: int) -> Listener:
         sock.listen(BACKLOG)
     except OSError as error:
         sock.close()
-        shown = f"[{address}]:{port}" if family == socket.AF_INET6 else f"{address}:{port}"
-        if error.errno == errno.EADDRINUSE:
-            raise ConfigurationError(
-                f"{shown} is already in use: stop what listens there, or pick another --port"
-            ) from None
-        raise ConfigurationError(f"cannot listen on {shown}: {error.strerror or error}") from None
+        raise _refusal(error, host, port, option="--port") from None
     sock.set_inheritable(True)  # `--workers`: the worker processes share it
     return Listener(sock)
+
+
+def check_free(host: str, port: int, *, option: str = "--grpc-port") -> None:
+    """`ConfigurationError` naming `host:port` and `option` when it cannot be bound now: the
+    quick answer `listen` gives, for a server that binds its port itself (gRPC binds when the
+    server starts, before any model loads)."""
+    address = host.strip("[]")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+        except OSError as error:
+            raise _refusal(error, host, port, option=option) from None
+
+
+def address_of(host: str, port: int) -> str:
+    """`127.0.0.1:8081`, or `[::1]:8081`: an address as gRPC takes it and the logs show it."""
+    address = host.strip("[]")
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def _refusal(error: OSError, host: str, port: int, *, option: str) -> ConfigurationError:
+    shown = address_of(host, port)
+    if error.errno == errno.EADDRINUSE:
+        return ConfigurationError(
+            f"{shown} is already in use: stop what listens there, or pick another {option}"
+        )
+    return ConfigurationError(f"cannot listen on {shown}: {error.strerror or error}")

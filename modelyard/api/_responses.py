@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import orjson
-from fastapi import Request, Response
 from pydantic import BaseModel
 
 from modelyard.errors import MethodNotAllowed, ModelyardError, ServerBusy, Unauthenticated
+
+if TYPE_CHECKING:  # the inference server answers errors without loading any web framework
+    from starlette.requests import Request
+    from starlette.responses import Response
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -34,6 +37,8 @@ def encode(value: Any) -> bytes:
 
 def fast_json(status_code: int = 200) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Make a route return its record(s) as JSON directly, with `status_code`."""
+
+    from starlette.responses import Response  # FastAPI's own Response
 
     def decorate(endpoint: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(endpoint)
@@ -75,6 +80,8 @@ def render_error(error: ModelyardError, *, oip: bool = False) -> tuple[int, byte
 
 def error_response(_request: Request | None, error: ModelyardError) -> Response:
     """The registry API's answer to `error` (its exception handler; also an ASGI app)."""
+    from starlette.responses import Response  # FastAPI's own Response
+
     status, body, headers = render_error(error)
     return Response(body, status, headers=headers)
 

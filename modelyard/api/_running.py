@@ -1,10 +1,12 @@
-"""Run an ASGI app under uvicorn until SIGTERM or Ctrl-C, then drain and return (exit 0).
+"""Run an ASGI app until SIGTERM or Ctrl-C, then drain and return (exit 0).
 
-Both servers (`modelyard server`, `modelyard serve`) run here, with the same timeouts: an idle
-kept-alive connection is closed after `KEEP_ALIVE_SECONDS`; a client that has not sent a
-request's headers within `read_timeout` of connecting (or of its previous response) is
-disconnected (`HeaderTimeout`), and one that has not sent its body in that time gets 408
-(`RequestLimits`, which `with_read_timeout` puts in front of an app that lacks it).
+The registry server (`modelyard server`) runs on uvicorn here (`run`); the inference server
+(`modelyard serve`) runs on the lean HTTP/1.1 server of `_http_server`, whose requests are small
+and many (the HTTP layer was most of their cost: bench/README.md). Both have the same timeouts
+and keep-alive. Under uvicorn, an idle kept-alive connection is closed after
+`KEEP_ALIVE_SECONDS`; a client that has not sent a request's headers within `read_timeout` of
+connecting (or of its previous response) is disconnected (`HeaderTimeout`), and one that has
+not sent its body in that time gets 408 (`RequestLimits`, in the registry app).
 
 The socket is bound and listening before the app starts (`listen`), and `on_ready`
 (`WhenReady`) tells the caller once the app's startup (loading models) is done, for the ready
@@ -16,13 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from modelyard.api._limits import RequestLimits
 from modelyard.api._listening import Listener, listen
 from modelyard.api._server_log import Message, Receive, Scope, Send, uvicorn_level
 from modelyard.errors import ConfigurationError
@@ -110,12 +110,6 @@ def tls_options(settings: Settings) -> dict[str, str]:
     return {"ssl_certfile": str(settings.tls_certfile), "ssl_keyfile": str(settings.tls_keyfile)}
 
 
-def with_read_timeout(app: Any, *, read_timeout: float) -> Any:
-    """`app` behind `RequestLimits` bounding only the time a body may take (the app bounds its
-    size itself, as the inference server does)."""
-    return RequestLimits(app, max_body_bytes=sys.maxsize, read_timeout=read_timeout)
-
-
 class WhenReady:
     """ASGI middleware calling `ready()` once the app's lifespan startup is complete (the
     socket already listens, so the server answers from then on)."""
@@ -135,26 +129,6 @@ class WhenReady:
                 self.ready()
 
         await self.app(scope, receive, sending)
-
-
-def run_workers(
-    factory: str,
-    *,
-    listener: Listener,
-    workers: int,
-    read_timeout: float = DEFAULT_READ_TIMEOUT,
-    tls: Mapping[str, str] | None = None,
-    log_level: str = "info",
-) -> None:
-    """Serve the app `factory` (an import string) from `workers` processes sharing the
-    listener's socket; SIGTERM drains every worker. The factory's app should bound body reads
-    itself (`with_read_timeout`) and say when it is ready."""
-    from uvicorn.supervisors import Multiprocess
-
-    host, port = listener.socket.getsockname()[:2]
-    settings = config(factory, host=host, port=port, read_timeout=read_timeout, factory=True,
-                      workers=workers, log_level=log_level, **(tls or {}))  # fmt: skip
-    Multiprocess(settings, sockets=[listener.socket]).run()
 
 
 def run(

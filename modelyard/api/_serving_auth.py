@@ -15,11 +15,8 @@ import functools
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from modelyard._remote import raise_for
 from modelyard._tls import client_verify
 from modelyard.api._access import CACHE_LIMIT, Access
 from modelyard.api._responses import send_error
@@ -27,6 +24,9 @@ from modelyard.errors import ModelyardError, RegistryUnavailable, Unauthenticate
 from modelyard.registry import Database
 from modelyard.security import Principal, Role
 from modelyard.settings import Settings
+
+if TYPE_CHECKING:  # httpx is loaded only to ask a registry server (it costs a cold start 0.2 s)
+    import httpx
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -42,39 +42,61 @@ class ServingAuth:
     """ASGI middleware in front of the inference app: refuses a request without the reader
     role on its model (401 or 403, the registry's error bodies)."""
 
-    def __init__(self, app: App, *, check: Check, fast: Check | None = None) -> None:
+    def __init__(self, app: App, *, check: TokenCheck) -> None:
         self.app = app
         self.check = check
-        self.fast = fast
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in _OPEN:
             await self.app(scope, receive, send)
             return
         matched = _MODEL.match(scope["path"])
-        arguments = (_header(scope, b"authorization"), _client(scope),
-                     matched.group(1) if matched else None)  # fmt: skip
         try:
-            if self.fast is None or not _passes(self.fast, arguments):
-                call = functools.partial(self.check, *arguments)
-                await asyncio.get_running_loop().run_in_executor(None, call)
+            await self.check(_header(scope, b"authorization"), _client(scope),
+                             matched.group(1) if matched else None)  # fmt: skip
         except ModelyardError as error:
             await send_error(send, error)
             return
         await self.app(scope, receive, send)
 
 
+class TokenCheck:
+    """Whether a bearer may read a model (every model: `None`), for any transport: the cached
+    answer when there is one, else the full check in a worker thread; raises the refusal."""
+
+    def __init__(self, check: Check, fast: Check | None = None) -> None:
+        self.check = check
+        self.fast = fast
+
+    async def __call__(
+        self, authorization: str | None, client: str | None, model: str | None
+    ) -> None:
+        arguments = (authorization, client, model)
+        if self.fast is None or not _passes(self.fast, arguments):
+            call = functools.partial(self.check, *arguments)
+            await asyncio.get_running_loop().run_in_executor(None, call)
+
+
 def serving_auth(app: App, settings: Settings) -> App:
     """`app` behind bearer tokens when `settings.auth` is on; `app` itself otherwise."""
+    check = token_check(settings)
+    return app if check is None else ServingAuth(app, check=check)
+
+
+def token_check(settings: Settings) -> TokenCheck | None:
+    """The bearer check `settings` ask for (`settings.auth`), against the local registry or
+    the registry server of `settings.url`; `None` when auth is off."""
     if not settings.auth:
-        return app
+        return None
     if settings.url:
+        import httpx
+
         client = httpx.Client(base_url=settings.url.rstrip("/") + "/api/v1", timeout=10,
                               verify=client_verify(settings))  # fmt: skip
         remote = RemoteCheck(settings.url, ttl=settings.auth_cache_seconds, client=client)
-        return ServingAuth(app, check=remote.check, fast=remote.cached)
+        return TokenCheck(remote.check, remote.cached)
     local = LocalCheck(settings)
-    return ServingAuth(app, check=local.check, fast=local.cached)
+    return TokenCheck(local.check, local.cached)
 
 
 class LocalCheck:
@@ -113,6 +135,8 @@ class RemoteCheck:
     """Asks the registry server whether a token may read a model, and remembers the answer."""
 
     def __init__(self, url: str, *, ttl: float, client: httpx.Client | None = None) -> None:
+        import httpx
+
         self.client = client or httpx.Client(base_url=url.rstrip("/") + "/api/v1", timeout=10)
         self.ttl = ttl
         self._answers: dict[tuple[str | None, str | None], tuple[ModelyardError | None, float]] = {}
@@ -127,6 +151,10 @@ class RemoteCheck:
             raise _fresh(answer[0])
 
     def check(self, authorization: str | None, client: str | None, model: str | None) -> None:
+        import httpx
+
+        from modelyard._remote import raise_for
+
         path = f"/models/{model}" if model else "/models"
         try:
             response = self.client.get(path, headers={"Authorization": authorization or ""})

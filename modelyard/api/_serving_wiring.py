@@ -28,12 +28,15 @@ def create_inference_app(
     canaries: Mapping[str, float] | None = None,
     shadows: Sequence[str] = (),
     multiprocess: bool = False,
+    grpc_address: str | None = None,
 ) -> InferenceApp:
     """The inference server for `refs` (`fraud@production`, `iris:3`, …), wired from
     `settings`; the models load at startup and are closed at shutdown. `canaries` maps a
     candidate version to its share of traffic (`{"fraud:4": 0.1}`); `shadows` get copies.
+    `grpc_address` (`127.0.0.1:8081`): serve the protocol over gRPC there too, from the same
+    data plane (bound before the models load, stopped first at shutdown).
 
-    >>> app = create_inference_app(Settings(), ["fraud@production"])  # uvicorn runs it
+    >>> app = create_inference_app(Settings(), ["fraud@production"])  # `serve` runs it
     """
     client = yard or Yard(settings)
     metrics = Metrics(multiprocess=multiprocess)
@@ -46,15 +49,31 @@ def create_inference_app(
 
     plane = DataPlane(pool, metrics, log=log, feedback=store_feedback)
     alerts = _alert_loop(settings, client, plane, served=list(pool.models))
+    grpc = None
+    if grpc_address is not None:
+        from modelyard.api._grpc import GrpcServer  # grpc is imported only when asked for
+
+        grpc = GrpcServer(plane, address=grpc_address, settings=settings, reuse_port=multiprocess)
 
     async def startup() -> None:
-        await pool.start(refs)
+        if grpc is not None:
+            await grpc.bind()  # a port in use fails now, before the models load
+        try:
+            await pool.start(refs)
+        except BaseException:
+            if grpc is not None:
+                await grpc.stop(grace=0)
+            raise
         if log is not None:
             log.start()
         if alerts is not None:
             alerts.start()
+        if grpc is not None:
+            await grpc.start()
 
     async def shutdown() -> None:
+        if grpc is not None:
+            await grpc.stop()  # no new calls; those in flight finish on the pool
         if alerts is not None:
             await alerts.stop()
         await pool.stop()

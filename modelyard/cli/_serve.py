@@ -23,6 +23,14 @@ def serve(
         "127.0.0.1"
     ),
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Also serve the protocol over gRPC on this port (same host, models, batching).",
+        ),
+    ] = None,
     workers: Annotated[
         int, typer.Option(help="Processes serving (each loads the models): for CPU-bound models.")
     ] = 1,
@@ -63,6 +71,14 @@ def serve(
         list[str] | None,
         typer.Option(help="REF: send a copy of traffic to a candidate; answers are compared."),
     ] = None,
+    allow_signature_change: Annotated[
+        bool,
+        typer.Option(
+            "--allow-signature-change",
+            help="Swap in a version (alias move, canary, shadow) whose inputs or outputs differ "
+            "from the served one's; refused by default (MODELYARD_SERVE_ALLOW_SIGNATURE_CHANGE).",
+        ),
+    ] = False,
     auth: Annotated[
         bool | None,
         typer.Option(
@@ -94,7 +110,7 @@ def serve(
     what each reference resolved to, `ready in 2.1 s`, and one line per request."""
     from pydantic import ValidationError
 
-    from modelyard.api import listen
+    from modelyard.api import check_free, listen
     from modelyard.settings import Settings
 
     overrides = {
@@ -113,6 +129,8 @@ def serve(
         given["trusted_modules"] = [*base.trusted_modules, *trust_module]
     if auth is not None:
         given["auth"] = auth
+    if allow_signature_change:
+        given["serve_allow_signature_change"] = True
     try:
         settings = Settings.model_validate({**base.model_dump(), **given})
     except ValidationError as error:
@@ -122,11 +140,13 @@ def serve(
     check_exposure(host, auth=settings.auth, insecure=insecure, what="models")
     canaries = _canaries(canary or [])
     listener = listen(host, port)  # before the imports and loading that take seconds
+    if grpc_port is not None:
+        check_free(host, grpc_port)  # gRPC binds when the server starts; say it now if it can't
     from modelyard.api import serve as serve_refs
 
     serve_refs(
         settings, refs, workers=workers, trust=trust, canaries=canaries, shadows=shadow or [],
-        listener=listener,
+        listener=listener, grpc_port=grpc_port,
     )  # fmt: skip
 
 

@@ -10,7 +10,9 @@ to be named.
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar, TypeVar
@@ -26,6 +28,8 @@ from modelyard.explain._explanation import Explanation
 from modelyard.explain._features import BACKGROUND_ROWS, Features, Matrix, sample_rows
 from modelyard.explain._target import Target
 
+#: How long an explanation may take and still be `quick`: about a prediction's time.
+QUICK_SECONDS = 0.005
 _EXPLAINERS: dict[str, type[Explainer]] = {}
 # What each flavor tries, in order, when no explainer is named: the first that accepts the model.
 _CANDIDATES = {
@@ -54,6 +58,14 @@ class Explainer(ABC):
         self._turns: AbstractContextManager[Any] = (
             threading.Lock() if self.serial else nullcontext()
         )
+        #: CPU seconds a row took in the last call (infinite before the first): `quick` reads it.
+        self.row_seconds = math.inf
+
+    def quick(self, rows: int, *, within: float = QUICK_SECONDS) -> bool:
+        """Whether explaining `rows` rows should take at most `within` seconds, judging by the
+        last call. A server runs such a call on its event loop: handing it to a thread costs
+        about as much as tree SHAP on one row. Never for explainers that take turns."""
+        return not self.serial and rows * self.row_seconds <= within
 
     def background(self, rows: int = BACKGROUND_ROWS) -> Matrix:
         """At most `rows` background rows; `ConfigurationError` when the version has none."""
@@ -80,7 +92,10 @@ class Explainer(ABC):
             raise InvalidInput("there are no rows to explain")
         try:
             with self._turns:
-                return self.explain_rows(rows, features)
+                began = time.thread_time()  # CPU time: a busy machine does not inflate it
+                explanation = self.explain_rows(rows, features)
+                self.row_seconds = (time.thread_time() - began) / len(rows)
+                return explanation
         except ModelyardError:
             raise
         except Exception as error:  # shap and lime fail in many ways, each with its own type

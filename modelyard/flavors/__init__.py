@@ -18,6 +18,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from modelyard.flavors._answers import answer_for
     from modelyard.flavors._catalog import flavor, flavor_for, flavors, get_flavor
     from modelyard.flavors._environment import (
         EnvironmentMismatch,
@@ -62,6 +63,7 @@ __all__ = [
     "TensorSpec",
     "adopt_pickle",
     "allowed",
+    "answer_for",
     "capture_environment",
     "check_environment",
     "check_trusted",
@@ -92,6 +94,7 @@ __all__ = [
 # touches a model, and its modules pull in numpy, pydantic, the registry and the store. The flavors
 # themselves register when `_catalog` is first asked for one (see `_catalog.FLAVOR_MODULES`).
 _HOMES = {
+    "_answers": ("answer_for",),
     "_catalog": ("flavor", "flavor_for", "flavors", "get_flavor"),
     "_environment": ("EnvironmentMismatch", "capture_environment", "check_environment"),
     "_examples": ("save_example",),

@@ -23,6 +23,7 @@ from modelyard.flavors._signatures import ContentType, Signature, infer_signatur
 from modelyard.security import TrustPolicy
 
 MODEL_FILE = "modelyard.json"
+_PROBABILISTIC = ("sklearn", "xgboost", "lightgbm")  # flavors whose `method` may be predict_proba
 
 
 class ModelInfo(BaseModel):
@@ -61,8 +62,46 @@ class LoadedModel:
         return load_example(self.folder, self.info.example)
 
     def predict(self, inputs: Any) -> Any:
-        """Predict with the framework object (arrays, a DataFrame or a dict of arrays)."""
-        return self.flavor.predict(self.native, inputs, self.info.settings)
+        """Predict with the framework object (arrays, a DataFrame or a dict of arrays).
+
+        With a signature, the inputs are checked and put in the model's form first, as the
+        server does (`Signature.prepare`): columns or keys in another order are reordered by
+        name, a lossless cast is made (FP32 to FP64), and `InvalidInput` names a missing,
+        unknown, mistyped or misshapen input instead of the framework's own error.
+
+        >>> model.predict(frame[["petal_width", "sepal_length"]])  # any column order
+        """
+        return self.flavor.predict(self.native, self._prepared(inputs), self.info.settings)
+
+    def predict_proba(self, inputs: Any) -> Any:
+        """Class probabilities, one column per class, for a classifier that gives them
+        (scikit-learn, XGBoost and LightGBM), with the inputs checked as `predict` does;
+        `UnsupportedModel` for any other model."""
+        if not self._has_probabilities():
+            raise UnsupportedModel(
+                f"{self.ref or type(self.native).__qualname__} ({self.flavor.name}) gives no "
+                "class probabilities: predict_proba is for scikit-learn, XGBoost and LightGBM "
+                "classifiers"
+            )
+        settings = {**self.info.settings, "method": "predict_proba"}
+        return self.flavor.predict(self.native, self._prepared(inputs), settings)
+
+    def call(self, model_input: Any) -> Any:
+        """Call the framework object on inputs already in its form, unchecked: what the server
+        does after its own check (`Signature.conform`, then `Signature.model_input`)."""
+        return self.flavor.predict(self.native, model_input, self.info.settings)
+
+    def _prepared(self, inputs: Any) -> Any:
+        if self.signature is None or self.flavor.reads_any_form:
+            return inputs
+        return self.signature.prepare(inputs, model=self.ref or "the model")
+
+    def _has_probabilities(self) -> bool:
+        if self.flavor.name not in _PROBABILISTIC:
+            return False
+        if self.flavor.name == "lightgbm" and "classes" in self.info.settings:
+            return True  # a classifier's Booster: the flavor turns its scores into probabilities
+        return callable(getattr(self.native, "predict_proba", None))
 
     def __repr__(self) -> str:
         return f"<LoadedModel {self.flavor.name} {type(self.native).__qualname__}>"

@@ -4,6 +4,10 @@ Inputs are fed by name: one array goes to the first (and only) input, a dict or 
 columns to the inputs they name, a tuple to the inputs in order. Each is cast to the element type
 the graph declares when no value changes kind (float64 to float32, int32 to int64, integers to
 floats, text to strings); anything else is refused with the input's name.
+
+A model made by an optimization step from another version carries an `answer` setting (see
+`_answers`): it answers with the outputs of its parent's signature, in the parent's form, and the
+graph's other outputs (a converted classifier's `probabilities`) are not computed.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import numpy as np
 
 from modelyard._imports import require
 from modelyard.errors import ConfigurationError, InvalidInput, UnsupportedModel
+from modelyard.flavors._answers import check_answer, shaped
 from modelyard.flavors._catalog import flavor
 from modelyard.flavors._paths import inside
 from modelyard.flavors._protocol import Flavor
@@ -57,27 +62,41 @@ class OnnxFlavor(Flavor):
         *,
         example: Any = None,
         providers: Sequence[str] = (CPU,),
+        answer: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> dict[str, Any]:
         _check_providers(providers)
         _check_model(model)
+        settings: dict[str, Any] = {"format": "onnx", "file": MODEL_FILE,
+                                    "providers": list(providers)}  # fmt: skip
+        if answer is not None:
+            settings["answer"] = check_answer(answer, [value.name for value in model.graph.output])
         onnx = require("onnx", extra="onnx")
         onnx.save_model(model, path / MODEL_FILE)
-        return {"format": "onnx", "file": MODEL_FILE, "providers": list(providers)}
+        return settings
 
     def load(self, path: Path, settings: Mapping[str, Any], *, trust: TrustPolicy) -> Any:
-        return session(str(inside(path, settings["file"])), settings.get("providers", [CPU]))
+        loaded = session(str(inside(path, settings["file"])), settings.get("providers", [CPU]))
+        if "answer" in settings:  # from the files: checked before any request relies on it
+            check_answer(settings["answer"], [output.name for output in loaded.get_outputs()])
+        return loaded
 
     def predict(self, model: Any, inputs: Any, settings: Mapping[str, Any]) -> Any:
         if self.matches(model):  # the ModelProto itself, while save_model infers the signature
             model = session(model.SerializeToString(), settings.get("providers", [CPU]))
         arrays = feeds(model.get_inputs(), inputs)
-        names = [output.name for output in model.get_outputs()]
+        answer = settings.get("answer")
+        if answer is None:
+            names = [output.name for output in model.get_outputs()]
+        else:  # only what the parent answered: the other outputs are not computed
+            names = list(dict.fromkeys(output["source"] for output in answer["outputs"]))
         ort = require("onnxruntime", extra="onnx")
         try:
             results = model.run(names, arrays)
         except ort.capi.onnxruntime_pybind11_state.InvalidArgument as error:
             raise InvalidInput(f"the ONNX model refused its inputs: {error}") from None
+        if answer is not None:
+            return shaped(dict(zip(names, results, strict=True)), answer)
         return results[0] if len(results) == 1 else dict(zip(names, results, strict=True))
 
     def describe(self, model: Any) -> dict[str, Any]:

@@ -27,6 +27,10 @@ class Flavor:
     name: ClassVar[str]
     extra: ClassVar[str] = ""
     packages: ClassVar[tuple[str, ...]] = ()
+    reads_any_form: ClassVar[bool] = False
+    """True for a flavor that finds its inputs in whatever form a caller gives them (texts: a
+    string, a list, a DataFrame's column of any name): `LoadedModel.predict` then passes them on
+    as they are instead of conforming them to the signature (the server still does)."""
 
     def matches(self, model: object) -> bool:
         """Whether this flavor can save `model`; must not import the framework to find out."""

@@ -13,6 +13,7 @@ import importlib.util
 import inspect
 import shutil
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,8 +145,14 @@ def _copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
+_IMPORTING = threading.Lock()
+"""Held while stored code is imported: the server loads versions in threads at once, and a
+second thread must not take a module another is still executing (it has no classes yet)."""
+
+
 def _import(code: Path, module_name: str, qualname: str) -> type[Any]:
-    module = _module(code, module_name)
+    with _IMPORTING:
+        module = _module(code, module_name)
     target: Any = module
     for part in qualname.split("."):
         target = getattr(target, part, None)

@@ -36,6 +36,7 @@ import numpy as np
 from modelyard._imports import require
 from modelyard.errors import ConfigurationError, UnsupportedModel, UntrustedModel
 from modelyard.flavors import torch_tools
+from modelyard.flavors._answers import check_answer, outputs_of, shaped
 from modelyard.flavors._catalog import flavor
 from modelyard.flavors._paths import inside
 from modelyard.flavors._pickles import check_trusted, guarded_pickle_module
@@ -86,7 +87,22 @@ class TorchFlavor(Flavor):
         export: bool | None = None,
         init: Mapping[str, Any] | None = None,
         serialization: str = "safetensors",
+        answer: Mapping[str, Any] | None = None,
         **options: Any,
+    ) -> dict[str, Any]:
+        settings = self._save(model, path, example, export, init, serialization)
+        if answer is not None:  # an optimization step's child answers as its parent (_answers)
+            settings["answer"] = check_answer(answer)
+        return settings
+
+    def _save(
+        self,
+        model: Any,
+        path: Path,
+        example: Any,
+        export: bool | None,
+        init: Mapping[str, Any] | None,
+        serialization: str,
     ) -> dict[str, Any]:
         if serialization not in ("safetensors", "pickle"):
             raise ConfigurationError(
@@ -115,6 +131,8 @@ class TorchFlavor(Flavor):
 
     def load(self, path: Path, settings: Mapping[str, Any], *, trust: TrustPolicy) -> Any:
         torch = require("torch", extra="torch")
+        if "answer" in settings:  # from the files: checked before any request relies on it
+            check_answer(settings["answer"])
         kind = settings.get("format")
         if kind == "pickle":
             file = inside(path, settings["file"])
@@ -150,7 +168,10 @@ class TorchFlavor(Flavor):
         torch = require("torch", extra="torch")
         args, kwargs = torch_tools.arguments(inputs, torch_tools.float_dtype(model))
         with torch.inference_mode():
-            return _to_numpy(model(*args, **kwargs))
+            answer = _to_numpy(model(*args, **kwargs))
+        if "answer" in settings:
+            return shaped(outputs_of(answer), settings["answer"])
+        return answer
 
     def describe(self, model: Any) -> dict[str, Any]:
         return {

@@ -57,6 +57,7 @@ class TransformersFlavor(Flavor):
 
     name = "transformers"
     extra = "transformers"
+    reads_any_form = True  # texts in every form: see `transformers_tools.texts`
     packages = ("transformers", "tokenizers", "torch", "safetensors")
 
     def matches(self, model: object) -> bool:

@@ -8,7 +8,9 @@ output is what the parent's `predict` returned, under the parent's output name a
 datatype and shape: class labels as scikit-learn gives them, probabilities, or values. A
 classifier with `predict_proba` also gets a `probabilities` output, a plain float32 tensor
 [N, classes] (no ZipMap). For a graph with several outputs, the ONNX flavor's `predict` returns a
-dict of arrays by output name, the first output first.
+dict of arrays by output name, the first output first; a child registered by
+`Optimizer.convert` records that only its parent's outputs make its answer (the flavors' `answer`
+setting), so it answers exactly as the parent did.
 
 Precision: the converters compute in float32. A float64 input is cast to float32 inside the graph
 (its declared type stays float64), so linear models and scalers agree with scikit-learn to about

@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any
 from modelyard._imports import require
 from modelyard._scratch import scratch_folder
 from modelyard.errors import ConfigurationError, NotFound, OptimizationRefused, UnsupportedModel
-from modelyard.flavors import LoadedModel, load_model, save_model
+from modelyard.flavors import (
+    LoadedModel,
+    Signature,
+    answer_for,
+    flavor_for,
+    get_flavor,
+    load_model,
+    save_model,
+)
 from modelyard.optimize._measure import Metric, measure, metric_named
 from modelyard.optimize._report import REPORT_FILE, OptimizeReport
 from modelyard.registry import ModelVersion
@@ -319,9 +327,11 @@ class Optimizer:
                 _copy_weights(child, save["weights_of"], folder)
             else:
                 folder = scratch / "model"
+                answer = _answer(parent, child, flavor)
                 save_model(child, folder, flavor=flavor, input_example=parent.input_example(),
-                           **(save or {}))  # fmt: skip
+                           **(save or {}), **answer)  # fmt: skip
             result = load_model(folder, trust=self._trust(options))
+            _check_signature(parent, result)
             log.info("measuring latency and %s, before and after", check.metric)
             before, after = measure([parent, result], check.inputs, check.truth, check.score)
             report = OptimizeReport(
@@ -354,6 +364,42 @@ class Optimizer:
                 description=options.get("description") or f"{step} of {version.ref}",
             )  # fmt: skip
         return Optimized(version=registered, report=report)
+
+
+def _answer(parent: LoadedModel, child: Any, flavor: str | None) -> dict[str, Any]:
+    """The save option that makes an ONNX or torch child answer with its parent's outputs, in
+    its parent's form, datatypes and ranks (none when it already does): a converted classifier
+    also gives `probabilities`, a float16 module float16 values, and clients, shadows and the
+    serving signature check compare answers by name and type."""
+    kind = flavor or flavor_for(child).name
+    specs = parent.signature.outputs if parent.signature is not None else []
+    example = parent.input_example()
+    if kind not in ("onnx", "torch") or not specs or example is None:
+        return {}
+    answer = answer_for(
+        parent.predict(example), get_flavor(kind).predict(child, example, {}), specs
+    )
+    return {} if answer is None else {"answer": answer}
+
+
+def _check_signature(parent: LoadedModel, child: LoadedModel) -> None:
+    """A child takes and answers what its parent did: a served alias can move to it."""
+    if parent.signature is None or child.flavor.name not in ("onnx", "torch"):
+        return
+    if child.signature != parent.signature:
+        raise UnsupportedModel(
+            f"the {child.flavor.name} model made from {type(parent.native).__qualname__} "
+            f"does not take and answer what its parent did: {_describe(child.signature)} "
+            f"instead of {_describe(parent.signature)}"
+        )
+
+
+def _describe(signature: Signature | None) -> str:
+    if signature is None:
+        return "no signature"
+    inputs = ", ".join(f"{s.name} {s.datatype} {s.shape}" for s in signature.inputs)
+    outputs = ", ".join(f"{s.name} {s.datatype} {s.shape}" for s in signature.outputs)
+    return f"({inputs}) -> ({outputs})"
 
 
 def _module(parent: LoadedModel, what: str) -> Any:

@@ -9,7 +9,13 @@ The core here knows nothing of HTTP; `modelyard.api._inference` is the ASGI adap
 from __future__ import annotations
 
 from modelyard.serving._batching import Batcher
-from modelyard.serving._codecs import Request, decode_request, encode_response
+from modelyard.serving._binary import assemble_body, parse_header_length
+from modelyard.serving._codecs import (
+    Request,
+    decode_request,
+    encode_binary_response,
+    encode_response,
+)
 from modelyard.serving._dataplane import DataPlane, Explained, Inference
 from modelyard.serving._metrics import Metrics
 from modelyard.serving._pool import ModelPool, ServedModel, ServedVersion
@@ -38,6 +44,9 @@ __all__ = [
     "Runner",
     "ServedModel",
     "ServedVersion",
+    "assemble_body",
     "decode_request",
+    "encode_binary_response",
     "encode_response",
+    "parse_header_length",
 ]

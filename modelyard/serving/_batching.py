@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from modelyard.errors import ModelNotReady, ServerBusy
+from modelyard.errors import InferenceError, ModelNotReady, ServerBusy
 from modelyard.serving._codecs import Request
 
 Outputs = dict[str, np.ndarray[Any, Any]]
 Run = Callable[[list[Request]], list[Outputs | Exception]]
-"""Answers a batch: per request, its outputs or the error that is its alone."""
-"""Answer a batch of requests (in a worker thread): one set of outputs per request, in order."""
+"""Answers a batch of requests (in a worker thread): per request, in order, its outputs or the
+error that is its alone."""
 
 
 @dataclass(slots=True)
@@ -106,23 +106,33 @@ class Batcher:
                 await asyncio.sleep(self.max_wait)  # under load: let the batch fill
             batch = self._take()
             self._last_batch = len(batch)
-            try:
-                if self.observe is not None:
-                    self.observe(sum(item.request.rows for item in batch))
-                results = await loop.run_in_executor(
-                    self.executor, self.run, [item.request for item in batch]
+            if self.observe is not None:
+                self.observe(sum(item.request.rows for item in batch))
+            await self._answer(loop, batch)
+
+    async def _answer(self, loop: asyncio.AbstractEventLoop, batch: list[_Waiting]) -> None:
+        """Run `batch` and settle each request's future with its outputs or its own error. A
+        run that fails as a whole (a bug of `run`, or a `run` that does not answer each request
+        apart) is repeated for each request alone, so one request's error, which may quote its
+        values, never reaches another."""
+        try:
+            results = await loop.run_in_executor(
+                self.executor, self.run, [item.request for item in batch]
+            )
+            if len(results) != len(batch):
+                raise InferenceError(
+                    self.name, f"{len(results)} answers came back for {len(batch)} requests"
                 )
-                for item, outputs in zip(batch, results, strict=True):
-                    if item.future.done():  # the client may have gone
-                        continue
-                    if isinstance(outputs, Exception):
-                        item.future.set_exception(outputs)
-                    else:
-                        item.future.set_result(outputs)
-            except Exception as error:  # the model's error goes to every request of the batch
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(error)
+        except Exception as error:
+            if len(batch) == 1:
+                _settle(batch[0], error)
+                return
+            for item in batch:
+                if not item.future.done():
+                    await self._answer(loop, [item])
+            return
+        for item, outputs in zip(batch, results, strict=True):
+            _settle(item, outputs)
 
     def _rows(self) -> int:
         return sum(item.request.rows for item in self._queue)
@@ -142,6 +152,15 @@ class Batcher:
             rows += item.request.rows
         self._queue.extendleft(reversed(skipped))
         return batch
+
+
+def _settle(item: _Waiting, outcome: Outputs | Exception) -> None:
+    if item.future.done():  # the client may have gone
+        return
+    if isinstance(outcome, Exception):
+        item.future.set_exception(outcome)
+    else:
+        item.future.set_result(outcome)
 
 
 def _key(request: Request) -> tuple[Any, ...]:

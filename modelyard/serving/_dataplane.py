@@ -24,7 +24,7 @@ from modelyard.serving._traffic import Traffic
 if TYPE_CHECKING:
     from modelyard.explain import Explanation
 
-EXTENSIONS = ["metrics"]
+EXTENSIONS = ["metrics", "binary_tensor_data"]
 
 
 @dataclass(slots=True)
@@ -119,12 +119,17 @@ class DataPlane:
             "inputs": [spec.model_dump() for spec in signature.inputs],
             "outputs": [spec.model_dump() for spec in signature.outputs],
         }  # fmt: skip
+        model = self.pool.models[name]
+        parameters = {"version": str(served.version.number), "ref": served.version.ref}
+        if model.unloadable is not None:  # the alias's version does not load: the last good serves
+            parameters["unloadable_version"] = str(model.unloadable[0])
+            parameters["unloadable_reason"] = model.unloadable[1]
         return {
             "name": name,
-            "versions": [str(n) for n in sorted(self.pool.models[name].versions)],
+            "versions": [str(n) for n in sorted(model.versions)],
             "platform": served.runner.model.flavor.name,
             **tensors,
-            "parameters": {"version": str(served.version.number), "ref": served.version.ref},
+            "parameters": parameters,
         }
 
     async def explain(self, name: str, version: str | None, request: Request) -> Explained:
@@ -136,7 +141,13 @@ class DataPlane:
         chosen = request.parameters.get("explainer")
         if chosen is not None and not isinstance(chosen, str):
             raise InvalidInput(f"parameters.explainer must name an explainer, got {chosen!r}")
-        explanation = await asyncio.to_thread(served.explain, request.inputs, chosen)
+        built = served.explainers.get(chosen or "")
+        if built is not None and built.quick(request.rows):
+            # Tree or linear SHAP on a row or a few takes about as long as the hand-off to a
+            # thread would (measured: bench/serving_startup.py), so it is answered here.
+            explanation = built.explain(request.inputs)
+        else:  # building the explainer, or a long explanation: the loop keeps serving
+            explanation = await asyncio.to_thread(served.explain, request.inputs, chosen)
         return Explained(name, str(served.version.number), explanation, request.id)
 
     async def infer(self, name: str, version: str | None, request: Request) -> Inference:

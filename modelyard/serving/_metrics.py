@@ -4,6 +4,7 @@ queue depth and loaded versions, per model and version."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -26,6 +27,7 @@ class Metrics:
 
     def __init__(self, *, multiprocess: bool = False) -> None:
         self.multiprocess = multiprocess  # one of several worker processes: add theirs up
+        self._answered: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # bounded by the labels
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "modelyard_requests", "Inference requests answered, by status code.",
@@ -44,6 +46,17 @@ class Metrics:
             "modelyard_shadow_requests", "Requests copied to a shadow version, by outcome "
             "(agree, disagree, error).",
             ["model", "version", "shadow", "outcome"], registry=self.registry,
+        )  # fmt: skip
+
+        self.refused = Counter(
+            "modelyard_refused_versions", "Versions not swapped in, by reason (signature_changed, "
+            "untrusted, unloadable, …): the served version went on answering.",
+            ["model", "version", "reason"], registry=self.registry,
+        )  # fmt: skip
+        self.fallback = Gauge(
+            "modelyard_alias_fallback", "1 while a followed alias points at a version that cannot "
+            "load (version) and the last good version answers instead.",
+            ["model", "alias", "version"], registry=self.registry, multiprocess_mode="liveall",
         )  # fmt: skip
 
         self.feedback = Counter(
@@ -83,8 +96,14 @@ class Metrics:
 
     def observe(self, model: str, version: str, code: int, seconds: float) -> None:
         """Count one answered request."""
-        self.requests.labels(model, version, str(code)).inc()
-        self.latency.labels(model, version).observe(seconds)
+        key = (model, version, code)
+        series = self._answered.get(key)
+        if series is None:  # `labels()` looks its child up under a lock: once per series here
+            series = (self.requests.labels(model, version, str(code)),
+                      self.latency.labels(model, version))  # fmt: skip
+            self._answered[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes (every worker's counts, with several)."""

@@ -5,8 +5,14 @@ a served alias moves.
 when the alias points elsewhere the new version is loaded and warmed in the background, then
 becomes the one that answers, all at once; the old one finishes what it has queued and is
 dropped. A version whose loading is refused (the operator's trust policy, or a LightGBM or XGBoost
-file that crashes the probe process) is logged and skipped, and the old one keeps serving.
+file that crashes the probe process), or whose signature differs from the served one's (unless
+the operator allows it), is logged, counted and skipped, and the old one keeps serving.
 `iris:3` pins a version; `iris` serves the latest version at start.
+
+Each version that served a followed alias is recorded on local disk (`LastGood`): a restart
+whose alias points at a version that cannot load (a corrupt or missing blob) serves the last
+good one instead, reports the other in the log, the metrics and the model's metadata, and swaps
+when the alias moves to a version that loads.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import gc
 import logging
 import random
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,9 +34,13 @@ from modelyard.errors import (
     ConfigurationError,
     DatabaseReplaced,
     ModelNotReady,
+    ModelyardError,
     NotFound,
+    RegistryUnavailable,
+    SignatureChanged,
     SignatureInvalid,
     SignatureMissing,
+    StoreUnavailable,
     UnsupportedModel,
     UntrustedModel,
 )
@@ -38,6 +49,8 @@ from modelyard.registry import ModelVersion, Reference
 from modelyard.security import SIGNATURE_TAG, TrustPolicy
 from modelyard.serving._batching import Batcher, Outputs
 from modelyard.serving._codecs import Request
+from modelyard.serving._compatibility import signature_change
+from modelyard.serving._last_good import FILE, LastGood
 from modelyard.serving._metrics import Metrics
 from modelyard.serving._runner import Runner
 from modelyard.serving._sources import ModelSource
@@ -48,6 +61,13 @@ if TYPE_CHECKING:
     from modelyard.explain import Explainer, Explanation
 
 log = logging.getLogger("modelyard.serving")
+
+RETRY_SECONDS = 60.0
+"""How long a followed alias's version that failed to load waits before it is tried again (a
+blob put back, a cache repaired): not at every poll, which would fill the log."""
+# Refusals that stand until the version changes (its signature tag) or the server restarts.
+_REFUSALS = (UnsupportedModel, UntrustedModel, SignatureMissing, SignatureInvalid,
+             SignatureChanged)  # fmt: skip
 
 
 @dataclass(eq=False)
@@ -97,6 +117,7 @@ class ServedModel:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one load or swap at a time
     canary: tuple[int, float] | None = None  # (version, share of unversioned requests)
     shadows: list[int] = field(default_factory=list)  # see copies of unversioned requests
+    unloadable: tuple[int, str] | None = None  # the alias's version that failed to load, why
 
     def route(self, version: str | None) -> ServedVersion:
         """The version that answers: the one asked for, else the canary for its share of
@@ -142,7 +163,9 @@ class ModelPool:
         # tag too, so signing the version later makes it a candidate again.
         self.refused: dict[tuple[str, int, str], str] = {}
         self.registry_lost = ""  # why the registry cannot be followed any more (not ready)
+        self.last_good = LastGood(settings.home / FILE)
         self.models: dict[str, ServedModel] = {}
+        self._retry_at: dict[tuple[str, int], float] = {}  # failed loads: when to try again
         self._candidates: list[tuple[str, str, float]] = []  # (ref, "canary"|"shadow", share)
         self._watcher: asyncio.Task[None] | None = None
         metrics.watch(self._gauges)
@@ -178,13 +201,18 @@ class ModelPool:
         for ref, role, share in self._candidates:
             version = await asyncio.to_thread(self.source.get_version, ref)
             model = self.models[version.name]
+            try:
+                self._check_signature(model, version)
+            except SignatureChanged as error:  # the served version answers alone, as before
+                self._refuse(model, version, error, role=role)
+                continue
             model.pinned.add(version.number)
             await self._install(model, version, default=False)
             if role == "canary":
                 model.canary = (version.number, share)
             elif version.number not in model.shadows:
                 model.shadows.append(version.number)
-        _settle()
+        _settle(full=False)
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     def model(self, name: str) -> ServedModel:
@@ -230,7 +258,31 @@ class ModelPool:
         # The alias (or the latest version) answers unversioned requests; a pinned version
         # does only when nothing else is served under the name.
         default = not pinned or (model.alias is None and model.default is None)
-        await self._install(model, version, default=default)
+        if pinned or model.alias is None:
+            await self._install(model, version, default=default)
+            return
+        try:
+            await self._install(model, version, default=True)
+        except Exception as error:  # any failure to load: the last good version may serve
+            fallback = await asyncio.to_thread(self._fallback, model, version)
+            if fallback is None:
+                raise ModelNotReady(
+                    f"cannot serve {ref}: version {version.number} does not load "
+                    f"({_reason(error)}), and no other version of it has served here"
+                ) from error
+            self._failed(model, version, error)
+            try:
+                await self._install(model, fallback, default=True)
+            except Exception as second:
+                raise ModelNotReady(
+                    f"cannot serve {ref}: version {version.number} does not load "
+                    f"({_reason(error)}), nor does {fallback.ref}, the last that served it "
+                    f"({_reason(second)})"
+                ) from second
+            log.error("%s: serving version %s, the last good one, until the alias moves to a "
+                      "version that loads", ref, fallback.number)  # fmt: skip
+            return
+        await asyncio.to_thread(self.last_good.record, f"{model.name}@{model.alias}", version)
 
     async def _install(self, model: ServedModel, version: ModelVersion, *, default: bool) -> None:
         async with model.lock:
@@ -299,27 +351,115 @@ class ModelPool:
 
     async def _follow(self, model: ServedModel) -> None:
         """Swap in the version the alias points at, unless it was refused already; a version
-        that is refused (untrusted, unsafe, crashing) leaves the old one serving."""
-        target = await asyncio.to_thread(self.source.get_version, f"{model.name}@{model.alias}")
+        that is refused (untrusted, unsafe, crashing, another signature) leaves the old one
+        serving, and so does one that fails to load (tried again after `RETRY_SECONDS`)."""
+        alias = f"{model.name}@{model.alias}"
+        target = await asyncio.to_thread(self.source.get_version, alias)
         key = (model.name, target.number, str(target.tags.get(SIGNATURE_TAG, "")))
         if target.number == model.default or key in self.refused:
+            if target.number == model.default and model.unloadable is not None:
+                self._recovered(model)  # the alias moved back to the version serving
+            return
+        if time.monotonic() < self._retry_at.get((model.name, target.number), 0.0):
             return
         try:
+            self._check_signature(model, target)
             await self._install(model, target, default=True)
-        except (UnsupportedModel, UntrustedModel, SignatureMissing, SignatureInvalid) as error:
+        except _REFUSALS as error:
             self.refused[key] = str(error)
-            log.error("%s@%s: refused version %s, still serving version %s: %s", model.name,
-                      model.alias, target.number, model.default, error)  # fmt: skip
+            self._refuse(model, target, error, role="alias")
+            return
+        except (RegistryUnavailable, StoreUnavailable):
+            raise  # passing trouble, not the version's: tried again at the next poll
+        except Exception as error:
+            self._failed(model, target, error)
+            return
+        self._recovered(model)
+        await asyncio.to_thread(self.last_good.record, alias, target)
+
+    def _check_signature(self, model: ServedModel, candidate: ModelVersion) -> None:
+        """`SignatureChanged` when `candidate` takes or answers otherwise than the version
+        serving, unless the operator allows it."""
+        if self.settings.serve_allow_signature_change or model.default is None:
+            return
+        served = model.versions[model.default].version
+        change = signature_change(served, candidate)
+        if change:
+            raise SignatureChanged(
+                f"version {candidate.number} of {model.name!r} takes or answers otherwise than "
+                f"version {served.number}, which serves: {change} (allow it with "
+                "--allow-signature-change)"
+            )
+
+    def _refuse(self, model: ServedModel, version: ModelVersion, error: Exception, *,
+                role: str) -> None:  # fmt: skip
+        self.metrics.refused.labels(model.name, str(version.number), _code(error)).inc()
+        log.error("%s: refused version %s as %s, still serving version %s: %s", model.name,
+                  version.number, role, model.default, error)  # fmt: skip
+
+    def _failed(self, model: ServedModel, version: ModelVersion, error: Exception) -> None:
+        """Report loudly that the alias's version does not load: the log (at error), the
+        refusal counter, the fallback gauge and the model's metadata."""
+        self._retry_at[(model.name, version.number)] = time.monotonic() + RETRY_SECONDS
+        if model.unloadable is not None and model.unloadable[0] != version.number:
+            self._clear_fallback(model)
+        model.unloadable = (version.number, _reason(error))
+        self.metrics.refused.labels(model.name, str(version.number), _code(error)).inc()
+        self.metrics.fallback.labels(model.name, str(model.alias), str(version.number)).set(1)
+        serving = "" if model.default is None else f", still serving version {model.default}"
+        log.error("%s@%s: version %s does not load%s: %s", model.name, model.alias,
+                  version.number, serving, _reason(error),
+                  exc_info=not isinstance(error, ModelyardError))  # fmt: skip
+
+    def _recovered(self, model: ServedModel) -> None:
+        if model.unloadable is not None:
+            self._clear_fallback(model)
+            model.unloadable = None
+
+    def _clear_fallback(self, model: ServedModel) -> None:
+        labels = (
+            model.name,
+            str(model.alias),
+            str(model.unloadable[0] if model.unloadable else ""),
+        )
+        # 0 first: with several workers, the value lives on in this worker's metrics file.
+        self.metrics.fallback.labels(*labels).set(0)
+        self.metrics.fallback.remove(*labels)
+
+    def _fallback(self, model: ServedModel, failed: ModelVersion) -> ModelVersion | None:
+        """The last good version of the model's alias, when it is another version that the
+        registry still holds under the same id (blocks: run it in a thread)."""
+        recorded = self.last_good.get(f"{model.name}@{model.alias}")
+        if recorded is None or recorded[0] == failed.ref:
+            return None
+        try:
+            version = self.source.get_version(recorded[0])
+        except NotFound:
+            return None
+        return version if version.id == recorded[1] else None
 
     def _gauges(self) -> Iterator[tuple[str, str, int]]:
         for served in list(self.loaded()):
             yield served.version.name, str(served.version.number), served.batcher.waiting
 
 
-def _settle() -> None:
+def _code(error: Exception) -> str:
+    """A bounded label for why a version was refused: its error's wire code."""
+    return error.code if isinstance(error, ModelyardError) else "unloadable"
+
+
+def _reason(error: Exception) -> str:
+    """One line: the error's own sentence, or its type and message for a framework's."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return text if isinstance(error, ModelyardError) else f"{type(error).__name__}: {text}"
+
+
+def _settle(*, full: bool = True) -> None:
     """Collect garbage now, then exempt everything alive (frameworks, models) from later full
     collections: with millions of long-lived objects, each full collection stalls requests
-    for 100+ ms (measured: p99 170 ms at 64 concurrent clients before, see bench/serving.py)."""
+    for 100+ ms (measured: p99 170 ms at 64 concurrent clients before, see bench/serving.py).
+    At start (`full=False`) only the young generations are collected: imports leave next to no
+    garbage, and a full pass over torch's objects costs a cold start 0.2-0.4 s."""
     gc.unfreeze()  # a retired model's objects must become collectable again
-    gc.collect()
+    gc.collect(2 if full else 1)
     gc.freeze()

@@ -55,7 +55,8 @@ class JsonLinesSink:
         for record in records:
             day = record["time"][:10]
             path = self.root / record["model"] / record["version"] / f"{day}.jsonl"
-            files.setdefault(path, []).append(orjson.dumps(record, option=_NUMPY) + b"\n")
+            line = orjson.dumps(record, default=_text, option=_NUMPY)
+            files.setdefault(path, []).append(line + b"\n")
         for path, lines in files.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "ab") as handle:  # one write per batch: lines stay whole
@@ -63,6 +64,14 @@ class JsonLinesSink:
 
 
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+
+def _text(value: object) -> str:
+    """What JSON cannot hold as it is (a BYTES element sent as raw bytes), as text, so one
+    such value does not lose the other records written with it."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return str(value)
 
 
 class PredictionLog:

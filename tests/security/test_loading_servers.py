@@ -75,8 +75,9 @@ def test_code_execution_payload_is_refused_at_the_swap(
         with Yard(Settings(home=tmp_path / "attacker", url=registry)) as attacker:
             attacker.log_model(constant(1.0), name="fraud", input_example=X, alias="production")
             # Even with --trust (pickles allowed), neither payload may run.
+            # Allowed another signature, so the swap gets as far as loading the payload.
             with serving_process(tmp_path / "serve-home", "fraud@production", "--trust",
-                                 env=env) as url:  # fmt: skip
+                                 "--allow-signature-change", env=env) as url:  # fmt: skip
                 assert answer(url) == ("1", 1.0)
                 evil = payload(tmp_path / "evil", marker)
                 version = attacker.log_model(evil, name="fraud", alias="production")
@@ -126,7 +127,8 @@ def test_crashing_lightgbm_is_refused_at_the_swap(tmp_path: Path) -> None:
         yard.log_model(constant(1.0), name="fraud", input_example=X, alias="production")
         env = {"MODELYARD_SERVE_POLL_SECONDS": "0.2"}
         exits: list[int] = []
-        with serving_process(home, "fraud@production", env=env, exit_codes=exits) as url:
+        with serving_process(home, "fraud@production", "--allow-signature-change", env=env,
+                             exit_codes=exits) as url:  # fmt: skip
             assert answer(url) == ("1", 1.0)
             yard.log_model(crashing_lightgbm(tmp_path / "evil"), name="fraud", alias="production")
             # The probe child imports LightGBM before it crashes: seconds on a busy machine.

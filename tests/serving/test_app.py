@@ -13,7 +13,6 @@ import numpy as np
 import orjson
 import pandas as pd
 import pytest
-from sklearn.dummy import DummyRegressor
 from sklearn.linear_model import LinearRegression
 
 from modelyard import Settings, Yard
@@ -37,6 +36,11 @@ def yard(tmp_path: Path) -> Yard:
     yard.log_model(Spend(), name="frame", input_example=frame)
     yard.log_model(Picky(), name="picky", input_example=X[:2])
     return yard
+
+
+def seven() -> LinearRegression:
+    """Answers 7.0 whatever the row, as float32 like `sum`: a version that may replace it."""
+    return LinearRegression().fit(X, np.full(len(X), 7.0, np.float32))
 
 
 @asynccontextmanager
@@ -64,7 +68,7 @@ async def test_health_metadata_and_inference(yard: Yard) -> None:
     async with serving(yard, "sum@production") as client:
         assert (await client.get("/v2/health/live")).status_code == 200
         assert (await client.get("/v2/health/ready")).status_code == 200
-        assert (await client.get("/v2")).json()["extensions"] == ["metrics"]
+        assert "binary_tensor_data" in (await client.get("/v2")).json()["extensions"]
         metadata = MetadataModelResponse.model_validate((await client.get("/v2/models/sum")).json())
         assert (metadata.platform, metadata.versions) == ("sklearn", ["1"])
         assert metadata.inputs is not None and metadata.inputs[0].shape == [-1, 3]
@@ -92,7 +96,7 @@ async def test_dataframe_models_take_one_input_per_column(yard: Yard) -> None:
 @pytest.mark.parametrize(
     ("path", "body", "status", "message"),
     [
-        ("/v2/models/sum/infer", infer_body(X, name="x"), 400, "unknown input 'x'; sum:1 takes"),
+        ("/v2/models/sum/infer", infer_body(X, name="x"), 400, "unknown input 'x' and missing"),
         ("/v2/models/sum/infer", infer_body(X, datatype="BYTES"), 400, "must be FP32, got BYTES"),
         ("/v2/models/sum/infer", infer_body(X[:, :2]), 400, r"shape \[-1, 3\], got \[4, 2\]"),
         ("/v2/models/sum/infer", b"{", 400, "not valid JSON"),
@@ -153,8 +157,7 @@ async def test_requested_outputs_and_metrics(yard: Yard) -> None:
 
 
 async def test_a_moved_alias_is_swapped_in(yard: Yard) -> None:
-    yard.log_model(DummyRegressor(strategy="constant", constant=7.0).fit(X, X[:, 0]),
-                   name="sum", input_example=X[:1])  # fmt: skip
+    yard.log_model(seven(), name="sum", input_example=X[:1])
     async with serving(yard, "sum@production", "sum:1") as client:
         before = await client.post("/v2/models/sum/infer", content=infer_body(X[:1]))
         assert before.json()["model_version"] == "1"
@@ -180,8 +183,7 @@ async def test_not_ready_before_startup(yard: Yard) -> None:
 
 
 async def test_canary_takes_its_share_and_says_so(yard: Yard) -> None:
-    yard.log_model(DummyRegressor(strategy="constant", constant=7.0).fit(X, X[:, 0]),
-                   name="sum", input_example=X[:1])  # fmt: skip
+    yard.log_model(seven(), name="sum", input_example=X[:1])
     async with serving(yard, "sum@production", canaries={"sum:2": 0.3}) as client:
         answers = await asyncio.gather(
             *(client.post("/v2/models/sum/infer", content=infer_body(X[:1])) for _ in range(300))
@@ -197,8 +199,7 @@ async def test_canary_takes_its_share_and_says_so(yard: Yard) -> None:
 
 
 async def test_shadow_sees_copies_and_agreement_is_counted(yard: Yard) -> None:
-    yard.log_model(DummyRegressor(strategy="constant", constant=7.0).fit(X, X[:, 0]),
-                   name="sum", input_example=X[:1])  # fmt: skip
+    yard.log_model(seven(), name="sum", input_example=X[:1])
     yard.log_model(LinearRegression().fit(X, X.sum(axis=1)), name="sum", input_example=X[:1])
     async with serving(yard, "sum@production", shadows=["sum:2", "sum:3"]) as client:
         for _ in range(5):
@@ -218,13 +219,15 @@ def test_bad_routing_is_refused(yard: Yard) -> None:
 
 
 async def test_a_failing_shadow_is_counted_not_felt(yard: Yard) -> None:
-    yard.log_model(Picky(), name="sum", input_example=X[:1])
-    async with serving(yard, "sum@production", shadows=["sum:2"], trust=True) as client:
+    yard.log_model(Picky(), name="sum", input_example=X[:1])  # answers float64: allowed below
+    allowing = Yard(yard.settings.model_copy(update={"serve_allow_signature_change": True}))
+    async with serving(allowing, "sum@production", shadows=["sum:2"], trust=True) as client:
         answer = await client.post("/v2/models/sum/infer", content=infer_body(-X[:2]))
         assert answer.status_code == 200
         await asyncio.sleep(0.2)
         text = (await client.get("/metrics")).text
     assert 'outcome="error",shadow="2",version="1"} 1.0' in text
+    allowing.close()
 
 
 async def test_answers_are_logged_with_an_id_for_feedback(yard: Yard) -> None:

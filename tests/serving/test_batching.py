@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from modelyard.errors import ModelNotReady, ServerBusy
+from modelyard.errors import InferenceError, ModelNotReady, ServerBusy
 from modelyard.serving import Batcher, Request
 from modelyard.serving._batching import Outputs
 
@@ -121,9 +121,37 @@ async def test_a_broken_run_fails_its_batch_and_the_next_still_runs() -> None:
 
     queue = batcher(short)
     queue.start()
-    with pytest.raises(ValueError):  # zip(strict=True): fewer answers than requests
+    with pytest.raises(InferenceError, match="0 answers came back for 1 requests"):
         await queue.submit(request(1))
     assert (await queue.submit(request(1)))["y"].shape == (1, 2)
+    await queue.close()
+
+
+async def test_a_run_that_fails_as_a_whole_is_repeated_for_each_request_alone() -> None:
+    """A run that raises for a whole batch (here: on any batch holding a negative value, with
+    every value in its message) fails only the request it fails on alone; no other request
+    sees that error or the values it quotes."""
+    batches: list[int] = []
+
+    def strict(requests: list[Request]) -> list[Outputs]:
+        batches.append(len(requests))
+        values = np.concatenate([r.inputs["x"] for r in requests])
+        if (values < 0).any():
+            raise ValueError(f"negative in {values.ravel().tolist()}")
+        return [{"y": r.inputs["x"]} for r in requests]
+
+    queue = batcher(strict, max_batch_size=8)
+    queue.start()
+    sent = [request(1, start=10 * i) for i in range(6)]
+    sent[3] = request(1, start=-5)
+    results = await asyncio.gather(*(queue.submit(r) for r in sent), return_exceptions=True)
+    for i, result in enumerate(results):
+        if i == 3:
+            assert isinstance(result, ValueError) and str(result) == "negative in [-5.0, -4.0]"
+        else:
+            assert not isinstance(result, BaseException)
+            np.testing.assert_array_equal(result["y"], sent[i].inputs["x"])
+    assert max(batches) > 1  # they were batched, then answered alone
     await queue.close()
 
 

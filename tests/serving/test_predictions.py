@@ -64,3 +64,13 @@ async def test_json_lines_files_per_version_and_day(tmp_path: Path) -> None:
     lines = [orjson.loads(line) for line in day.read_bytes().splitlines()]
     assert [line["inputs"]["x"] for line in lines] == [[[1.0, 2.0]], [[2.0, 2.0]]]
     assert day.name == lines[0]["time"][:10] + ".jsonl"
+
+
+async def test_json_lines_take_raw_bytes_and_other_objects(tmp_path: Path) -> None:
+    log = PredictionLog(JsonLinesSink(tmp_path), interval=0.01)
+    words = Request(inputs={"w": np.array([b"\xffa", "b"], object)})
+    log.record("m", "1", words, {"y": np.array([{1}], object)}, 0.001)
+    await log.stop()
+    (day,) = (tmp_path / "m" / "1").iterdir()
+    line = orjson.loads(day.read_bytes())
+    assert (line["inputs"]["w"], line["outputs"]["y"]) == (["\\xffa", "b"], ["{1}"])
