@@ -3,8 +3,9 @@ and against MLServer 1.7.1 serving the same model in the same run.
 
     python bench/serving.py [--seconds 8] [--out bench/results/serving.json] [--omp-threads 1]
                             [--no-pin] [--peer mlserver|none] [--peer-only] [--rounds 3]
+                            [--auth-only] [--skip transports|tensors|startup ...]
 
-A few minutes at the defaults; needs `wrk` (apt-get install wrk). In a fresh temporary home it
+About half an hour at the defaults; needs `wrk` (apt-get install wrk). In a fresh temporary home it
 logs a scikit-learn HistGradientBoostingClassifier and a small torch MLP (20 float32 features
 each), serves each with `modelyard serve NAME@production` in its own process and drives it with
 `wrk` (1 thread, one open connection per concurrent client) at concurrency 1, 8 and 64 with 1-row
@@ -13,7 +14,12 @@ hgb is served twice more, open and with bearer tokens (`MODELYARD_AUTH=true`), a
 driven in turns to give the token check's cost as a ratio (`--auth-only` runs just that).
 Last, `bench/serving_peer.py` serves hgb with modelyard and with MLServer at once, pinned and
 unpinned, and sets their req/s, p99 and CPU per request side by side (`--peer none` skips it,
-`--peer-only` runs only it): the issue's goal is read there.
+`--peer-only` runs only it): the issue's goal is read there. Then, unless `--skip`ped, the other
+serving benches, each printing its own table (see their docstrings), all in the one JSON:
+`transports` (bench/serving_transports.py: hgb as JSON, binary HTTP and gRPC, 1 and 64 rows, 64
+clients), `tensors` (bench/serving_tensors.py: 64 x 3 x 224 x 224 FP32 through each transport)
+and `startup` (bench/serving_startup.py: process start to first answer, and /explain against
+shap in-process), with at most 5 s per timed case and `--rounds` timed starts.
 
 Reading the table: `req/s` and the latency percentiles are wrk's; `batch rows` is the mean rows
 per call of the model during the run (from /metrics); `direct rows/s` is the same model called in
@@ -61,6 +67,7 @@ CONCURRENCY = (1, 8, 64)
 AUTH_CONCURRENCY = (1, 64)
 AUTH_ROUNDS = 5
 WARMUP_S = 2
+PARTS = ("transports", "tensors", "startup")  # the other bench modules this one runs too
 LUA = """local file = io.open("{body}", "rb")
 wrk.method = "POST"
 wrk.body = file:read("*a")
@@ -133,10 +140,10 @@ def train(yard: Yard) -> dict[str, Predict]:
 @contextmanager
 def served(
     ref: str, *, home: Path, log: Path, omp_threads: int, pin: bool, auth: bool = False,
-    pids: list[int] | None = None,
+    pids: list[int] | None = None, options: tuple[str, ...] = (),
 ) -> Iterator[str]:  # fmt: skip
-    """`modelyard serve REF` in its own process (requiring bearer tokens with `auth`); yields
-    its URL once ready, stops it after. Its process id is appended to `pids`."""
+    """`modelyard serve REF [OPTIONS]` in its own process (requiring bearer tokens with `auth`);
+    yields its URL once ready, stops it after. Its process id is appended to `pids`."""
     env = {**os.environ, "MODELYARD_HOME": str(home), "MODELYARD_AUTH": str(auth).lower()}
     # OpenMP worker threads (HGB's predict, torch's intra-op pool) spin while they wait for
     # work, and on a 2-core machine they take the core the event loop needs. Measured once
@@ -148,7 +155,7 @@ def served(
     if omp_threads:
         env["OMP_NUM_THREADS"] = str(omp_threads)
     port = free_port()
-    command = [sys.executable, "-m", "modelyard", "serve", ref, "--port", str(port)]
+    command = [sys.executable, "-m", "modelyard", "serve", ref, "--port", str(port), *options]
     with log.open("wb") as output:
         process = subprocess.Popen(
             (["taskset", "-c", "0"] if pin else []) + command,
@@ -440,8 +447,10 @@ def print_table(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def run(
     seconds: float, *, omp_threads: int = 1, pin: bool | None = None, peer: str = "mlserver",
     peer_only: bool = False, auth_only: bool = False, rounds: int = 3,
+    parts: tuple[str, ...] = PARTS,
 ) -> dict[str, Any]:  # fmt: skip
-    """Every case (or only the auth comparison, or only the peer's); the JSON document."""
+    """Every case (or only the auth comparison, or only the peer's), then each of `parts` that
+    another bench module measures; the JSON document."""
     args = argparse.Namespace(seconds=int(seconds), omp_threads=omp_threads)
     pin = can_pin() if pin is None else pin and can_pin()
     began = time.perf_counter()
@@ -472,9 +481,35 @@ def run(
 
         pins = [True, False] if pin else [False]
         peers = serving_peer.run(seconds, rounds=rounds, omp_threads=omp_threads, pins=pins)
+    others = {} if peer_only or auth_only else run_parts(
+        parts, seconds=seconds, rounds=rounds, omp_threads=omp_threads, pin=pin)  # fmt: skip
     return {"environment": environment(args, pin=pin, began=began), "hgb": hgb,
             "goal": peers["goal"] if peers else None, "rows": rows, "auth": auth_rows,
-            "peer": peers}  # fmt: skip
+            "peer": peers, **others}  # fmt: skip
+
+
+def run_parts(
+    parts: tuple[str, ...], *, seconds: float, rounds: int, omp_threads: int, pin: bool
+) -> dict[str, Any]:
+    """The other serving bench modules, each printing its table: hgb by transport (JSON,
+    binary HTTP, gRPC), the 64 x 3 x 224 x 224 tensor batch, cold start and /explain."""
+    import serving_startup
+    import serving_tensors
+    import serving_transports
+
+    documents: dict[str, Any] = {}
+    if "transports" in parts:
+        documents["transports"] = serving_transports.run(seconds, omp_threads=omp_threads, pin=pin)
+        serving_transports.print_table(documents["transports"])
+    if "tensors" in parts:
+        documents["tensors"] = serving_tensors.run(min(seconds, 5))
+        print()
+        serving_tensors.print_table(documents["tensors"])
+    if "startup" in parts:
+        documents["startup"] = serving_startup.run(min(seconds, 5), repeat=rounds)
+        print()
+        serving_startup.print_table(documents["startup"])
+    return documents
 
 
 def environment(args: argparse.Namespace, *, pin: bool, began: float) -> dict[str, Any]:
@@ -508,14 +543,18 @@ def main() -> None:
         help="serve the same model with MLServer 1.7.1 too (none: skip)",
     )
     parser.add_argument("--peer-only", action="store_true", help="only the MLServer comparison")
-    parser.add_argument("--rounds", type=int, default=3, help="runs per server in the peer cases")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="runs per server in the peer cases; starts in startup")  # fmt: skip
+    parser.add_argument("--skip", action="append", choices=PARTS, default=[],
+                        help="leave out that part (repeatable)")  # fmt: skip
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench/serving.py needs wrk on PATH: apt-get install wrk")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the servers are stopped too
     document = run(args.seconds, omp_threads=args.omp_threads, pin=not args.no_pin,
                    peer=args.peer, peer_only=args.peer_only, auth_only=args.auth_only,
-                   rounds=args.rounds)  # fmt: skip
+                   rounds=args.rounds,
+                   parts=tuple(part for part in PARTS if part not in args.skip))  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(document, indent=2))
     print(f"\nwrote {args.out}")
