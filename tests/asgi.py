@@ -3,8 +3,8 @@ the app's own): the middle tier of the tests, between unit tests and a real serv
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import anyio.from_thread
@@ -34,3 +34,20 @@ def in_process_client(app: Any) -> Iterator[httpx.Client]:
         with httpx.Client(transport=InProcessTransport(app, portal)) as client:
             yield client
     app.state.yard.close()
+
+
+@asynccontextmanager
+async def serving(yard: Any, *refs: str, **routing: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client over the inference app for `refs`, its models loaded (the lifespan's
+    startup run) and closed again when the block ends."""
+    from modelyard.api import create_inference_app
+
+    app = create_inference_app(yard.settings, list(refs), yard=yard, **routing)
+    assert app.on_startup is not None and app.on_shutdown is not None
+    await app.on_startup()
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
+            yield client
+    finally:
+        await app.on_shutdown()

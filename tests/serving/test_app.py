@@ -19,6 +19,7 @@ from modelyard import Settings, Yard
 from modelyard.api import InferenceApp, create_inference_app
 from modelyard.errors import ConfigurationError
 from modelyard.serving._oip import InferenceResponse, MetadataModelResponse
+from tests.asgi import serving as served_app
 from tests.flavors.pyfunc_models import Picky, Spend
 
 pytestmark = pytest.mark.anyio
@@ -46,15 +47,8 @@ def seven() -> LinearRegression:
 @asynccontextmanager
 async def serving(yard: Yard, *refs: str, **routing: Any) -> AsyncIterator[httpx.AsyncClient]:
     routing.setdefault("trust", True)
-    app = create_inference_app(yard.settings, list(refs), yard=yard, **routing)
-    assert app.on_startup is not None and app.on_shutdown is not None
-    await app.on_startup()
-    try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
-            yield client
-    finally:
-        await app.on_shutdown()
+    async with served_app(yard, *refs, **routing) as client:
+        yield client
 
 
 def infer_body(data: Any, *, name: str = "input-0", datatype: str = "FP32", **extra: Any) -> bytes:

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ import tritonclient.http as triton
 from sklearn.linear_model import LinearRegression
 
 from modelyard import Settings, Yard
-from modelyard.api import create_inference_app
+from tests.asgi import serving
 from tests.servers import serving_process
 from tests.serving.tensor_models import Double, Mirror
 
@@ -186,19 +184,6 @@ def test_malformed_binary_bodies_are_400s_that_name_the_problem(server: str) -> 
     large = raw_request({"inputs": [image_input(size=70_000)]}, b"\0" * 70_000)
     response = httpx.post(f"{server}/v2/models/double/infer", **large)
     assert response.status_code == 413 and "over the limit of 65536 bytes" in response.text
-
-
-@asynccontextmanager
-async def serving(yard: Yard, *refs: str) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_inference_app(yard.settings, list(refs), yard=yard)
-    assert app.on_startup is not None and app.on_shutdown is not None
-    await app.on_startup()
-    try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
-            yield client
-    finally:
-        await app.on_shutdown()
 
 
 @pytest.mark.anyio

@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +19,8 @@ from sklearn.datasets import make_classification
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from modelyard import Settings, Yard
-from modelyard.api import create_inference_app
 from modelyard.errors import ModelNotReady
+from tests.asgi import serving
 
 pytestmark = pytest.mark.anyio
 
@@ -44,19 +42,6 @@ def yard(tmp_path: Path) -> Any:
         yard.log_model(LinearRegression().fit(WIDE, WIDE.sum(axis=1)), name="sum",
                        input_example=WIDE[:2])  # fmt: skip
         yield yard
-
-
-@asynccontextmanager
-async def serving(yard: Yard, *refs: str, **routing: Any) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_inference_app(yard.settings, list(refs), yard=yard, **routing)
-    assert app.on_startup is not None and app.on_shutdown is not None
-    await app.on_startup()
-    try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
-            yield client
-    finally:
-        await app.on_shutdown()
 
 
 def body(rows: np.ndarray[Any, Any]) -> bytes:
