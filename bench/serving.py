@@ -141,10 +141,13 @@ def train(yard: Yard) -> dict[str, Predict]:
 def served(
     ref: str, *, home: Path, log: Path, omp_threads: int, pin: bool, auth: bool = False,
     pids: list[int] | None = None, options: tuple[str, ...] = (),
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[str]:  # fmt: skip
-    """`modelyard serve REF [OPTIONS]` in its own process (requiring bearer tokens with `auth`);
-    yields its URL once ready, stops it after. Its process id is appended to `pids`."""
-    env = {**os.environ, "MODELYARD_HOME": str(home), "MODELYARD_AUTH": str(auth).lower()}
+    """`modelyard serve REF [OPTIONS]` in its own process (requiring bearer tokens with `auth`,
+    with `extra_env` added to its environment); yields its URL once ready, stops it after. Its
+    process id is appended to `pids`."""
+    env = {**os.environ, "MODELYARD_HOME": str(home), "MODELYARD_AUTH": str(auth).lower(),
+           **(extra_env or {})}  # fmt: skip
     # OpenMP worker threads (HGB's predict, torch's intra-op pool) spin while they wait for
     # work, and on a 2-core machine they take the core the event loop needs. Measured once
     # here, not pinned (--no-pin --omp-threads 0 against 1): hgb served 4x fewer 100-row

@@ -37,7 +37,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +47,8 @@ import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import serving  # noqa: E402
 
 import modelyard  # noqa: E402
 from modelyard import Settings, Yard  # noqa: E402
@@ -80,38 +81,13 @@ def log_model(yard: Yard) -> Callable[[np.ndarray[Any, Any]], np.ndarray[Any, An
 @contextmanager
 def served(home: Path, log: Path, *, grpc: bool) -> Iterator[tuple[str, int | None]]:
     """`modelyard serve MODEL` in its own process; yields (HTTP URL, gRPC port or None)."""
-    port = free_port()
-    command = [sys.executable, "-m", "modelyard", "serve", MODEL, "--port", str(port)]
     grpc_port = free_port() if grpc else None
-    if grpc_port is not None:
-        command += ["--grpc-port", str(grpc_port)]
-    env = {**os.environ, "MODELYARD_HOME": str(home),
-           "MODELYARD_SERVE_MAX_BODY_BYTES": str(MAX_BODY)}  # fmt: skip
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while not _ready(url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{MODEL} did not start serving:\n{log.read_text()}")
-            time.sleep(0.2)
+    options = () if grpc_port is None else ("--grpc-port", str(grpc_port))
+    omp = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)  # the caller's, as before
+    limit = {"MODELYARD_SERVE_MAX_BODY_BYTES": str(MAX_BODY)}
+    with serving.served(MODEL, home=home, log=log, omp_threads=omp, pin=False, options=options,
+                        extra_env=limit) as url:  # fmt: skip
         yield url, grpc_port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 def has_grpc_port() -> bool:
