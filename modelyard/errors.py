@@ -17,6 +17,7 @@
     ├── Unauthenticated (401)           no valid token: missing, unknown, expired or revoked
     ├── PermissionDenied (403)          a valid principal lacking the role the request needs
     ├── SelfApproval (403)              a version's creator approving it
+    ├── CrossSiteRequest (403)          a web UI form posted from another site, or without its token
     ├── SignatureMissing (422)          a version with no signature where policy requires one
     ├── SignatureInvalid (422)          a signature that a trusted key does not verify, or files
     │                                   that differ from what was signed
@@ -290,6 +291,13 @@ class PermissionDenied(ModelyardError):
         self.principal = principal
         self.role = role
         self.model = model or ""
+
+
+class CrossSiteRequest(ModelyardError):
+    """A web UI form that came from another site or lacks its security token (CSRF)."""
+
+    code = "cross_site_request"
+    status_code = 403
 
 
 class SelfApproval(ModelyardError):

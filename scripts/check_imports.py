@@ -33,6 +33,7 @@ LAYERS: list[list[str]] = [
     ["entry"],  # `modelyard` (the SDK face: Yard, Settings, errors) and `python -m modelyard`
     ["cli"],
     ["api"],  # the registry server and the inference server
+    ["ui"],  # the web UI's pages, mounted by the registry server
     ["facade"],  # the Yard client and its parts: embedded or over HTTP
     ["ingest", "optimize", "serving"],
     ["diff", "explain", "monitoring"],

@@ -185,11 +185,29 @@ def ensure_prometheus() -> dict[str, str]:
     }
 
 
+def ensure_chromium() -> dict[str, str]:
+    """Debian's Chromium, which Playwright drives in the web UI's browser tests."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        print("installing Chromium from apt …", file=sys.stderr)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        run("apt-get", "update", "-qq", env=env, stdout=subprocess.DEVNULL)
+        run("apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium",
+            env=env, stdout=subprocess.DEVNULL)  # fmt: skip
+        chromium = shutil.which("chromium")
+    return {"MODELYARD_TEST_CHROMIUM": str(chromium)}
+
+
 def start(root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)  # the postgres user must reach its data folder
     began = time.monotonic()
-    env = {**start_postgres(root), **start_seaweedfs(root), **ensure_prometheus()}
+    env = {
+        **start_postgres(root),
+        **start_seaweedfs(root),
+        **ensure_prometheus(),
+        **ensure_chromium(),
+    }
     lines = [f"export {key}={value}" for key, value in env.items()]
     (root / "env.sh").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

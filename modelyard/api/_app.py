@@ -27,6 +27,7 @@ from modelyard.api._responses import error_response
 from modelyard.api._runs import run_routes
 from modelyard.errors import ConfigurationError, ModelyardError
 from modelyard.settings import Settings
+from modelyard.ui import ACTION_PREFIX, MAX_FORM_BYTES, is_ui_path, mount_ui
 
 API = "/api/v1"
 
@@ -57,13 +58,19 @@ def create_app(settings: Settings, *, yard: Yard | None = None) -> FastAPI:
                blob_routes(client, acting), principal_routes(access, acting))  # fmt: skip
     for router in routers:
         app.include_router(router, prefix=API)
+    mount_ui(app, yard=client, gatekeeper=access, settings=settings)
     app.add_middleware(HotRoutes, yard=client, access=access, prefix=API)
     app.add_middleware(RequestLimits, max_body_bytes=settings.server_max_body_bytes,
                        read_timeout=settings.server_read_timeout_seconds,
-                       body_limits=[("PUT", f"{API}/blobs/", MAX_BLOB)])  # fmt: skip
+                       body_limits=[("PUT", f"{API}/blobs/", MAX_BLOB),
+                                    ("POST", ACTION_PREFIX, MAX_FORM_BYTES)])  # fmt: skip
     open_paths = frozenset({"/health", "/docs/oauth2-redirect"} | {
         path for path in (app.openapi_url, app.docs_url, app.redoc_url) if path})  # fmt: skip
-    app.add_middleware(AuthenticateFirst, access=access, open_paths=open_paths)  # outermost
+    # The pages sign a browser in themselves (a cookie, else a redirect to /login), and static
+    # files hold no data; their forms are small (MAX_FORM_BYTES above).
+    app.add_middleware(
+        AuthenticateFirst, access=access, open_paths=open_paths, own_auth=is_ui_path
+    )  # outermost
 
     @app.get("/health", tags=["server"])
     def health() -> dict[str, str]:

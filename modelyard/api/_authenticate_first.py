@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -22,18 +23,28 @@ from modelyard.errors import Unauthenticated
 
 class AuthenticateFirst:
     """ASGI middleware, outermost: refuses a request that fails authentication (401) before
-    its body is read; `open_paths` (health, the OpenAPI document) need no token."""
+    its body is read; `open_paths` (health, the OpenAPI document) need no token, and the paths
+    `own_auth` accepts (the web UI's) authenticate themselves."""
 
-    def __init__(self, app: ASGIApp, *, access: Access, open_paths: frozenset[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        access: Access,
+        open_paths: frozenset[str],
+        own_auth: Callable[[str], bool] = lambda path: False,
+    ) -> None:
         self.app = app
         self.access = access
         self.open_paths = open_paths
+        self.own_auth = own_auth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] == "http"
             and self.access.required
             and scope["path"] not in self.open_paths
+            and not self.own_auth(scope["path"])
         ):
             try:
                 await self._authenticate(scope)
