@@ -54,7 +54,8 @@ def build(home: Path) -> dict[str, Any]:
             folder.mkdir(parents=True, exist_ok=True)
             save_file(tensors(variant, changed=variant * 2), str(folder / "model.safetensors"))
             yard.log_model(folder, name="mlp", metrics={"auc": 0.86 + variant / 100},
-                           params={"lr": 10.0 ** -(variant + 2)}, tags={"team": "vision"})  # fmt: skip
+                           params={"lr": 10.0 ** -(variant + 2)},
+                           tags={"team": "vision"})  # fmt: skip
         yard.merge("mlp:2", "mlp:3", alias="soup")
         yard.registry.add_gate("mlp", "metric", metric="auc", op=">=", value=0.875)
         yard.registry.update_model("mlp", description="A tiny network, fine-tuned three ways")
