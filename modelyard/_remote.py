@@ -350,8 +350,9 @@ class HttpRegistry:
             Run, "GET", "/runs", params={k: v for k, v in query.items() if v is not None}
         )
 
-    def lineage(self, ref: str) -> Lineage:
-        return self._one(Lineage, "GET", "/version/lineage", params={"ref": ref})
+    def lineage(self, ref: str, *, depth: int | None = None) -> Lineage:
+        params: dict[str, Any] = {"ref": ref} if depth is None else {"ref": ref, "depth": depth}
+        return self._one(Lineage, "GET", "/version/lineage", params=params)
 
     def diff(self, a: str, b: str) -> VersionDiff:
         # The server reads the manifests and tensors: files and weights are compared there.

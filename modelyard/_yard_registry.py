@@ -85,9 +85,10 @@ class RegistryMethods:
         A metric is its latest value; tuning trials are runs tagged `tune.study`."""
         return self.registry.search_runs(filter, order_by=order_by, limit=limit)
 
-    def lineage(self, ref: str) -> Lineage:
-        """Ancestors and descendants of a version."""
-        return self.registry.lineage(ref)
+    def lineage(self, ref: str, *, depth: int | None = None) -> Lineage:
+        """Ancestors and descendants of a version (`depth`: at most that many generations each
+        way)."""
+        return self.registry.lineage(ref, depth=depth)
 
     def diff(self, a: str, b: str) -> VersionDiff:
         """What differs between two versions: params, metrics, tags, signature, files, which

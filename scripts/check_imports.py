@@ -47,6 +47,7 @@ MODULES = {
     "modelyard": "entry",
     "modelyard.__main__": "entry",
     "modelyard._active_run": "facade",
+    "modelyard._model_card": "facade",
     "modelyard._model_folders": "facade",
     "modelyard._remote": "facade",
     "modelyard._remote_store": "facade",

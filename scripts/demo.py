@@ -313,6 +313,10 @@ def main() -> None:
     serve_production(work)
     show("audit", "verify")
     show("store", "verify")
+    # Not a `$ ` line: it serves until Ctrl-C, so tests/test_demo.py must not paste it.
+    home = shlex.quote(os.environ["MODELYARD_HOME"])
+    print("Next: see it all in the web UI (Ctrl-C stops it):")
+    print(f"  MODELYARD_HOME={home} modelyard ui")
     if not same:
         sys.exit(1)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -64,6 +65,8 @@ def test_demo_runs_and_its_printed_commands_paste_into_bash(tmp_path: Path) -> N
     # The alert fired on a third of the columns drifting; the report says so, not "no drift".
     assert "the alert rolled production back" in out
     assert "inputs: 10 of 30 columns drifted (33%)" in out
+    home = shlex.quote(env["MODELYARD_HOME"])
+    assert out.rstrip().endswith(f"MODELYARD_HOME={home} modelyard ui")  # not pasted: it serves
 
     lines = [line[2:] for line in out.splitlines() if line.startswith("$ ")]
     assert len(lines) >= 15 and any(line.startswith("python -c ") for line in lines)

@@ -36,7 +36,7 @@ def test_the_package_keeps_its_layers_and_its_private_modules() -> None:
 
 def test_the_architecture_page_draws_the_checked_layers() -> None:
     layers = check("--layers").stdout
-    assert layers.startswith("9: entry\n")
+    assert layers.startswith("10: entry\n")
     assert layers in (REPOSITORY / "docs" / "architecture.md").read_text()
 
 

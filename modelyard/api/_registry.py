@@ -184,8 +184,14 @@ def registry_routes(yard: Yard, access: Access, acting: Any) -> APIRouter:
 
     @router.get("/version/lineage")
     @fast_json()
-    def lineage(ref: Ref, caller: Caller = acting) -> Lineage:
-        return caller.need_ref(Role.READER, ref).registry.lineage(ref)
+    def lineage(
+        ref: Ref,
+        depth: Annotated[
+            int | None, Query(ge=1, description="generations each way, at most")
+        ] = None,
+        caller: Caller = acting,
+    ) -> Lineage:
+        return caller.need_ref(Role.READER, ref).registry.lineage(ref, depth=depth)
 
     @router.get("/diff")
     @fast_json()

@@ -14,7 +14,13 @@ from typing import Any
 
 from modelyard._yard import Yard
 from modelyard.api._inference import InferenceApp
-from modelyard.monitoring import AlertLoop, load_rules, write_feedback
+from modelyard.monitoring import (
+    AlertHistory,
+    AlertLoop,
+    alert_folder,
+    load_rules,
+    write_feedback,
+)
 from modelyard.serving import DataPlane, JsonLinesSink, Metrics, ModelPool, PredictionLog
 from modelyard.settings import Settings
 
@@ -131,5 +137,6 @@ def _alert_loop(
     rules = load_rules(
         settings.serve_alerts, allowed_webhooks=settings.alert_webhooks, served=served
     )
+    history = AlertHistory(alert_folder(settings.home))  # what the web UI's Monitoring shows
     return AlertLoop(rules, yard=client, metrics=plane.metrics, traffic=plane.traffic,
-                     interval=settings.serve_alert_seconds)  # fmt: skip
+                     interval=settings.serve_alert_seconds, history=history)  # fmt: skip

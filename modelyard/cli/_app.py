@@ -16,6 +16,7 @@ from typer.models import CommandInfo
 from modelyard.__about__ import __version__
 from modelyard.cli import (
     _backup,
+    _card,
     _explain,
     _import,
     _lifecycle,
@@ -25,6 +26,7 @@ from modelyard.cli import (
     _serve,
     _server,
     _signing,
+    _ui,
 )
 from modelyard.cli._optimize import optimize_app
 from modelyard.cli._store import store_app
@@ -47,6 +49,7 @@ app.command("promote")(_lifecycle.promote)
 app.command("approve")(_lifecycle.approve)
 app.command("rollback")(_lifecycle.rollback)
 app.command("lineage")(_lifecycle.lineage)
+app.command("card")(_card.card)
 app.add_typer(_lifecycle.gate_app, name="gate")
 app.add_typer(_lifecycle.audit_app, name="audit")
 app.add_typer(_lifecycle.db_app, name="db")
@@ -65,6 +68,7 @@ app.command("sign")(_signing.sign)
 app.command("verify")(_signing.verify)
 app.command("backup")(_backup.backup)
 app.command("restore")(_backup.restore)
+app.command("ui")(_ui.ui)
 
 
 @app.callback()

@@ -10,8 +10,16 @@ print(report.drifted, [c.column for c in report.columns if c.drifted])
 
 from __future__ import annotations
 
+from modelyard.monitoring._alert_history import (
+    AlertEvents,
+    AlertHistory,
+    alert_folder,
+    read_alert_history,
+    read_alert_rules,
+)
 from modelyard.monitoring._alert_loop import (
     AlertGauges,
+    AlertJournal,
     AlertLoop,
     AlertSource,
     TrafficWindow,
@@ -23,6 +31,7 @@ from modelyard.monitoring._drift import ColumnDrift, DriftReport, detect_drift
 from modelyard.monitoring._export import grafana_dashboard, prometheus_rules
 from modelyard.monitoring._feedback import parse_feedback, read_feedback, write_feedback
 from modelyard.monitoring._html import render_html
+from modelyard.monitoring._log_scan import Activity, activity, served_versions
 from modelyard.monitoring._performance import (
     Performance,
     auc,
@@ -34,6 +43,14 @@ from modelyard.monitoring._reports import MonitorReport, monitor_window
 from modelyard.monitoring._reservoir import Reservoir
 from modelyard.monitoring._sketch import QuantileSketch
 from modelyard.monitoring._statistics import DriftTest
+from modelyard.monitoring._timeline import (
+    DriftCache,
+    SampleDrift,
+    Timeline,
+    WindowDrift,
+    drift_timeline,
+    window_edges,
+)
 from modelyard.monitoring._windows import (
     flat_columns,
     read_records,
@@ -43,12 +60,17 @@ from modelyard.monitoring._windows import (
 )
 
 __all__ = [
+    "Activity",
+    "AlertEvents",
     "AlertGauges",
+    "AlertHistory",
+    "AlertJournal",
     "AlertLoop",
     "AlertRule",
     "AlertSource",
     "CategoricalColumn",
     "ColumnDrift",
+    "DriftCache",
     "DriftReport",
     "DriftTest",
     "Histogram",
@@ -58,11 +80,17 @@ __all__ = [
     "Profile",
     "QuantileSketch",
     "Reservoir",
+    "SampleDrift",
+    "Timeline",
     "TrafficWindow",
     "TrafficWindows",
+    "WindowDrift",
+    "activity",
+    "alert_folder",
     "auc",
     "classification_metrics",
     "detect_drift",
+    "drift_timeline",
     "duration",
     "flat_columns",
     "grafana_dashboard",
@@ -72,11 +100,15 @@ __all__ = [
     "performance",
     "profile",
     "prometheus_rules",
+    "read_alert_history",
+    "read_alert_rules",
     "read_feedback",
     "read_records",
     "read_reference",
     "read_window",
     "render_html",
+    "served_versions",
+    "window_edges",
     "write_feedback",
     "write_reference",
 ]

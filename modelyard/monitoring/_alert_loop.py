@@ -4,8 +4,8 @@ starts firing. A rollback moves the alias, which the serving pool then follows l
 move.
 
 The loop takes what it uses as narrow protocols (`AlertSource`, `AlertGauges`,
-`TrafficWindows`), so monitoring imports neither the `Yard` facade nor serving: the inference
-server wires a `Yard`, its `Metrics` and its `Traffic` in.
+`TrafficWindows`, `AlertJournal`), so monitoring imports neither the `Yard` facade nor serving:
+the inference server wires a `Yard`, its `Metrics`, its `Traffic` and an `AlertHistory` in.
 """
 
 from __future__ import annotations
@@ -13,12 +13,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from modelyard.errors import ModelyardError
 from modelyard.monitoring._actions import alert_body, run_actions
-from modelyard.monitoring._alerts import TRAFFIC_SIGNALS, AlertRule, RuleState, signal_value
+from modelyard.monitoring._alert_history import rule_model
+from modelyard.monitoring._alerts import (
+    TRAFFIC_SIGNALS,
+    AlertRule,
+    RuleState,
+    State,
+    signal_value,
+)
 from modelyard.monitoring._reports import MonitorReport
 
 if TYPE_CHECKING:
@@ -82,6 +90,19 @@ class TrafficWindows(Protocol):
         ...
 
 
+class AlertJournal(Protocol):
+    """Where rule state changes and action outcomes are kept (an `AlertHistory` is one); its
+    methods do file I/O, so the loop calls them in a worker thread."""
+
+    def record(self, model: str, event: Mapping[str, Any]) -> None:
+        """Append one event to `model`'s history."""
+        ...
+
+    def write_rules(self, rules: Iterable[AlertRule]) -> None:
+        """Keep the rules in force now, per model."""
+        ...
+
+
 class AlertLoop:
     """Evaluate `rules` every `interval` seconds against what the server logged.
 
@@ -98,12 +119,14 @@ class AlertLoop:
         metrics: AlertGauges,
         interval: float,
         traffic: TrafficWindows | None = None,
+        history: AlertJournal | None = None,
     ) -> None:
         self.states = [RuleState(rule) for rule in rules]
         self.yard = yard
         self.metrics = metrics
         self.interval = interval
         self.traffic = traffic  # this process's recent requests, for error rate and latency
+        self.history = history  # where state changes and action outcomes are kept
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -133,7 +156,11 @@ class AlertLoop:
             except Exception:  # anything else is a bug: its traceback helps; the rule waits
                 log.exception("alert %s: cannot evaluate", rule.name)
                 continue
-            if state.update(value, now):
+            before = state.state
+            started = state.update(value, now)
+            if state.state is not before:
+                await self._keep(rule, _event(before, state.state), state.value, version)
+            if started:
                 fired.append(rule.name)
                 await self._fire(rule, state.value or 0.0, version)
             self.metrics.alert_state.labels(rule.name).set(int(state.state))
@@ -162,10 +189,41 @@ class AlertLoop:
         def rollback(name: str, alias: str, reason: str) -> object:
             return self.yard.rollback(name, alias, reason=reason)
 
+        def act() -> list[str]:
+            outcomes = run_actions(rule, body, rollback=rollback)
+            self._write(rule, {"event": "actions", "outcomes": outcomes}, value, version)
+            return outcomes
+
         body = alert_body(rule, value, version)
-        outcomes = await asyncio.to_thread(run_actions, rule, body, rollback=rollback)
+        outcomes = await asyncio.to_thread(act)
         log.warning("alert %s fired (%s = %.4g): %s", rule.name, rule.signal, value,
                     "; ".join(outcomes))  # fmt: skip
+
+    async def _keep(self, rule: AlertRule, event: str, value: float | None, version: str) -> None:
+        if self.history is not None:
+            await asyncio.to_thread(self._write, rule, {"event": event}, value, version)
+
+    def _write(
+        self, rule: AlertRule, event: dict[str, Any], value: float | None, version: str
+    ) -> None:
+        if self.history is None:
+            return
+        try:
+            self.history.record(
+                rule_model(rule),
+                {"rule": rule.name, **event, "signal": rule.signal, "value": value,
+                 "version": version, "op": rule.op, "threshold": rule.threshold},
+            )  # fmt: skip
+        except OSError:  # a full disk must not stop the alerts themselves
+            log.exception("alert %s: cannot record its history", rule.name)
+
+    async def _snapshot(self) -> None:
+        if self.history is None:
+            return
+        try:
+            await asyncio.to_thread(self.history.write_rules, [s.rule for s in self.states])
+        except OSError:
+            log.exception("alerts: cannot write the rules in force")
 
     def _export(self, report: MonitorReport) -> None:
         version = str(report.version)
@@ -179,6 +237,14 @@ class AlertLoop:
             self.metrics.accuracy.labels(report.model, version).set(accuracy)
 
     async def _forever(self) -> None:
+        await self._snapshot()
         while True:
             await asyncio.sleep(self.interval)
             await self.evaluate()
+
+
+def _event(before: State, after: State) -> str:
+    """The history's name for a change of state: a firing rule that stops has resolved."""
+    if after is State.INACTIVE:
+        return "resolved" if before is State.FIRING else "inactive"
+    return after.name.lower()

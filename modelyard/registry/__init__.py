@@ -20,6 +20,7 @@ from modelyard.registry._contract import RegistryAPI
 from modelyard.registry._database import Database
 from modelyard.registry._diff import Change, FileChange, TensorChange, VersionDiff, diff_versions
 from modelyard.registry._lineage import Lineage, LineageEdge
+from modelyard.registry._listings import audit_page, metric_histories, versions_by_run
 from modelyard.registry._principals import ApiToken, IssuedToken, Principals, RoleGrant
 from modelyard.registry._records import (
     AliasEvent,
@@ -37,6 +38,13 @@ from modelyard.registry._records import (
 from modelyard.registry._references import Reference
 from modelyard.registry._registry import Registry
 from modelyard.registry._roots import Root, bytes_only_in, registry_roots
+from modelyard.registry._summaries import (
+    ModelPage,
+    ModelSummary,
+    metric_keys,
+    page_token,
+    summarize_models,
+)
 
 __all__ = [
     "AliasEvent",
@@ -60,6 +68,8 @@ __all__ = [
     "MetricPoint",
     "Model",
     "ModelNotFound",
+    "ModelPage",
+    "ModelSummary",
     "ModelVersion",
     "PG_DUMP_GUIDANCE",
     "Principals",
@@ -78,9 +88,15 @@ __all__ = [
     "VersionDiff",
     "VersionInUse",
     "VersionNotFound",
+    "audit_page",
     "back_up",
     "bytes_only_in",
     "diff_versions",
+    "metric_histories",
+    "metric_keys",
+    "page_token",
     "registry_roots",
     "restore_backup",
+    "summarize_models",
+    "versions_by_run",
 ]

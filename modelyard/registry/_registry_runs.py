@@ -108,10 +108,11 @@ class RunsAndAudit:
 
     # lineage and diff -------------------------------------------------------------------------
 
-    def lineage(self, ref: str) -> Lineage:
-        """Ancestors and descendants of a version, with the edges between them."""
+    def lineage(self, ref: str, *, depth: int | None = None) -> Lineage:
+        """Ancestors and descendants of a version, with the edges between them; `depth`: at
+        most that many generations each way (a page showing the nearest ones of a long chain)."""
         with self.database.read() as connection:
-            return lineage_of(connection, _versions.resolve(connection, ref))
+            return lineage_of(connection, _versions.resolve(connection, ref), depth=depth)
 
     def diff(self, a: str, b: str) -> VersionDiff:
         """What differs between two versions: with a `differ` wired (as `Yard` and the server

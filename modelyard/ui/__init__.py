@@ -15,9 +15,9 @@ from modelyard.ui._viewer import Gatekeeper, Viewer
 
 __all__ = [
     "ACTION_PREFIX",
+    "Gatekeeper",
     "MAX_FORM_BYTES",
     "STATIC_PREFIX",
-    "Gatekeeper",
     "Viewer",
     "is_ui_path",
     "mount_ui",

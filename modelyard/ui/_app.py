@@ -8,6 +8,7 @@ from starlette.staticfiles import StaticFiles
 from modelyard._yard import Yard
 from modelyard.settings import Settings
 from modelyard.ui import _audit, _login, _models, _monitoring, _runs, _version
+from modelyard.ui._headers import SecurityHeaders
 from modelyard.ui._pages import Pages
 from modelyard.ui._viewer import Gatekeeper
 
@@ -39,3 +40,4 @@ def mount_ui(app: FastAPI, *, yard: Yard, gatekeeper: Gatekeeper, settings: Sett
         module.add_routes(router, pages)
     app.include_router(router)
     app.mount(STATIC_PREFIX, StaticFiles(packages=[("modelyard.ui", "static")]), name="ui-static")
+    app.add_middleware(SecurityHeaders, applies=is_ui_path, static=STATIC_PREFIX)

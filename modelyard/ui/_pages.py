@@ -69,9 +69,10 @@ class Pages:
                 client=request.client.host if request.client else None,
                 proxy_user=request.headers.get("x-modelyard-user"),
             )
-        except Unauthenticated as error:
+        except Unauthenticated:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            query = urllib.parse.urlencode({"next": target, "why": error.message})
+            # No reason in the link: /login finds it from the cookie itself.
+            query = urllib.parse.urlencode({"next": target})
             raise HTTPException(303, headers={"location": f"/login?{query}"}) from None
         return Viewer(principal, self.gatekeeper)
 

@@ -288,6 +288,14 @@ def test_lineage_and_diff(registry: RegistryAPI, name: str) -> None:
     assert diff.metrics == [] and not diff.identical
 
 
+def test_lineage_to_a_depth(registry: RegistryAPI, name: str) -> None:
+    for _ in range(5):
+        registry.create_version(name)
+    near = registry.lineage(f"{name}:3", depth=1)
+    assert (near.ancestors, near.descendants) == ([f"{name}:2"], [f"{name}:4"])
+    assert len(registry.lineage(f"{name}:3").ancestors) == 2
+
+
 # audit -----------------------------------------------------------------------------------------
 
 

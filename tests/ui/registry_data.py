@@ -59,6 +59,16 @@ def build(home: Path) -> dict[str, Any]:
         yard.merge("mlp:2", "mlp:3", alias="soup")
         yard.registry.add_gate("mlp", "metric", metric="auc", op=">=", value=0.875)
         yard.registry.update_model("mlp", description="A tiny network, fine-tuned three ways")
-        return {"models": ["cancer", "mlp"], "run": run.id}
+        made = {"models": ["cancer", "mlp"], "run": run.id}
     finally:
         yard.close()
+    add_traffic(home)  # served traffic with drift, feedback, an alert's rollback
+    return made
+
+
+def add_traffic(home: Path) -> dict[str, Any]:
+    """Six hours of `cancer:2` traffic, drifted at the end, and the alert that rolled
+    `cancer@production` back (tests/ui/traffic_data.py)."""
+    from tests.ui.traffic_data import add_traffic as write
+
+    return write(home)
