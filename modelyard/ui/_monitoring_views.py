@@ -64,7 +64,7 @@ def chart(title: str, x: Sequence[float], series: dict[str, list[float | None]],
           ylabel: str) -> str:  # fmt: skip
     """A `data-chart` attribute's JSON (Jinja escapes it into the attribute)."""
     return json.dumps({
-        "title": title, "x": list(x), "time": True, "xlabel": "window (UTC)", "ylabel": ylabel,
+        "title": title, "x": list(x), "time": True, "xlabel": "window start", "ylabel": ylabel,
         "series": [{"label": label, "values": values} for label, values in series.items()],
     })  # fmt: skip
 
