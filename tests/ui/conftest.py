@@ -57,9 +57,11 @@ def ui_url(ui_home: Path) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Chromium (Debian's), driven by Playwright."""
+    """Headless Chromium (Debian's), driven by Playwright; one per test module, because
+    Playwright's sync API keeps an asyncio loop marked running in this thread until it stops,
+    and any async test run meanwhile would fail to start its own."""
     from playwright.sync_api import sync_playwright
 
     executable = service_env("MODELYARD_TEST_CHROMIUM")
