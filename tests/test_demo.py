@@ -86,3 +86,48 @@ def test_demo_runs_and_its_printed_commands_paste_into_bash(tmp_path: Path) -> N
             assert pasted.returncode == 0, (line, pasted.stderr)
         assert pasted.stderr.count("\n") <= 1, (line, pasted.stderr)  # errors are one line
     assert list(shell.iterdir()) == []
+    the_ui_shows_what_the_demo_did(out.rstrip().splitlines()[-1].strip(), env)
+
+
+def the_ui_shows_what_the_demo_did(line: str, env: dict[str, str]) -> None:
+    """The printed `modelyard ui` line, started as printed: its pages show the demo's models,
+    lineage, diff, the drift that fired with its rollback, and the audit log."""
+    assert line.endswith("modelyard ui"), line
+    ui = subprocess.Popen(["bash", "-c", line], env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        assert ui.stderr is not None
+        found = None
+        while found is None and ui.poll() is None:
+            found = re.search(r"modelyard UI at (http://\S+/)", ui.stderr.readline())
+        assert found is not None, "modelyard ui printed no URL"
+        url = found[1]
+        while not _answers(url):
+            time.sleep(0.2)
+        pages = {path: httpx.get(url + path, timeout=60) for path in PAGES}
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        assert ui.wait(timeout=60) == 0
+        if ui.stderr is not None:
+            ui.stderr.close()
+    for path, expected in PAGES.items():
+        assert pages[path].status_code == 200, (path, pages[path].text[-500:])
+        for text in expected:
+            assert text in pages[path].text, (path, text)
+
+
+PAGES = {
+    "": ["cancer", "mlp", "production"],
+    "models/mlp": ["mlp:10", "soup"],
+    "version?ref=mlp@soup": ["<svg", "merge", "mlp:9", "mlp:10"],
+    "diff?a=mlp:1&b=mlp:2": ["layer"],  # the fine-tune's changed tensors, by name
+    "monitoring/cancer": ["cancer-input-drift", "firing", "rollback"],
+    "audit?target=cancer": ["alias.", "cancer@production"],
+}
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
