@@ -2,7 +2,7 @@
 
 The virtualenv lives in `~/.cache/modelyard-tests/mlflow-venv` and is reused while it imports;
 making it takes about two minutes with a warm pip cache (MLflow 3, scikit-learn, XGBoost,
-LightGBM, ONNX, skl2onnx and skops at the versions this environment has, so pickles and skops
+LightGBM, ONNX, onnxruntime, skl2onnx and skops at the versions this environment has, so pickles and skops
 files load on both sides; torch only from a wheel pip already has, never a download of
 gigabytes: without it the pytorch case is left out of the registry).
 """
@@ -27,8 +27,10 @@ import pytest
 
 VENV = Path.home() / ".cache" / "modelyard-tests" / "mlflow-venv"
 SIDE = Path(__file__).parent / "mlflow_side.py"
-SAME_AS_HERE = ("scikit-learn", "xgboost", "lightgbm", "onnx", "skl2onnx", "skops", "numpy")
-CHECK = "import mlflow, sklearn, xgboost, lightgbm, onnx, skl2onnx, skops"
+# onnxruntime: `mlflow.onnx.log_model` (3.17) imports it to check the session options.
+SAME_AS_HERE = ("scikit-learn", "xgboost", "lightgbm", "onnx", "onnxruntime", "skl2onnx", "skops",
+                "numpy")  # fmt: skip
+CHECK = "import mlflow, sklearn, xgboost, lightgbm, onnx, onnxruntime, skl2onnx, skops"
 
 
 @dataclass(frozen=True)
