@@ -2,8 +2,8 @@
 
 The virtualenv lives in `~/.cache/modelyard-tests/mlflow-venv` and is reused while it imports;
 making it takes about two minutes with a warm pip cache (MLflow 3, scikit-learn, XGBoost,
-LightGBM, ONNX, onnxruntime, skl2onnx and skops at the versions this environment has, so pickles and skops
-files load on both sides; torch only from a wheel pip already has, never a download of
+LightGBM, ONNX, onnxruntime, skl2onnx and skops at the versions this environment has, so pickles
+and skops files load on both sides; torch only from a wheel pip already has, never a download of
 gigabytes: without it the pytorch case is left out of the registry).
 """
 
