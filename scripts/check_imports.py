@@ -35,7 +35,7 @@ LAYERS: list[list[str]] = [
     ["api"],  # the registry server and the inference server
     ["ui"],  # the web UI's pages, mounted by the registry server
     ["facade"],  # the Yard client and its parts: embedded or over HTTP
-    ["ingest", "optimize", "serving"],
+    ["deploy", "ingest", "optimize", "serving"],
     ["diff", "explain", "monitoring"],
     ["flavors", "registry"],
     ["security", "store"],

@@ -87,7 +87,7 @@ def test_an_import_up_or_sideways_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_module_in_no_layer_is_named(tmp_path: Path) -> None:
-    root = package(tmp_path, {"deploy/__init__.py": "from modelyard.errors import Nope\n"})
+    root = package(tmp_path, {"nowhere/__init__.py": "from modelyard.errors import Nope\n"})
     result = check(str(root))
     assert result.returncode == 1
-    assert "modelyard.deploy is in no layer: add it to LAYERS or MODULES" in result.stdout
+    assert "modelyard.nowhere is in no layer: add it to LAYERS or MODULES" in result.stdout
