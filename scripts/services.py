@@ -198,6 +198,33 @@ def ensure_chromium() -> dict[str, str]:
     return {"MODELYARD_TEST_CHROMIUM": str(chromium)}
 
 
+DEPLOY_PACKAGES = ("docker-registry", "podman", "buildah", "runc", "debootstrap", "slirp4netns",
+                   "uidmap", "skopeo")  # fmt: skip
+
+
+def ensure_deploy_tools(root: Path) -> dict[str, str]:
+    """The CNCF distribution registry, podman with runc and debootstrap, from apt; tests start
+    their own registries. Containers run with the cgroupfs manager and no default ulimits
+    (crun and the systemd manager fail on these machines)."""
+    if any(shutil.which(name) is None for name in ("docker-registry", "podman", "runc",
+                                                    "debootstrap")):  # fmt: skip
+        print("installing docker-registry, podman, runc and debootstrap from apt …",
+              file=sys.stderr)  # fmt: skip
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        run("apt-get", "update", "-qq", env=env, stdout=subprocess.DEVNULL)
+        run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *DEPLOY_PACKAGES,
+            env=env, stdout=subprocess.DEVNULL)  # fmt: skip
+        # Debian's package starts its own registry on :5000; the tests need none of it.
+        subprocess.run(["pkill", "-x", "docker-registry"], check=False)
+    conf = root / "containers.conf"
+    conf.write_text('[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = "cgroupfs"\n'
+                    'runtime = "runc"\n')  # fmt: skip
+    return {
+        "MODELYARD_TEST_DOCKER_REGISTRY": str(shutil.which("docker-registry")),
+        "CONTAINERS_CONF": str(conf),
+    }
+
+
 def start(root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)  # the postgres user must reach its data folder
@@ -207,6 +234,7 @@ def start(root: Path) -> None:
         **start_seaweedfs(root),
         **ensure_prometheus(),
         **ensure_chromium(),
+        **ensure_deploy_tools(root),
     }
     lines = [f"export {key}={value}" for key, value in env.items()]
     (root / "env.sh").write_text("\n".join(lines) + "\n")
