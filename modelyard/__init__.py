@@ -16,6 +16,7 @@ from modelyard.errors import (
     AuditHeadMissing,
     BlobNotFound,
     BucketNotFound,
+    BuildFailed,
     CollectionRefused,
     ConfigurationError,
     CrossSiteRequest,
@@ -33,6 +34,7 @@ from modelyard.errors import (
     InvalidInput,
     InvalidManifest,
     InvalidReference,
+    InvalidRequirement,
     InvalidTransition,
     MethodNotAllowed,
     MissingDependency,
@@ -41,6 +43,8 @@ from modelyard.errors import (
     ModelNotReady,
     ModelyardError,
     NotFound,
+    OciAuthenticationFailed,
+    OciRegistryError,
     OptimizationRefused,
     PayloadTooLarge,
     PermissionDenied,
@@ -63,11 +67,13 @@ from modelyard.errors import (
     UntrustedModel,
     VersionInUse,
     VersionNotFound,
+    WebhookSignatureInvalid,
 )
 
 if TYPE_CHECKING:
     from modelyard._active_run import ActiveRun
     from modelyard._yard import Yard
+    from modelyard.security import verify_webhook
     from modelyard.settings import Settings
 
 __all__ = [
@@ -76,6 +82,7 @@ __all__ = [
     "AuditHeadMissing",
     "BlobNotFound",
     "BucketNotFound",
+    "BuildFailed",
     "CollectionRefused",
     "ConfigurationError",
     "CrossSiteRequest",
@@ -93,6 +100,7 @@ __all__ = [
     "InvalidInput",
     "InvalidManifest",
     "InvalidReference",
+    "InvalidRequirement",
     "InvalidTransition",
     "MethodNotAllowed",
     "MissingDependency",
@@ -101,6 +109,8 @@ __all__ = [
     "ModelNotReady",
     "ModelyardError",
     "NotFound",
+    "OciAuthenticationFailed",
+    "OciRegistryError",
     "OptimizationRefused",
     "PayloadTooLarge",
     "PermissionDenied",
@@ -124,8 +134,10 @@ __all__ = [
     "UntrustedModel",
     "VersionInUse",
     "VersionNotFound",
+    "WebhookSignatureInvalid",
     "Yard",
     "__version__",
+    "verify_webhook",
 ]
 
 
@@ -136,6 +148,7 @@ _LAZY = {
     "ActiveRun": "modelyard._active_run",
     "Settings": "modelyard.settings",
     "Yard": "modelyard._yard",
+    "verify_webhook": "modelyard.security",
 }
 
 

@@ -37,12 +37,14 @@ from modelyard.registry import (
     AuditEvent,
     AuditHead,
     ChainCheck,
+    Delivery,
     Gate,
     IssuedToken,
     Lineage,
     MetricPoint,
     Model,
     ModelVersion,
+    NewWebhook,
     Registry,
     RegistryAPI,
     RoleGrant,
@@ -51,6 +53,7 @@ from modelyard.registry import (
     State,
     Transition,
     VersionDiff,
+    Webhook,
 )
 from modelyard.store import (
     BlobInfo,
@@ -420,6 +423,47 @@ class HttpPrincipals:
         params = {"subject": subject, "role": str(role), "models": models,
                   "group": str(group).lower()}  # fmt: skip
         self.registry._send("DELETE", "/grants", params=params)
+
+
+class HttpWebhooks:
+    """The registry webhooks of a `modelyard server` (admin only), with `Webhooks`' methods;
+    the server itself sends the deliveries."""
+
+    def __init__(self, registry: HttpRegistry) -> None:
+        self.registry = registry
+
+    def create(
+        self,
+        url: str,
+        *,
+        events: Sequence[str] | None = None,
+        models: str = "*",
+        description: str = "",
+    ) -> NewWebhook:
+        body = {"url": url, "events": None if events is None else list(events),
+                "models": models, "description": description}  # fmt: skip
+        return self.registry._one(NewWebhook, "POST", "/webhooks", json=body)
+
+    def subscriptions(self) -> list[Webhook]:
+        return self.registry._many(Webhook, "GET", "/webhooks")
+
+    def delete(self, webhook_id: str) -> None:
+        self.registry._send("DELETE", f"/webhooks/{quote(webhook_id, safe='')}")
+
+    def deliveries(
+        self, *, webhook_id: str | None = None, status: str | None = None, limit: int = 50
+    ) -> list[Delivery]:
+        params: dict[str, Any] = {"limit": limit}
+        params |= {"webhook_id": webhook_id} if webhook_id else {}
+        params |= {"status": status} if status else {}
+        return self.registry._many(Delivery, "GET", "/webhook-deliveries", params=params)
+
+    def redeliver(self, delivery_id: str) -> Delivery:
+        path = f"/webhook-deliveries/{quote(delivery_id, safe='')}/redeliver"
+        return self.registry._one(Delivery, "POST", path)
+
+    def ping(self, webhook_id: str) -> Delivery:
+        return self.registry._one(Delivery, "POST", f"/webhooks/{quote(webhook_id, safe='')}/ping")
 
 
 class PendingBlobs:

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 from modelyard._active_run import ActiveRun
 from modelyard._progress import byte_progress, folder_bytes
 from modelyard._scratch import CACHE, clean_scratch, scratch_folder
+from modelyard._yard_build import Building
+from modelyard._yard_oci import OciMethods
 from modelyard._yard_registry import RegistryMethods
 from modelyard._yard_signing import (
     Signing,
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
     from modelyard.optimize import Optimizer, TrialSummary, TuneResult
 
 
-class Yard(RegistryMethods, Watching, Signing):
+class Yard(RegistryMethods, Watching, Signing, Building, OciMethods):
     """The modelyard client: log, find, promote and fetch model versions.
 
         >>> yard = Yard()                                  # ~/.modelyard, or MODELYARD_* settings

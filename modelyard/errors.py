@@ -21,6 +21,7 @@
     ├── SignatureMissing (422)          a version with no signature where policy requires one
     ├── SignatureInvalid (422)          a signature that a trusted key does not verify, or files
     │                                   that differ from what was signed
+    ├── WebhookSignatureInvalid (401)   a webhook delivery whose signature or timestamp fails
     ├── NotFound (404)
     │   ├── BlobNotFound (404)          no blob with that digest
     │   ├── ModelNotFound (404)         no model with that name
@@ -42,11 +43,15 @@
     ├── RequestTimeout (408)            a request body that did not arrive in time
     ├── MethodNotAllowed (405)          an HTTP method the path does not take
     ├── MissingDependency (500)         an optional extra is not installed
+    ├── InvalidRequirement (400)        a package pin from a model's files that is not name==version
+    ├── BuildFailed (500)               no podman or buildah, or a container build that failed
     ├── RegistryUnavailable (503)       the registry database cannot be used right now
     │   ├── DatabaseReplaced (503)      the SQLite file was replaced or deleted under this process
     │   └── InvalidDatabase (503)       a SQLite file that is not a registry: a stub, truncated
     ├── DatabaseInUse (409)             a restore over a database that processes have open
     ├── SourceUnavailable (502)         a system an import reads (an MLflow server) failed
+    ├── OciRegistryError (502)          an OCI registry refused or failed a push or pull
+    │   └── OciAuthenticationFailed (502) … refused the credentials (401/403), or none were given
     └── StoreUnavailable (503)          the blob store cannot be used right now
         ├── StoreAccessDenied (503)     credentials refused
         ├── BucketNotFound (503)        the configured bucket does not exist
@@ -338,6 +343,14 @@ class SignatureInvalid(ModelyardError):
         self.reason = reason
 
 
+class WebhookSignatureInvalid(ModelyardError):
+    """A registry webhook delivery whose signature does not match its body, or whose timestamp
+    lies outside the receiver's tolerance (a replay); raised by `verify_webhook`."""
+
+    code = "webhook_signature_invalid"
+    status_code = 401
+
+
 class NotFound(ModelyardError):
     """Something asked for by name or digest does not exist."""
 
@@ -508,6 +521,34 @@ class MissingDependency(ModelyardError):
         self.packages = tuple(packages)
 
 
+class InvalidRequirement(ModelyardError):
+    """A package name or version read from a model's files (its recorded environment) that is
+    not a plain `name==version` pin; refused rather than written into a build."""
+
+    code = "invalid_requirement"
+    status_code = 400
+
+    def __init__(self, requirement: str, *, reason: str) -> None:
+        super().__init__(
+            f"refusing requirement {requirement} from the model's files: {reason}; only "
+            "name==version pins of plain names and versions go into an image"
+        )
+        self.requirement = requirement
+        self.reason = reason
+
+
+class BuildFailed(ModelyardError):
+    """A container image could not be built: no builder installed, or the build failed.
+    `context` is the build context's folder, left in place to inspect or build by hand."""
+
+    code = "build_failed"
+
+    def __init__(self, message: str, *, hint: str = "", context: object = None) -> None:
+        where = f"; the build context is kept at {context}" if context is not None else ""
+        super().__init__(f"{message}{where}" + (f" ({hint})" if hint else ""))
+        self.context = context
+
+
 class IdempotencyConflict(ModelyardError):
     """An idempotency key already used for a different request to the same model."""
 
@@ -616,6 +657,20 @@ class SourceUnavailable(ModelyardError):
 
     code = "source_unavailable"
     status_code = 502
+
+
+class OciRegistryError(ModelyardError):
+    """An OCI registry (push/pull of `oci://` references) could not be reached or answered with
+    an error; the message names the registry, the request and what it said."""
+
+    code = "oci_registry_error"
+    status_code = 502
+
+
+class OciAuthenticationFailed(OciRegistryError):
+    """An OCI registry refused the credentials (401/403), or asked for some and none were given."""
+
+    code = "oci_authentication_failed"
 
 
 class StoreUnavailable(ModelyardError):

@@ -68,6 +68,16 @@ class Settings(BaseSettings):
     s3_retries: int = Field(default=2, ge=0)
     """How many times a failed S3 call is tried again (with backoff) before `StoreUnavailable`."""
 
+    oci_username: str | None = None
+    """User name for `oci://` registries (push/pull); the password comes from `oci_password`."""
+
+    oci_password: SecretStr | None = None
+    """Password or token for `oci://` registries, sent only to the registry or its token realm."""
+
+    oci_plain_http: list[str] = Field(default_factory=list, examples=[["registry.lan:5000"]])
+    """Registries (`host` or `host:port`) reached over plain HTTP, like Docker's
+    insecure-registries; loopback hosts always may be. Every other registry needs HTTPS."""
+
     serve_max_batch_size: int = Field(default=64, ge=1)
     """Serving: the most rows one batched call of a model gets."""
 
@@ -100,6 +110,12 @@ class Settings(BaseSettings):
     """URLs alert webhooks may post to (a JSON list): a webhook needs the same scheme, host and
     port as an entry and a path at or under the entry's (compared parsed and normalised, no
     userinfo); any other webhook is refused."""
+
+    registry_webhooks: list[str] = Field(
+        default_factory=list, examples=[["https://ci.example.com/hooks/modelyard"]]
+    )
+    """URLs registry webhooks (`modelyard webhook add`) may post to (a JSON list), checked like
+    `alert_webhooks`; empty: no registry webhook can be created."""
 
     serve_poll_seconds: float = Field(default=2.0, gt=0)
     """Serving: how often served aliases are checked for a move (then hot-swapped)."""

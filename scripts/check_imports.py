@@ -52,6 +52,8 @@ MODULES = {
     "modelyard._remote": "facade",
     "modelyard._remote_store": "facade",
     "modelyard._yard": "facade",
+    "modelyard._yard_build": "facade",
+    "modelyard._yard_oci": "facade",
     "modelyard._yard_registry": "facade",
     "modelyard._yard_signing": "facade",
     "modelyard._yard_watch": "facade",

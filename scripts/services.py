@@ -222,6 +222,14 @@ def ensure_deploy_tools(root: Path) -> dict[str, str]:
     return {
         "MODELYARD_TEST_DOCKER_REGISTRY": str(shutil.which("docker-registry")),
         "CONTAINERS_CONF": str(conf),
+        # The build tests' base image: Debian from debootstrap, cached (scripts/container-base).
+        "MODELYARD_TEST_CONTAINER_BASE": subprocess.run(
+            [str(Path(__file__).with_name("container-base"))],
+            check=True,
+            text=True,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "CONTAINERS_CONF": str(conf)},
+        ).stdout.split()[-1],  # fmt: skip
     }
 
 

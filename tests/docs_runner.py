@@ -139,7 +139,8 @@ def _marker(text: str, *, number: int) -> str | None:
 
 def ports(code: str) -> list[int]:
     """The ports a background block listens on, read from its flags or arguments."""
-    found = [int(port) for port in re.findall(r"(?:--port[ =]|\bport\s*=\s*)(\d+)", code)]
+    pattern = r"(?:--port[ =]|\bport\s*=\s*|\b127\.0\.0\.1:)(\d+)"  # flags, or an address
+    found = [int(port) for port in re.findall(pattern, code)]
     if not found and re.search(r"modelyard serve|modelyard server|\.serve\(", code):
         found = [8080]  # both servers' default
     return found
@@ -282,7 +283,8 @@ _SAVE = """__docs_save() {
   done | grep -Ev '^declare -[a-zA-Z]*r' >> "$2" || true
 }
 """
-_HEALTH = ("/v2/health/ready", "/health")  # `modelyard serve`; `modelyard server`
+# `modelyard serve`; `modelyard server`; an OCI registry (the distribution spec's base route)
+_HEALTH = ("/v2/health/ready", "/health", "/v2/")
 
 
 def _healthy(port: int, route: str) -> bool:

@@ -25,6 +25,7 @@ from modelyard.api._principals import principal_routes
 from modelyard.api._registry import registry_routes
 from modelyard.api._responses import error_response
 from modelyard.api._runs import run_routes
+from modelyard.api._webhooks import WebhookDispatcher, webhook_routes
 from modelyard.errors import ConfigurationError, ModelyardError
 from modelyard.settings import Settings
 from modelyard.ui import ACTION_PREFIX, MAX_FORM_BYTES, is_ui_path, mount_ui
@@ -43,7 +44,11 @@ def create_app(settings: Settings, *, yard: Yard | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         client.open()  # connect (and for SQLite, migrate) before the first request
+        dispatcher = WebhookDispatcher(lambda: client.local_registry().database)
+        if not client.url:  # the registry is this server's own: send its webhooks
+            dispatcher.start()
         yield
+        dispatcher.stop()
         client.close()
 
     app = FastAPI(title="modelyard", version=__version__, lifespan=lifespan)
@@ -55,7 +60,8 @@ def create_app(settings: Settings, *, yard: Yard | None = None) -> FastAPI:
                     signatures=lambda version: signature_problem(client, version))  # fmt: skip
     acting = caller_dependency(access)
     routers = (registry_routes(client, access, acting), run_routes(acting),
-               blob_routes(client, acting), principal_routes(access, acting))  # fmt: skip
+               blob_routes(client, acting), principal_routes(access, acting),
+               webhook_routes(settings, acting))  # fmt: skip
     for router in routers:
         app.include_router(router, prefix=API)
     mount_ui(app, yard=client, gatekeeper=access, settings=settings)

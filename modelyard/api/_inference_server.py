@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from modelyard._imports import require
@@ -22,10 +23,12 @@ from modelyard.api._listening import Listener, address_of, check_free, listen
 from modelyard.api._running import WhenReady, tls_options
 from modelyard.api._server_log import log_to_stderr, say
 from modelyard.api._serving_auth import serving_auth
-from modelyard.api._serving_wiring import create_inference_app
+from modelyard.api._serving_wiring import ALERTS_NEED_REGISTRY, create_inference_app
 from modelyard.api._workers import announce_once, read_worker_spec, worker_environment
+from modelyard.errors import ConfigurationError
 from modelyard.monitoring import load_rules
 from modelyard.registry import Reference
+from modelyard.serving import FolderSource
 from modelyard.settings import Settings
 
 
@@ -42,11 +45,15 @@ def serve(
     yard: Yard | None = None,
     listener: Listener | None = None,
     grpc_port: int | None = None,
+    model_dir: Path | None = None,
+    names: Sequence[str] = (),
 ) -> None:
     """Serve until SIGTERM: in this process, or in `workers` processes for CPU-bound models
     (each loads the models; their metrics are added up in /metrics). `listener`: a socket
     bound already (`listen`), else `host:port` is bound first. `grpc_port`: serve the
     protocol's gRPC service on `host:grpc_port` too (in every worker, sharing the port).
+    `model_dir`: serve the model folders there (all, or `names`) instead of `refs`, with no
+    registry: no aliases, canaries, shadows, alert rules or tokens.
 
     >>> serve(Settings(), ["fraud@production"], port=8080, workers=4)   # blocks
     """
@@ -54,12 +61,37 @@ def serve(
     routing: dict[str, Any] = {"trust": trust, "canaries": dict(canaries or {}),
                                "shadows": list(shadows)}  # fmt: skip
     with listener.socket:
+        if model_dir is not None:
+            _check_folders_only(settings, refs, canaries=canaries, shadows=shadows)
+            refs = FolderSource(model_dir, settings=settings, names=names).refs  # checked now
+            routing |= {"model_dir": str(model_dir), "names": list(names)}
         if grpc_port is not None:
             require("grpc", extra="grpc")  # a missing extra is named before anything loads
             require("google.protobuf", extra="grpc")
             check_free(host, grpc_port)
             routing["grpc_address"] = address_of(host, grpc_port)
         _serve(settings, refs, listener, workers=workers, yard=yard, routing=routing)
+
+
+def _check_folders_only(
+    settings: Settings,
+    refs: list[str],
+    *,
+    canaries: Mapping[str, float] | None,
+    shadows: Sequence[str],
+) -> None:
+    """What a server with no registry cannot do, refused in one line each."""
+    if refs:
+        raise ConfigurationError("--model-dir serves the folders there: give no REFS with it")
+    if canaries or shadows:
+        raise ConfigurationError("--canary and --shadow need a registry, not --model-dir")
+    if settings.serve_alerts is not None:
+        raise ConfigurationError(ALERTS_NEED_REGISTRY)
+    if settings.auth:  # tokens and grants live in a registry's database
+        raise ConfigurationError(
+            "--auth checks tokens against a registry, which a --model-dir server has none of: "
+            "serve on loopback, or behind a proxy that authenticates, with --insecure"
+        )
 
 
 def _serve(

@@ -10,10 +10,12 @@ only this module knows how they fit. The ASGI app in `_inference` is the transpo
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from modelyard._yard import Yard
 from modelyard.api._inference import InferenceApp
+from modelyard.errors import ConfigurationError
 from modelyard.monitoring import (
     AlertHistory,
     AlertLoop,
@@ -21,8 +23,21 @@ from modelyard.monitoring import (
     load_rules,
     write_feedback,
 )
-from modelyard.serving import DataPlane, JsonLinesSink, Metrics, ModelPool, PredictionLog
+from modelyard.serving import (
+    DataPlane,
+    FolderSource,
+    JsonLinesSink,
+    Metrics,
+    ModelPool,
+    ModelSource,
+    PredictionLog,
+)
 from modelyard.settings import Settings
+
+ALERTS_NEED_REGISTRY = (
+    "--alerts needs a registry (rules read its versions and may move its aliases); "
+    "a --model-dir server has none: evaluate rules on a registry-backed server"
+)
 
 
 def create_inference_app(
@@ -35,18 +50,26 @@ def create_inference_app(
     shadows: Sequence[str] = (),
     multiprocess: bool = False,
     grpc_address: str | None = None,
+    model_dir: str | None = None,
+    names: Sequence[str] = (),
 ) -> InferenceApp:
     """The inference server for `refs` (`fraud@production`, `iris:3`, …), wired from
     `settings`; the models load at startup and are closed at shutdown. `canaries` maps a
     candidate version to its share of traffic (`{"fraud:4": 0.1}`); `shadows` get copies.
     `grpc_address` (`127.0.0.1:8081`): serve the protocol over gRPC there too, from the same
-    data plane (bound before the models load, stopped first at shutdown).
+    data plane (bound before the models load, stopped first at shutdown). `model_dir`: serve
+    the model folders there (`FolderSource`, only `names` if given) with no registry at all.
 
     >>> app = create_inference_app(Settings(), ["fraud@production"])  # `serve` runs it
     """
-    client = yard or Yard(settings)
+    client: Yard | None = None
+    source: ModelSource
+    if model_dir is not None:  # no registry: nothing may open the database
+        source = FolderSource(Path(model_dir), settings=settings, names=names)
+    else:
+        source = client = yard or Yard(settings)
     metrics = Metrics(multiprocess=multiprocess)
-    pool = _pool(client, settings, metrics, refs, trust=trust, canaries=canaries, shadows=shadows)
+    pool = _pool(source, settings, metrics, refs, trust=trust, canaries=canaries, shadows=shadows)
     log = _prediction_log(settings, metrics)
     feedback = settings.home / "feedback"
 
@@ -85,7 +108,7 @@ def create_inference_app(
         await pool.stop()
         if log is not None:
             await log.stop()
-        if yard is None:  # made here, so closed here; a caller's client is the caller's
+        if yard is None and client is not None:  # made here, so closed here
             client.close()
 
     return InferenceApp(
@@ -98,7 +121,7 @@ def create_inference_app(
 
 
 def _pool(
-    client: Yard,
+    client: ModelSource,
     settings: Settings,
     metrics: Metrics,
     refs: list[str],
@@ -129,10 +152,12 @@ def _prediction_log(settings: Settings, metrics: Metrics) -> PredictionLog | Non
 
 
 def _alert_loop(
-    settings: Settings, client: Yard, plane: DataPlane, *, served: list[str]
+    settings: Settings, client: Yard | None, plane: DataPlane, *, served: list[str]
 ) -> AlertLoop | None:
     if settings.serve_alerts is None:
         return None
+    if client is None:
+        raise ConfigurationError(ALERTS_NEED_REGISTRY)
     # A rule on a model this server does not serve is refused now, in one line.
     rules = load_rules(
         settings.serve_alerts, allowed_webhooks=settings.alert_webhooks, served=served

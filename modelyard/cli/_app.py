@@ -21,6 +21,7 @@ from modelyard.cli import (
     _import,
     _lifecycle,
     _monitor,
+    _oci,
     _registry,
     _runs,
     _serve,
@@ -28,10 +29,13 @@ from modelyard.cli import (
     _signing,
     _ui,
 )
+from modelyard.cli._build import build as build_command
+from modelyard.cli._deploy import deploy_app
 from modelyard.cli._optimize import optimize_app
 from modelyard.cli._store import store_app
 from modelyard.cli._tokens import role_app, token_app
 from modelyard.cli._tune import tune as tune_command
+from modelyard.cli._webhooks import webhook_app
 
 _OPTIONS: dict[str, Any] = {
     "name": "modelyard",
@@ -64,11 +68,16 @@ app.command("tune")(tune_command)
 app.add_typer(_runs.runs_app, name="runs")
 app.add_typer(token_app, name="token")
 app.add_typer(role_app, name="role")
+app.add_typer(webhook_app, name="webhook")
 app.command("sign")(_signing.sign)
 app.command("verify")(_signing.verify)
 app.command("backup")(_backup.backup)
 app.command("restore")(_backup.restore)
 app.command("ui")(_ui.ui)
+app.command("build")(build_command)
+app.add_typer(deploy_app, name="deploy")
+app.command("push")(_oci.push)
+app.command("pull")(_oci.pull)
 
 
 @app.callback()

@@ -17,8 +17,26 @@ from modelyard.errors import ConfigurationError
 def serve(
     ctx: typer.Context,
     refs: Annotated[
-        list[str], typer.Argument(help="fraud@production (follows the alias), iris:3, iris.")
-    ],
+        list[str] | None,
+        typer.Argument(
+            help="fraud@production (follows the alias), iris:3, iris; none with --model-dir."
+        ),
+    ] = None,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Serve model folders from DIR, with no registry: DIR/modelyard.json is one "
+            "model (version 1), else each DIR/<name>/ is one (DIR/<name>.version.json its "
+            "record). No REFS, aliases, --canary, --shadow, --alerts or --auth with it.",
+        ),
+    ] = None,
+    name: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="With --model-dir: serve only this model (repeatable); for a single model "
+            "folder, the name to serve it under (default: the folder's name).",
+        ),
+    ] = None,
     host: Annotated[str, typer.Option(help="Address to bind; loopback unless told otherwise.")] = (
         "127.0.0.1"
     ),
@@ -107,7 +125,10 @@ def serve(
     moves, the new version is loaded, warmed and swapped in.
 
     The port is bound first (one in use fails at once); stderr then says where it listens,
-    what each reference resolved to, `ready in 2.1 s`, and one line per request."""
+    what each reference resolved to, `ready in 2.1 s`, and one line per request.
+
+    With `--model-dir DIR` (air-gapped images, KServe's /mnt/models) the folders there are
+    served with no registry at all: `modelyard serve --model-dir /models --name iris`."""
     from pydantic import ValidationError
 
     from modelyard.api import check_free, listen
@@ -137,6 +158,12 @@ def serve(
         first = error.errors()[0]
         option = "--" + str(first["loc"][0]).removeprefix("serve_").replace("_", "-")
         raise ConfigurationError(f"{option}: {first['msg']}") from None
+    if model_dir is None and not refs:
+        raise typer.BadParameter(  # a usage error (exit 2), as for any missing argument
+            "Missing argument 'REFS...': give the versions to serve, or --model-dir DIR"
+        )
+    if model_dir is None and name:
+        raise ConfigurationError("--name goes with --model-dir; for the registry, give REFS")
     check_exposure(host, auth=settings.auth, insecure=insecure, what="models")
     canaries = _canaries(canary or [])
     listener = listen(host, port)  # before the imports and loading that take seconds
@@ -145,8 +172,9 @@ def serve(
     from modelyard.api import serve as serve_refs
 
     serve_refs(
-        settings, refs, workers=workers, trust=trust, canaries=canaries, shadows=shadow or [],
-        listener=listener, grpc_port=grpc_port,
+        settings, refs or [], workers=workers, trust=trust, canaries=canaries,
+        shadows=shadow or [], listener=listener, grpc_port=grpc_port, model_dir=model_dir,
+        names=name or [],
     )  # fmt: skip
 
 

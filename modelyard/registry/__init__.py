@@ -45,11 +45,15 @@ from modelyard.registry._summaries import (
     page_token,
     summarize_models,
 )
+from modelyard.registry._webhook_delivery import RetryPolicy, has_due
+from modelyard.registry._webhook_outbox import EVENTS as WEBHOOK_EVENTS
+from modelyard.registry._webhooks import Attempt, Delivery, NewWebhook, Webhook, Webhooks
 
 __all__ = [
     "AliasEvent",
     "AliasNotFound",
     "ApiToken",
+    "Attempt",
     "AuditEvent",
     "AuditHead",
     "AuditHeadMissing",
@@ -57,6 +61,7 @@ __all__ = [
     "ChainCheck",
     "Change",
     "Database",
+    "Delivery",
     "FileChange",
     "Gate",
     "GateFailed",
@@ -71,11 +76,13 @@ __all__ = [
     "ModelPage",
     "ModelSummary",
     "ModelVersion",
+    "NewWebhook",
     "PG_DUMP_GUIDANCE",
     "Principals",
     "Reference",
     "Registry",
     "RegistryAPI",
+    "RetryPolicy",
     "RoleGrant",
     "Root",
     "Run",
@@ -88,10 +95,14 @@ __all__ = [
     "VersionDiff",
     "VersionInUse",
     "VersionNotFound",
+    "WEBHOOK_EVENTS",
+    "Webhook",
+    "Webhooks",
     "audit_page",
     "back_up",
     "bytes_only_in",
     "diff_versions",
+    "has_due",
     "metric_histories",
     "metric_keys",
     "page_token",

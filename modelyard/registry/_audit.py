@@ -29,6 +29,7 @@ from sqlalchemy import Connection, bindparam, select, update
 from modelyard.errors import AuditHeadMissing
 from modelyard.registry._records import AuditEvent, AuditHead
 from modelyard.registry._tables import audit_events, audit_head
+from modelyard.registry._webhook_outbox import enqueue
 
 GENESIS = "0" * 64
 SEAL_OPTION = "modelyard_audit_seal"
@@ -103,7 +104,11 @@ def append(
         )
     if not seal.head_keyed and _key_chain(connection, seal, head):
         head = connection.execute(_LOCK_HEAD).one()
-    return _append(connection, seal.key, head, actor, action, target, before, after, at)
+    seq = _append(connection, seal.key, head, actor, action, target, before, after, at)
+    # Webhook deliveries commit with the change they announce (the outbox).
+    enqueue(connection, seq=seq, at=at, actor=actor, action=action, target=target,
+            before=before, after=after)  # fmt: skip
+    return seq
 
 
 def _append(

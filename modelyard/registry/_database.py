@@ -38,7 +38,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 VERSION_TABLE = "modelyard_alembic_version"
 """Where the applied migrations are recorded (see the module docstring)."""
 LEGACY_VERSION_TABLE = "alembic_version"
-HEAD_REVISION = "0003_idempotency"
+HEAD_REVISION = "0004_webhooks"
 """The newest migration. An up-to-date database is recognised by comparing its recorded revision
 with this, without importing Alembic (0.1-0.7 s on every open); a test checks that it is Alembic's
 head, so a new migration cannot be forgotten here."""
@@ -72,6 +72,8 @@ class Database:
         # a secret, random: tokens then hold for this process only).
         self.audit_seal = AuditSeal(derive_key(secret, "audit-chain") if secret else None)
         self.page_key = derive_key(secret, "page-tokens") if secret else os.urandom(32)
+        # Webhook secrets are derived from it, never stored (None without a secret: refused).
+        self.webhook_key = derive_key(secret, "webhook-secrets") if secret else None
 
     @property
     def engine(self) -> Engine:

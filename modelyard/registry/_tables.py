@@ -265,3 +265,59 @@ role_grants = Table(
     Column("created_at", Timestamp, nullable=False),
     UniqueConstraint("subject", "is_group", "role", "models", name="uq_role_grants_grant"),
 )
+
+# Registry webhooks: subscriptions, their outbox of deliveries, and each delivery's attempts.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("models", NAME, nullable=False, default="*"),  # a name or an fnmatch pattern
+    Column("events", JSON, nullable=False),  # a list of event names
+    Column("secret_salt", String(64), nullable=False),  # the secret is HMAC(key, id + salt)
+    Column("description", Text, nullable=False, default=""),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("created_by", NAME, nullable=False, default=""),
+    Column("created_at", Timestamp, nullable=False),
+    Index("ix_webhooks_active", "active"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("webhook_id", ID, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("audit_seq", BigInteger, nullable=True),  # None for a test ping
+    Column("payload", JSON, nullable=False),
+    Column("status", String(16), nullable=False),  # pending, delivered, failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Timestamp, nullable=False),
+    Column("claimed_until", Timestamp, nullable=True),
+    Column("claim", String(32), nullable=True),  # who claimed it (a random token)
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=False, default=""),
+    Column("created_at", Timestamp, nullable=False),
+    Column("finished_at", Timestamp, nullable=True),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_webhook_deliveries_webhook", "webhook_id", "created_at"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column(
+        "delivery_id",
+        ID,
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("at", Timestamp, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=False, default=""),
+    Column("duration_ms", Float, nullable=False),
+    Index("ix_webhook_attempts_delivery", "delivery_id", "id"),
+)

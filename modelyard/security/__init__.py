@@ -22,8 +22,26 @@ from modelyard.security._tokens import (
     same_hash,
 )
 from modelyard.security._trust import SAFE_SKOPS_TYPES, TrustPolicy
+from modelyard.security._webhook_signing import (
+    DELIVERY_HEADER,
+    EVENT_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    signed_headers,
+    verify_webhook,
+    webhook_signature,
+)
+from modelyard.security._webhook_urls import (
+    DEFAULT_PORTS,
+    WebhookTarget,
+    parse_webhook,
+    webhook_url,
+)
 
 __all__: list[str] = [
+    "DEFAULT_PORTS",
+    "DELIVERY_HEADER",
+    "EVENT_HEADER",
     "EVERY_MODEL",
     "MAX_SIGNATURE_BYTES",
     "OidcVerifier",
@@ -33,16 +51,24 @@ __all__: list[str] = [
     "Rule",
     "SAFE_SKOPS_TYPES",
     "SIGNATURE_FILE",
+    "SIGNATURE_HEADER",
     "SIGNATURE_TAG",
+    "TIMESTAMP_HEADER",
     "TrustPolicy",
     "Verified",
+    "WebhookTarget",
     "derive_key",
     "hash_secret",
     "is_api_token",
     "load_secret",
     "new_secret",
     "parse_duration",
+    "parse_webhook",
     "same_hash",
     "sign_folder",
+    "signed_headers",
     "verify_folder",
+    "verify_webhook",
+    "webhook_signature",
+    "webhook_url",
 ]

@@ -20,7 +20,7 @@ from modelyard.errors import ConfigurationError
 SECRET_FILE = "secret.key"
 """The file under the home that holds the generated secret (hex, mode 0600)."""
 
-PURPOSES = ("audit-chain", "page-tokens", "ui-forms")
+PURPOSES = ("audit-chain", "page-tokens", "ui-forms", "webhook-secrets")
 """What keys are derived for."""
 
 

@@ -17,6 +17,7 @@ from modelyard.serving._codecs import (
     encode_response,
 )
 from modelyard.serving._dataplane import DataPlane, Explained, Inference
+from modelyard.serving._folders import FolderSource
 from modelyard.serving._metrics import Metrics
 from modelyard.serving._pool import ModelPool, ServedModel, ServedVersion
 from modelyard.serving._predictions import (
@@ -32,6 +33,7 @@ __all__ = [
     "Batcher",
     "DataPlane",
     "Explained",
+    "FolderSource",
     "Inference",
     "JsonLinesSink",
     "MemorySink",

@@ -59,9 +59,10 @@ def test_database_behind_head_is_still_migrated(tmp_path: Path) -> None:
     try:
         database.migrate()
         with database.write() as connection:  # as if made before the newest migration
-            connection.exec_driver_sql("DROP TABLE idempotency_keys")
+            for table in ("webhook_attempts", "webhook_deliveries", "webhooks"):
+                connection.exec_driver_sql(f"DROP TABLE {table}")
             connection.exec_driver_sql(
-                "UPDATE modelyard_alembic_version SET version_num = '0002_principals'"
+                "UPDATE modelyard_alembic_version SET version_num = '0003_idempotency'"
             )
         assert database.pending() == [HEAD_REVISION]
         assert database.migrate() == [HEAD_REVISION]
