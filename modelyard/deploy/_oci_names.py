@@ -10,13 +10,19 @@ logs it afresh, which derives every name from the bytes.
 
 from __future__ import annotations
 
-import json
-import struct
+import io
 
-from modelyard.store import BlobStore, Chunk, Entry, Manifest, read_bytes
-
-HEADER = "__header__"
-"""The name `store_directory` gives a safetensors file's header chunk."""
+from modelyard.store import (
+    SAFETENSORS_HEADER as HEADER,
+)
+from modelyard.store import (
+    BlobStore,
+    Chunk,
+    Entry,
+    Manifest,
+    read_bytes,
+    safetensors_spans,
+)
 
 HEADER_LIMIT = 100 << 20
 """The largest header `store_directory` cuts by tensors (larger: content-defined chunks)."""
@@ -53,35 +59,8 @@ def _actual(chunks: tuple[Chunk, ...]) -> list[tuple[int, int, str | None]]:
 
 
 def _spans(head: bytes, size: int) -> list[tuple[int, int, str | None]] | None:
-    """(offset, size, name) of the header and tensors, as `store._chunking` cuts them."""
-    if len(head) < 8:
-        return None
-    (header_len,) = struct.unpack("<Q", head[:8])
-    if header_len == 0 or 8 + header_len > size or header_len > HEADER_LIMIT:
-        return None
-    if len(head) != 8 + header_len:
-        return None  # the header chunk must be exactly the header
-    try:
-        header = json.loads(head[8:])
-    except (UnicodeDecodeError, ValueError):
-        return None
-    if not isinstance(header, dict):
-        return None
-    start, data_len = 8 + header_len, size - 8 - header_len
-    ranges: dict[tuple[int, int], str] = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        offsets = info.get("data_offsets") if isinstance(info, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2):
-            return None
-        begin, end = offsets
-        if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end <= data_len):
-            return None
-        ranges.setdefault((begin, end), name)
-    cuts = sorted({0, data_len, *(point for bounds in ranges for point in bounds)})
-    tensors = [
-        (start + begin, end - begin, ranges.get((begin, end)))
-        for begin, end in zip(cuts, cuts[1:], strict=False)
-    ]
-    return [(0, start, HEADER), *tensors]
+    """(offset, size, name) of the header and tensors, cut exactly as `store_directory` cuts."""
+    spans = safetensors_spans(io.BytesIO(head), size)
+    if spans is None or spans[0].size != len(head):
+        return None  # not a header, or the header chunk is not exactly the header
+    return [(span.offset, span.size, span.name) for span in spans]

@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from modelyard.store._cache import FolderCache
+from modelyard.store._chunking import HEADER as SAFETENSORS_HEADER
+from modelyard.store._chunking import Span, safetensors_spans
 from modelyard.store._digests import check_digest, digest_bytes, verified
 from modelyard.store._folders import restore_directory, store_directory
 from modelyard.store._gc import (
@@ -51,6 +53,8 @@ __all__ = [
     "MemoryStore",
     "READ_SIZE",
     "S3Store",
+    "SAFETENSORS_HEADER",
+    "Span",
     "UniqueBytes",
     "check_digest",
     "collect_garbage",
@@ -61,6 +65,7 @@ __all__ = [
     "open_store",
     "read_bytes",
     "restore_directory",
+    "safetensors_spans",
     "save_manifest",
     "store_directory",
     "unique_bytes",
