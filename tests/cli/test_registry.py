@@ -143,7 +143,7 @@ def test_broken_audit_chain_exits_1(folder: Path, home: Path) -> None:
 
 def test_db_upgrade_on_a_fresh_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODELYARD_DATABASE_URL", f"sqlite:///{tmp_path / 'new.db'}")
-    migrations = ["0001_initial", "0002_principals", "0003_idempotency"]
+    migrations = ["0001_initial", "0002_principals", "0003_idempotency", "0004_webhooks"]
     assert ok("db", "pending").split() == migrations
     assert ok("db", "upgrade").strip() == f"applied {', '.join(migrations)}"
 

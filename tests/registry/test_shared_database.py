@@ -13,7 +13,7 @@ from sqlalchemy import inspect, text
 from modelyard.registry import Database, Registry
 from modelyard.registry._database import LEGACY_VERSION_TABLE, VERSION_TABLE
 
-MIGRATIONS = ["0001_initial", "0002_principals", "0003_idempotency"]
+MIGRATIONS = ["0001_initial", "0002_principals", "0003_idempotency", "0004_webhooks"]
 HEAD = MIGRATIONS[-1]
 
 
