@@ -59,7 +59,7 @@ def answered_by(infer: str) -> str:
     return str(httpx.post(infer, content=body(REFERENCE[:5])).json()["model_version"])
 
 
-def wait_for(check: Any, timeout: float = 30) -> None:
+def wait_for(check: Any, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "timed out"
