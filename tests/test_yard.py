@@ -136,7 +136,12 @@ def test_local_client_on_a_server_database_needs_migrations(
             yard.get_model("fraud")
         database = Database(url)
         database.open()
-        assert database.migrate() == ["0001_initial", "0002_principals", "0003_idempotency", "0004_webhooks"]
+        assert database.migrate() == [
+            "0001_initial",
+            "0002_principals",
+            "0003_idempotency",
+            "0004_webhooks",
+        ]
         database.close()
         yard.registry.create_version("fraud")
         assert yard.get_model("fraud").latest_version == 1
