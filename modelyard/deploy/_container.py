@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from modelyard.deploy._containerfile import render_containerfile
+from modelyard.deploy._k8s_names import check_image
 from modelyard.errors import ConfigurationError, InvalidRequirement
 from modelyard.registry import ModelVersion
 
@@ -30,7 +31,6 @@ _VERSION = re.compile(
 )
 _PYTHON = re.compile(r"([0-9]{1,2})\.([0-9]{1,3})(?:\.[0-9]{1,4})?")
 # An image reference as the operator types it (registry/repo:tag@digest); no spaces or quotes.
-_IMAGE = re.compile(r"[a-z0-9][a-z0-9._/:@+-]{0,254}", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def write_context(
     restore(models / name)
     environment = _recorded_environment(models / name / "modelyard.json")
     requirements = pinned_requirements(environment, modelyard_version=modelyard_version)
-    chosen = _checked_image(base) if base else default_base(environment)
+    chosen = check_image(base, what="base image") if base else default_base(environment)
     (models / f"{name}.version.json").write_text(json.dumps(version_record(version), indent=2))
     (directory / "requirements.txt").write_text("\n".join(requirements) + "\n")
     sums = _copy_wheels(wheels, directory / "wheels") if wheels is not None else ""
@@ -152,12 +152,6 @@ def _checked_name(name: str) -> str:
     if not _NAME.fullmatch(name):
         raise ConfigurationError(f"model name {name!r} cannot name a folder in an image")
     return name
-
-
-def _checked_image(image: str) -> str:
-    if not _IMAGE.fullmatch(image):
-        raise ConfigurationError(f"base image {image!r} is not an image reference")
-    return image
 
 
 def _canonical(name: str) -> str:

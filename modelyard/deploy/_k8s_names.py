@@ -81,10 +81,10 @@ def check_quantity(value: str, *, what: str) -> str:
     return value
 
 
-def check_image(value: str) -> str:
+def check_image(value: str, *, what: str = "image") -> str:
     """An image reference with no spaces, quotes or control characters."""
     if not _IMAGE.fullmatch(value):
-        raise ConfigurationError(f"image {value[:80]!r} is not an image reference")
+        raise ConfigurationError(f"{what} {value[:80]!r} is not an image reference")
     return value
 
 
