@@ -50,6 +50,7 @@ MODULES = {
     "modelyard._model_card": "facade",
     "modelyard._model_folders": "facade",
     "modelyard._remote": "facade",
+    "modelyard._remote_admin": "facade",
     "modelyard._remote_store": "facade",
     "modelyard._yard": "facade",
     "modelyard._yard_build": "facade",

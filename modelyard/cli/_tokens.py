@@ -16,7 +16,7 @@ from modelyard.cli._output import emit_table, reports_errors
 from modelyard.security import EVERY_MODEL, parse_duration
 
 if TYPE_CHECKING:
-    from modelyard._remote import HttpPrincipals
+    from modelyard._remote_admin import HttpPrincipals
     from modelyard.registry import Principals
 
 token_app = typer.Typer(help="API tokens: create, list, revoke.", no_args_is_help=True)
@@ -32,7 +32,8 @@ ROLES = "reader, editor, approver or admin"
 
 def principals_of(ctx: typer.Context) -> Principals | HttpPrincipals:
     """The tokens and grants of the server MODELYARD_URL names, or of the local registry."""
-    from modelyard._remote import HttpPrincipals, HttpRegistry
+    from modelyard._remote import HttpRegistry
+    from modelyard._remote_admin import HttpPrincipals
     from modelyard.registry import Principals
 
     yard = yard_of(ctx)

@@ -16,7 +16,7 @@ from modelyard.cli._output import emit_table, reports_errors
 from modelyard.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from modelyard._remote import HttpWebhooks
+    from modelyard._remote_admin import HttpWebhooks
     from modelyard.registry import Delivery, Webhooks
 
 webhook_app = typer.Typer(
@@ -30,7 +30,8 @@ EVENT_NAMES = (
 
 def webhooks_of(ctx: typer.Context) -> Webhooks | HttpWebhooks:
     """The webhooks of the server MODELYARD_URL names, or of the local registry."""
-    from modelyard._remote import HttpRegistry, HttpWebhooks
+    from modelyard._remote import HttpRegistry
+    from modelyard._remote_admin import HttpWebhooks
     from modelyard.registry import Webhooks
 
     registry = yard_of(ctx).registry

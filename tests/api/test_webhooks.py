@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from modelyard import Settings, Yard, verify_webhook
-from modelyard._remote import HttpWebhooks
+from modelyard._remote_admin import HttpWebhooks
 from modelyard.errors import ConfigurationError, PermissionDenied
 from modelyard.registry import Database, Principals
 from tests.servers import running_server
