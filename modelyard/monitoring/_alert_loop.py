@@ -30,7 +30,7 @@ from modelyard.monitoring._alerts import (
 from modelyard.monitoring._reports import MonitorReport
 
 if TYPE_CHECKING:
-    from prometheus_client import Gauge
+    from prometheus_client import Counter, Gauge
 
     from modelyard.registry import ModelVersion
 
@@ -58,6 +58,9 @@ class AlertGauges(Protocol):
 
     @property
     def alert_state(self) -> Gauge: ...  # labels: rule
+
+    @property
+    def alert_firings(self) -> Counter: ...  # labels: rule
 
     @property
     def drift_share(self) -> Gauge: ...  # labels: model, version, kind
@@ -163,6 +166,7 @@ class AlertLoop:
             if started:
                 fired.append(rule.name)
                 await self._fire(rule, state.value or 0.0, version)
+                self.metrics.alert_firings.labels(rule.name).inc()
             self.metrics.alert_state.labels(rule.name).set(int(state.state))
         return fired
 

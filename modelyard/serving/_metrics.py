@@ -67,6 +67,12 @@ class Metrics:
             "modelyard_alert_state", "Alert rules: 0 inactive, 1 pending, 2 firing.", ["rule"],
             registry=self.registry, multiprocess_mode="liveall",
         )  # fmt: skip
+        # A firing can last one evaluation (a rollback clears the signal), shorter than a
+        # scrape: the counter keeps it where the state gauge may not.
+        self.alert_firings = Counter(
+            "modelyard_alert_firings", "Times an alert rule started firing.", ["rule"],
+            registry=self.registry,
+        )  # fmt: skip
         self.drift_share = Gauge(
             "modelyard_drift_share", "Share of drifted columns in the last evaluated window "
             "(kind: inputs or predictions).", ["model", "version", "kind"],
