@@ -36,6 +36,7 @@ from modelyard.registry import (
     AuditHead,
     ChainCheck,
     Gate,
+    Lease,
     Lineage,
     MetricPoint,
     Model,
@@ -364,6 +365,14 @@ class HttpRegistry:
 
     def audit_head(self) -> AuditHead:
         return self._one(AuditHead, "GET", "/audit/head")
+
+    def acquire_lease(self, name: str, *, holder: str, seconds: float) -> Lease:
+        # Sent once: a holder tries again at its next renewal, and must not wait here longer.
+        body = {"holder": holder, "seconds": seconds}
+        return self._one(Lease, "POST", f"/leases/{quote(name, safe=':@')}", json=body)
+
+    def release_lease(self, name: str, *, holder: str) -> None:
+        self._send("DELETE", f"/leases/{quote(name, safe=':@')}", params={"holder": holder})
 
     @contextmanager
     def staging(self, store: BlobStore) -> Iterator[BlobStore]:

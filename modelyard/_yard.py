@@ -14,6 +14,7 @@ from modelyard._scratch import CACHE, clean_scratch, scratch_folder
 from modelyard._yard_build import Building
 from modelyard._yard_oci import OciMethods
 from modelyard._yard_registry import RegistryMethods
+from modelyard._yard_score import Scoring
 from modelyard._yard_signing import (
     Signing,
     check_policy,
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from modelyard.optimize import Optimizer, TrialSummary, TuneResult
 
 
-class Yard(RegistryMethods, Watching, Signing, Building, OciMethods):
+class Yard(RegistryMethods, Watching, Signing, Building, OciMethods, Scoring):
     """The modelyard client: log, find, promote and fetch model versions.
 
         >>> yard = Yard()                                  # ~/.modelyard, or MODELYARD_* settings

@@ -13,6 +13,7 @@ from modelyard.registry import (
     AuditHead,
     ChainCheck,
     Gate,
+    Lease,
     Lineage,
     MetricPoint,
     Model,
@@ -197,3 +198,19 @@ class RegistryMethods:
     def audit_head(self) -> AuditHead:
         """Where the audit chain ends now; record it to check against later."""
         return self.registry.audit_head()
+
+    # leases -----------------------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, *, holder: str, seconds: float) -> Lease:
+        """Take the lease `name` for `seconds`, or renew it if `holder` holds it; the lease as
+        it stands after. One of several processes doing a job holds it and does the job (this
+        is how `modelyard serve` replicas evaluate alert rules once).
+
+        >>> lease = yard.acquire_lease("nightly-report", holder="host-1:42", seconds=60)
+        >>> if lease.holder == "host-1:42": ...  # this process does the job
+        """
+        return self.registry.acquire_lease(name, holder=holder, seconds=seconds)
+
+    def release_lease(self, name: str, *, holder: str) -> None:
+        """Give the lease `name` up if `holder` holds it, so another can take it at once."""
+        self.registry.release_lease(name, holder=holder)

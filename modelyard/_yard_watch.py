@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from modelyard._remote import HttpRegistry
     from modelyard.explain import ExplainerCache, Explanation, GlobalImportance
     from modelyard.flavors import LoadedModel
-    from modelyard.monitoring import MonitorReport
-    from modelyard.registry import ModelVersion
+    from modelyard.monitoring import MonitorReport, PredictionStore, PredictionWriter
+    from modelyard.registry import ModelVersion, Registry
     from modelyard.security import TrustPolicy
     from modelyard.settings import Settings
     from modelyard.store import BlobStore
@@ -22,7 +23,9 @@ if TYPE_CHECKING:
 
 class _Host(Protocol):
     settings: Settings
+    url: str | None
     _explainers: ExplainerCache | None
+    _log_store: PredictionStore | None
 
     @property
     def store(self) -> BlobStore: ...
@@ -33,11 +36,52 @@ class _Host(Protocol):
 
     def load_model(self, ref: str, *, trust: bool | TrustPolicy = False) -> LoadedModel: ...
 
+    @property
+    def registry(self) -> Registry | HttpRegistry: ...
+
+    def local_registry(self) -> Registry: ...
+
+    def prediction_log(self) -> PredictionWriter: ...
+
+    def prediction_store(self) -> PredictionStore: ...
+
 
 class Watching:
     """`Yard.monitor`, `log_feedback`, `explain` and `importance`."""
 
     _explainers: ExplainerCache | None = None  # built per version: the slow part
+    _log_store: PredictionStore | None = None
+
+    def prediction_store(self: _Host) -> PredictionStore:
+        """Where the served predictions and feedback of this (local) registry are kept: its
+        database when that is PostgreSQL (shared by every replica and server on it), else
+        JSON-lines files under the home. `ConfigurationError` for a remote client (its server
+        keeps the log: see `prediction_log`)."""
+        database = self.local_registry().database
+        # Made again after close() and a reopen: a database store holds the closed engine.
+        kept = self._log_store
+        if kept is None or getattr(kept, "database", database) is not database:
+            from modelyard.monitoring import DatabaseLogStore, FileLogStore
+
+            home = self.settings.home
+            kept = (
+                DatabaseLogStore(database) if database.dialect == "postgresql"
+                else FileLogStore(home / "predictions", home / "feedback")
+            )  # fmt: skip
+            self._log_store = kept
+        return kept
+
+    def prediction_log(self: _Host) -> PredictionWriter:
+        """Where a server serving from this client writes its prediction log and feedback:
+        the remote server's log for `Yard(url=…)`, else `prediction_store()`."""
+        if self.url:
+            from modelyard._remote import HttpRegistry
+            from modelyard._remote_monitoring import HttpPredictionLog
+
+            registry = self.registry
+            if isinstance(registry, HttpRegistry):
+                return HttpPredictionLog(registry)
+        return self.prediction_store()
 
     def monitor(
         self: _Host,
@@ -48,20 +92,28 @@ class Watching:
         page: str | Path | None = None,
     ) -> MonitorReport:
         """Drift of a version's served inputs and predictions over the last `window`, against
-        the reference logged with it (the server must log predictions: `--log-sample`).
+        the reference logged with it (the server must log predictions: `--log-sample`). The
+        window holds what every replica logged when they share the log: a PostgreSQL registry,
+        or a `Yard(url=…)` whose server computes the report.
 
         `page` writes the report as a self-contained HTML page with a plot per column.
 
         >>> report = yard.monitor("fraud@production", window=timedelta(minutes=15))
         >>> report.drifted, [c.column for c in report.inputs.columns if c.drifted]
         """
+        from modelyard._remote_monitoring import HttpPredictionLog
         from modelyard.monitoring import monitor_window, render_html
 
+        log = self.prediction_log()
+        if isinstance(log, HttpPredictionLog):
+            report = log.report(ref, window=window, until=until)
+            if page is not None:
+                Path(page).write_text(log.page(ref, window=window, until=until))
+            return report
         version = self.get_version(ref)
         report, reference, current = monitor_window(
             model=version.name, version=version.number, folder=self.model_folder(version),
-            predictions=self.settings.home / "predictions", window=window, until=until,
-            feedback=self.settings.home / "feedback",
+            window=window, until=until, store=self.prediction_store(),
         )  # fmt: skip
         if page is not None:
             Path(page).write_text(render_html(report, reference, current))
@@ -70,9 +122,7 @@ class Watching:
     def log_feedback(self: _Host, model: str, request_id: str, label: Any) -> None:
         """Record the true label of an answered request (a list, for a request of several
         rows), as `POST /v2/models/{model}/feedback` does on the server."""
-        from modelyard.monitoring import write_feedback
-
-        write_feedback(self.settings.home / "feedback", model, [{"id": request_id, "label": label}])
+        self.prediction_log().write_feedback(model, [{"id": request_id, "label": label}])
 
     def explain(
         self: _Host,

@@ -7,6 +7,7 @@
     ├── InvalidFilter (400)             a search filter or ordering that does not parse
     ├── DigestMismatch (400)            uploaded bytes that do not hash to their stated digest
     ├── InvalidInput (400)              inputs that do not match a model's signature
+    │   └── InvalidDataFile (400)       a file to score that cannot be read or does not fit
     ├── UnsupportedModel (400)          an object or folder no flavor can save or load
     │   └── ModelCrashed (400)          a model file that crashed the process probing it
     ├── IncompatibleModels (400)        versions that cannot be merged, naming the tensor
@@ -29,6 +30,7 @@
     │   ├── AliasNotFound (404)         no alias of that name on the model
     │   └── RunNotFound (404)           no run with that id
     ├── IdempotencyConflict (409)       an idempotency key reused for a different request
+    ├── OutputExists (409)              a scoring output folder that already holds data
     ├── VersionInUse (409)              deleting a version that aliases point at
     ├── InvalidTransition (409)         a lifecycle move the lifecycle does not allow
     ├── GateFailed (409)                a promotion that gates refused, listing every failure
@@ -175,6 +177,28 @@ class InvalidInput(ModelyardError):
 
     code = "invalid_input"
     status_code = 400
+
+
+class InvalidDataFile(InvalidInput):
+    """A data file to score that cannot be read (not Parquet or CSV, empty) or whose columns do
+    not fit the model's signature; the message names the file, then the problem."""
+
+    code = "invalid_data_file"
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+    def __reduce__(self) -> tuple[type[InvalidDataFile], tuple[str, str]]:
+        return type(self), (self.path, self.problem)  # travels between Dask processes
+
+
+class OutputExists(ModelyardError):
+    """A scoring output folder that already holds files (pass `overwrite` to replace them)."""
+
+    code = "output_exists"
+    status_code = 409
 
 
 class UnsupportedModel(ModelyardError):

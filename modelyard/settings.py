@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     serve_alert_seconds: float = Field(default=30.0, gt=0)
     """Serving: how often alert rules are evaluated."""
 
+    alert_lease_seconds: float | None = Field(default=None, gt=0, le=86_400)
+    """Serving: how long the alert lease lasts: the replicas (and workers) running the same rules
+    evaluate them once, in the process holding the lease, which renews it at each evaluation;
+    when it dies another takes over after this long (at once when it stops cleanly). Default:
+    three `serve_alert_seconds`."""
+
     alert_webhooks: list[str] = Field(
         default_factory=list, examples=[["https://hooks.example.com/alerts"]]
     )
@@ -119,6 +125,11 @@ class Settings(BaseSettings):
 
     serve_poll_seconds: float = Field(default=2.0, gt=0)
     """Serving: how often served aliases are checked for a move (then hot-swapped)."""
+
+    serve_alias_events: bool = True
+    """Serving: also check a served alias as soon as the registry tells of a move (PostgreSQL
+    LISTEN/NOTIFY, a registry server's event stream, a 0.25 s look at SQLite); off: polling
+    alone (e.g. behind a PgBouncer in transaction mode, where LISTEN does not work)."""
 
     serve_allow_signature_change: bool = False
     """Serving: swap in a version whose signature differs from the served one's (other inputs,

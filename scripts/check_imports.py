@@ -35,7 +35,7 @@ LAYERS: list[list[str]] = [
     ["api"],  # the registry server and the inference server
     ["ui"],  # the web UI's pages, mounted by the registry server
     ["facade"],  # the Yard client and its parts: embedded or over HTTP
-    ["deploy", "ingest", "optimize", "serving"],
+    ["deploy", "ingest", "optimize", "scoring", "serving"],
     ["diff", "explain", "monitoring"],
     ["flavors", "registry"],
     ["security", "store"],
@@ -51,11 +51,15 @@ MODULES = {
     "modelyard._model_folders": "facade",
     "modelyard._remote": "facade",
     "modelyard._remote_admin": "facade",
+    "modelyard._remote_monitoring": "facade",
+    "modelyard._remote_events": "facade",
     "modelyard._remote_store": "facade",
     "modelyard._yard": "facade",
     "modelyard._yard_build": "facade",
+    "modelyard._yard_events": "facade",
     "modelyard._yard_oci": "facade",
     "modelyard._yard_registry": "facade",
+    "modelyard._yard_score": "facade",
     "modelyard._yard_signing": "facade",
     "modelyard._yard_watch": "facade",
     "modelyard.__about__": "base",

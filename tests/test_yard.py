@@ -141,6 +141,9 @@ def test_local_client_on_a_server_database_needs_migrations(
             "0002_principals",
             "0003_idempotency",
             "0004_webhooks",
+            "0005_prediction_log",
+            "0006_leases",
+            "0007_tag_statistics",
         ]
         database.close()
         yard.registry.create_version("fraud")

@@ -33,8 +33,10 @@ def serve_registry(
     restore = log_to_stderr(level)
     try:
         with listener.socket:
-            app = access_logged(create_app(settings), level)
+            registry = create_app(settings)
+            app = access_logged(registry, level)
             run(app, listener=listener, read_timeout=settings.server_read_timeout_seconds,
-                tls=tls, log_level=level, on_ready=ready)  # fmt: skip
+                tls=tls, log_level=level, on_ready=ready,
+                on_exit=registry.state.events.close)  # fmt: skip
     finally:
         restore()

@@ -141,10 +141,12 @@ def run(
     listener: Listener | None = None,
     log_level: str = "info",
     on_ready: Callable[[], None] | None = None,
+    on_exit: Callable[[], None] | None = None,
 ) -> None:
     """Serve `app` on `host:port` (or the socket of `listener`, bound already) with uvloop
     and httptools (HTTPS with `tls`, from `tls_options`); `on_ready` is called once the app
-    has started. Blocks until stopped."""
+    has started, `on_exit` when a signal asks it to stop (to end endless responses, which
+    the drain would otherwise wait for). Blocks until stopped."""
     import uvicorn
 
     listener = listener or listen(host, port)
@@ -164,6 +166,11 @@ def run(
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            if on_exit is not None:
+                on_exit()
 
     settings = config(app, host=host, port=port, read_timeout=read_timeout, log_level=log_level,
                       **(tls or {}))  # fmt: skip

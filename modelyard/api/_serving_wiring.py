@@ -1,6 +1,6 @@
 """Wiring the inference server from `Settings`: the model pool (with its canaries and shadows),
-the prediction log, the feedback folder, the data plane and the alert loop, and what starts and
-stops them in the server's lifespan.
+the prediction log and feedback (the registry's `PredictionWriter`), the data plane and the
+alert loop, and what starts and stops them in the server's lifespan.
 
 This is the composition root of `modelyard serve`: the parts take what they use through their
 constructors (the pool a `ModelSource`, the alert loop an `AlertSource`; a `Yard` is both), and
@@ -14,19 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from modelyard._yard import Yard
+from modelyard._yard_events import YardAliasEvents
 from modelyard.api._inference import InferenceApp
 from modelyard.errors import ConfigurationError
 from modelyard.monitoring import (
     AlertHistory,
     AlertLoop,
+    FileLogStore,
+    PredictionWriter,
     alert_folder,
     load_rules,
-    write_feedback,
 )
 from modelyard.serving import (
     DataPlane,
     FolderSource,
-    JsonLinesSink,
     Metrics,
     ModelPool,
     ModelSource,
@@ -70,11 +71,13 @@ def create_inference_app(
         source = client = yard or Yard(settings)
     metrics = Metrics(multiprocess=multiprocess)
     pool = _pool(source, settings, metrics, refs, trust=trust, canaries=canaries, shadows=shadows)
-    log = _prediction_log(settings, metrics)
-    feedback = settings.home / "feedback"
+    # A registry's log (its database on PostgreSQL, or its server's) is shared by every replica;
+    # a --model-dir server keeps files under its home.
+    writer = _YardLog(client) if client is not None else _files(settings)
+    log = _prediction_log(settings, metrics, writer)
 
     def store_feedback(model: str, records: list[dict[str, Any]]) -> None:
-        write_feedback(feedback, model, records)
+        writer.write_feedback(model, records)
 
     plane = DataPlane(pool, metrics, log=log, feedback=store_feedback)
     alerts = _alert_loop(settings, client, plane, served=list(pool.models))
@@ -130,7 +133,10 @@ def _pool(
     canaries: Mapping[str, float] | None,
     shadows: Sequence[str],
 ) -> ModelPool:
-    pool = ModelPool(client, settings, metrics=metrics, trust=trust)
+    events: YardAliasEvents | None = None  # polling alone: a --model-dir server, or by choice
+    if settings.serve_alias_events and isinstance(client, Yard):
+        events = YardAliasEvents(client)  # moves heard at once
+    pool = ModelPool(client, settings, metrics=metrics, trust=trust, events=events)
     for ref in refs:
         pool.add(ref)  # bad references fail here, before the server starts
     for ref, share in (canaries or {}).items():
@@ -140,11 +146,31 @@ def _pool(
     return pool
 
 
-def _prediction_log(settings: Settings, metrics: Metrics) -> PredictionLog | None:
+class _YardLog:
+    """The yard's prediction log, looked up at each write (in a worker thread), so building
+    the app opens no database."""
+
+    def __init__(self, yard: Yard) -> None:
+        self.yard = yard
+
+    def write(self, records: Sequence[dict[str, Any]], *, replica: str | None = None) -> None:
+        self.yard.prediction_log().write(records, replica=replica)
+
+    def write_feedback(self, model: str, records: Sequence[dict[str, Any]]) -> None:
+        self.yard.prediction_log().write_feedback(model, records)
+
+
+def _files(settings: Settings) -> PredictionWriter:
+    return FileLogStore(settings.home / "predictions", settings.home / "feedback")
+
+
+def _prediction_log(
+    settings: Settings, metrics: Metrics, writer: PredictionWriter
+) -> PredictionLog | None:
     if settings.serve_log_sample <= 0:
         return None
     return PredictionLog(
-        JsonLinesSink(settings.home / "predictions"),
+        writer,
         sample=settings.serve_log_sample,
         capacity=settings.serve_log_buffer,
         dropped=metrics.log_dropped.inc,
@@ -163,5 +189,7 @@ def _alert_loop(
         settings.serve_alerts, allowed_webhooks=settings.alert_webhooks, served=served
     )
     history = AlertHistory(alert_folder(settings.home))  # what the web UI's Monitoring shows
+    # The lease in the registry: the replicas and workers running these rules evaluate them once.
     return AlertLoop(rules, yard=client, metrics=plane.metrics, traffic=plane.traffic,
-                     interval=settings.serve_alert_seconds, history=history)  # fmt: skip
+                     interval=settings.serve_alert_seconds, history=history, leases=client,
+                     lease_seconds=settings.alert_lease_seconds)  # fmt: skip

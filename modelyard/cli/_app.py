@@ -24,6 +24,7 @@ from modelyard.cli import (
     _oci,
     _registry,
     _runs,
+    _score,
     _serve,
     _server,
     _signing,
@@ -78,6 +79,7 @@ app.command("build")(build_command)
 app.add_typer(deploy_app, name="deploy")
 app.command("push")(_oci.push)
 app.command("pull")(_oci.pull)
+app.command("score")(_score.score)
 
 
 @app.callback()

@@ -196,10 +196,17 @@ def registry(
     namespace: Namespace = None,
     allow_namespace: AllowNamespace = None,
     allow_pods: AllowPods = None,
+    monitoring_namespace: Annotated[
+        str, typer.Option(help="Namespace Prometheus scrapes /metrics from ('' for none).")
+    ] = "monitoring",  # fmt: skip
+    monitor_label: Annotated[
+        list[str] | None,
+        typer.Option(help="LABEL=VALUE on the ServiceMonitor, for the operator's selector."),
+    ] = None,  # fmt: skip
 ) -> None:
     """Write manifests for the registry server on PostgreSQL and S3: a migration Job
-    (modelyard db upgrade), Deployment (--auth), Service, PDB and NetworkPolicy. Secrets are
-    referenced by name, never written.
+    (modelyard db upgrade), Deployment (--auth), Service, PDB, NetworkPolicy and
+    ServiceMonitor (/metrics). Secrets are referenced by name, never written.
 
         modelyard deploy registry --store-url s3://models/yard -o k8s/registry
     """
@@ -208,7 +215,9 @@ def registry(
     options = RegistryOptions(
         store_url=store_url, name=name, replicas=replicas, database_secret=database_secret,
         s3_secret=s3_secret, server_secret=server_secret, s3_endpoint=s3_endpoint, cpu=cpu,
-        memory=memory, placement=_placement(namespace, allow_namespace, allow_pods, ""),
+        memory=memory,
+        placement=_placement(namespace, allow_namespace, allow_pods, monitoring_namespace,
+                             monitor_label),
         **({"image": image} if image else {}),
     )  # fmt: skip
     _emit(registry_manifests(options), output)

@@ -1,13 +1,14 @@
 """`modelyard deploy registry`: the registry server on PostgreSQL and S3 (Deployment, Service,
-migration Job, PodDisruptionBudget, NetworkPolicy).
+migration Job, PodDisruptionBudget, NetworkPolicy, ServiceMonitor).
 
 Secrets are referenced by name (`secretKeyRef`), never written: the operator creates them.
-There is no ServiceMonitor: the registry server has no `/metrics` route to scrape.
+Prometheus scrapes the server's `/metrics` (open, as the inference server's) from the
+monitoring namespace, which the NetworkPolicy lets in.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from modelyard.__about__ import __version__
 from modelyard.deploy import _k8s_objects as k
@@ -103,7 +104,8 @@ def _pod(options: RegistryOptions, *, args: list[str], probes: bool, restart: st
 
 
 def registry_manifests(options: RegistryOptions) -> list[k.Obj]:
-    """The migration Job, then the server's Deployment, Service, PDB and NetworkPolicy.
+    """The migration Job, then the server's Deployment, Service, PDB, NetworkPolicy and
+    ServiceMonitor.
 
     >>> print(render_yaml(registry_manifests(RegistryOptions(store_url="s3://models/yard"))))
     """
@@ -131,12 +133,11 @@ def registry_manifests(options: RegistryOptions) -> list[k.Obj]:
                                         "spec": _pod(options, args=server_args, probes=True,
                                                      restart="Always")}}}  # fmt: skip
     owner = k.Owner(name, place, labels, selector)
-    # no /metrics to scrape, so no door for Prometheus' namespace
-    unscraped = replace(owner, placement=replace(place, monitoring_namespace=None))
     return [
         job,
         deployment,
         k.service(owner),
         k.disruption_budget(owner),
-        k.network_policy(unscraped),
+        k.network_policy(owner),
+        k.service_monitor(owner),
     ]

@@ -28,10 +28,26 @@ from modelyard.monitoring._alert_loop import (
 from modelyard.monitoring._alerts import AlertRule, duration, load_rules
 from modelyard.monitoring._columns import CategoricalColumn, Histogram, NumericColumn
 from modelyard.monitoring._drift import ColumnDrift, DriftReport, detect_drift
+from modelyard.monitoring._evaluator_lease import (
+    EvaluatorLease,
+    Leases,
+    holder_id,
+    rules_lease_name,
+)
 from modelyard.monitoring._export import grafana_dashboard, prometheus_rules
 from modelyard.monitoring._feedback import parse_feedback, read_feedback, write_feedback
 from modelyard.monitoring._html import render_html
+from modelyard.monitoring._log_batches import parse_prediction_batch
 from modelyard.monitoring._log_scan import Activity, activity, served_versions
+from modelyard.monitoring._log_store import (
+    DatabaseLogStore,
+    FileLogStore,
+    PredictionStore,
+    PredictionWriter,
+    encode_record,
+    replica_id,
+    write_log_lines,
+)
 from modelyard.monitoring._performance import (
     Performance,
     auc,
@@ -70,13 +86,19 @@ __all__ = [
     "AlertSource",
     "CategoricalColumn",
     "ColumnDrift",
+    "DatabaseLogStore",
     "DriftCache",
     "DriftReport",
     "DriftTest",
+    "EvaluatorLease",
+    "FileLogStore",
     "Histogram",
+    "Leases",
     "MonitorReport",
     "NumericColumn",
     "Performance",
+    "PredictionStore",
+    "PredictionWriter",
     "Profile",
     "QuantileSketch",
     "Reservoir",
@@ -92,11 +114,14 @@ __all__ = [
     "detect_drift",
     "drift_timeline",
     "duration",
+    "encode_record",
     "flat_columns",
     "grafana_dashboard",
+    "holder_id",
     "load_rules",
     "monitor_window",
     "parse_feedback",
+    "parse_prediction_batch",
     "performance",
     "profile",
     "prometheus_rules",
@@ -107,8 +132,11 @@ __all__ = [
     "read_reference",
     "read_window",
     "render_html",
+    "replica_id",
+    "rules_lease_name",
     "served_versions",
     "window_edges",
     "write_feedback",
+    "write_log_lines",
     "write_reference",
 ]

@@ -3,6 +3,12 @@ on (drift, performance), its signal checked, its state exported, and its actions
 starts firing. A rollback moves the alias, which the serving pool then follows like any other
 move.
 
+With `leases` (the registry), the processes running the same rules (replicas, workers) evaluate
+them once: at each interval each tries to take or renew one lease (`EvaluatorLease`); the holder
+evaluates, the others skip and export `modelyard_alert_evaluator` 0. A loop that stops releases
+the lease, so another process takes over at its next interval; one that dies loses it when it
+expires.
+
 The loop takes what it uses as narrow protocols (`AlertSource`, `AlertGauges`,
 `TrafficWindows`, `AlertJournal`), so monitoring imports neither the `Yard` facade nor serving:
 the inference server wires a `Yard`, its `Metrics`, its `Traffic` and an `AlertHistory` in.
@@ -26,6 +32,12 @@ from modelyard.monitoring._alerts import (
     RuleState,
     State,
     signal_value,
+)
+from modelyard.monitoring._evaluator_lease import (
+    LEASE_INTERVALS,
+    EvaluatorLease,
+    Leases,
+    rules_lease_name,
 )
 from modelyard.monitoring._reports import MonitorReport
 
@@ -61,6 +73,9 @@ class AlertGauges(Protocol):
 
     @property
     def alert_firings(self) -> Counter: ...  # labels: rule
+
+    @property
+    def alert_evaluator(self) -> Gauge: ...  # no labels: 1 on the process evaluating the rules
 
     @property
     def drift_share(self) -> Gauge: ...  # labels: model, version, kind
@@ -110,8 +125,11 @@ class AlertLoop:
     """Evaluate `rules` every `interval` seconds against what the server logged.
 
     >>> loop = AlertLoop(load_rules(path, allowed_webhooks=[]), yard=yard, metrics=metrics,
-    ...                  interval=30, traffic=traffic)
+    ...                  interval=30, traffic=traffic, leases=yard)
     >>> loop.start()          # on the server's event loop; `await loop.stop()` at shutdown
+
+    `leases`: evaluate only while holding the rules' lease for `lease_seconds` (default three
+    intervals); None evaluates always (one process).
     """
 
     def __init__(
@@ -123,6 +141,8 @@ class AlertLoop:
         interval: float,
         traffic: TrafficWindows | None = None,
         history: AlertJournal | None = None,
+        leases: Leases | None = None,
+        lease_seconds: float | None = None,
     ) -> None:
         self.states = [RuleState(rule) for rule in rules]
         self.yard = yard
@@ -131,6 +151,10 @@ class AlertLoop:
         self.traffic = traffic  # this process's recent requests, for error rate and latency
         self.history = history  # where state changes and action outcomes are kept
         self._task: asyncio.Task[None] | None = None
+        self.lease = None if leases is None else EvaluatorLease(
+            leases, name=rules_lease_name(rules),
+            seconds=lease_seconds or LEASE_INTERVALS * interval,
+        )  # fmt: skip
 
     def start(self) -> None:
         """Evaluate on the running loop from now on."""
@@ -138,12 +162,38 @@ class AlertLoop:
             self._task = asyncio.get_running_loop().create_task(self._forever())
 
     async def stop(self) -> None:
-        """Stop evaluating."""
+        """Stop evaluating, and release the lease (another process takes over at once)."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.lease is not None:
+            await self.lease.release()
+            self.metrics.alert_evaluator.set(0)
+
+    async def tick(self, now: datetime | None = None) -> list[str]:
+        """One interval's work: take or renew the lease (when shared), and evaluate every rule
+        if this process holds it; the names of the rules that started firing."""
+        if self.lease is not None:
+            before = self.lease.held
+            held = await self.lease.renew()
+            self.metrics.alert_evaluator.set(int(held))
+            if not held:
+                if before:  # another process evaluates now: start afresh if this one is again
+                    self._forget()
+                return []
+        return await self.evaluate(now)
+
+    def _lapsed(self) -> bool:
+        """Whether the lease this process held when it began evaluating ran out since (by its
+        own clock): another process may have taken it and be acting now."""
+        return self.lease is not None and self.lease.held and not self.lease.valid()
+
+    def _forget(self) -> None:
+        self.states = [RuleState(state.rule) for state in self.states]
+        for state in self.states:
+            self.metrics.alert_state.labels(state.rule.name).set(int(state.state))
 
     async def evaluate(self, now: datetime | None = None) -> list[str]:
         """Evaluate every rule once; the names of the rules that started firing."""
@@ -161,6 +211,11 @@ class AlertLoop:
                 continue
             before = state.state
             started = state.update(value, now)
+            if started and self._lapsed():
+                state.state = before  # fires when this process holds the lease again, if due
+                log.warning("alert %s: the lease ran out while evaluating; not acting (another "
+                            "process may be evaluating now)", rule.name)  # fmt: skip
+                continue
             if state.state is not before:
                 await self._keep(rule, _event(before, state.state), state.value, version)
             if started:
@@ -244,7 +299,7 @@ class AlertLoop:
         await self._snapshot()
         while True:
             await asyncio.sleep(self.interval)
-            await self.evaluate()
+            await self.tick()
 
 
 def _event(before: State, after: State) -> str:

@@ -83,6 +83,7 @@ def grafana_dashboard() -> dict[str, Any]:
         ("Drift score by column", "modelyard_drift_score", "short"),
         ("Accuracy from feedback", "modelyard_accuracy", "percentunit"),
         ("Alert states (2 firing)", "modelyard_alert_state", "short"),
+        ("Alert evaluator (1 per rules file)", "modelyard_alert_evaluator", "short"),
         ("Shadow agreement", "sum by (model, shadow, outcome) "
          "(rate(modelyard_shadow_requests_total[5m]))", "reqps"),
         ("Feedback labels per second", "rate(modelyard_feedback_total[5m])", "short"),

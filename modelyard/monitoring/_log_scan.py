@@ -151,10 +151,22 @@ def _fill(
         offsets = rng.integers(0, len(chunk), PROBE).tolist()
         starts = {chunk.rfind(b"\n", 0, offset) + 1 for offset in offsets}
         lines = [chunk[start : chunk.find(b"\n", start)] for start in sorted(starts)]
+    keep_lines(bucket, lines, sample, rng, wanted)
+
+
+def keep_lines(
+    bucket: Bucket,
+    lines: Sequence[bytes],
+    sample: int,
+    rng: np.random.Generator,
+    wanted: set[bytes],
+) -> None:
+    """Add to `bucket` a seeded sample of at most `sample` of `lines` (a window's probed
+    records), and those whose request id is in `wanted`."""
     if len(lines) > sample:
         kept = [lines[i] for i in sorted(rng.choice(len(lines), sample, replace=False))]
     else:
-        kept = lines
+        kept = list(lines)
     bucket.sample.extend(kept)
     if wanted:
         bucket.labelled.extend(

@@ -14,10 +14,11 @@ from pydantic import BaseModel, ConfigDict
 from modelyard import _html
 from modelyard.errors import NotFound
 from modelyard.monitoring._drift import DriftReport, detect_drift
-from modelyard.monitoring._feedback import labelled_rows, read_feedback
+from modelyard.monitoring._feedback import labelled_rows
+from modelyard.monitoring._log_store import PredictionStore, store_or_files
 from modelyard.monitoring._performance import Performance, performance
 from modelyard.monitoring._profile import Profile, profile
-from modelyard.monitoring._windows import read_records, read_reference, window_columns
+from modelyard.monitoring._windows import read_reference, window_columns
 
 
 class MonitorReport(BaseModel):
@@ -35,6 +36,8 @@ class MonitorReport(BaseModel):
     predictions: DriftReport | None
     performance: Performance | None = None
     estimated_accuracy: float | None = None
+    replicas: int | None = None
+    """How many serving replicas logged the window's records (None: the log does not say)."""
 
     @property
     def drifted(self) -> bool:
@@ -51,6 +54,8 @@ class MonitorReport(BaseModel):
             ("rows", self.rows),
             ("verdict", verdict),
         ]
+        if self.replicas is not None:
+            facts.append(("replicas", self.replicas))
         if self.performance is not None:
             facts += [(k, f"{v:.4g}") for k, v in self.performance.metrics.items()]
         return _html.card(
@@ -89,14 +94,17 @@ def monitor_window(
     model: str,
     version: int,
     folder: Path,
-    predictions: Path,
     window: timedelta,
     until: datetime | None = None,
+    store: PredictionStore | None = None,
+    predictions: Path | None = None,
     feedback: Path | None = None,
 ) -> tuple[MonitorReport, Profile | None, Profile | None]:
-    """The report on the requests logged for `model` `version` (under `predictions`) in the
-    `window` before `until` (now) against the reference in the version's `folder`, with the
-    reference's and the window's input profiles (for plots)."""
+    """The report on the requests logged for `model` `version` in the `window` before `until`
+    (now) against the reference in the version's `folder`, with the reference's and the
+    window's input profiles (for plots). The log is read from `store`, else from the files
+    under `predictions` (and the labels under `feedback`, when given)."""
+    store = store_or_files(store, predictions, feedback)
     reference = read_reference(folder)
     if reference is None:
         raise NotFound(
@@ -106,7 +114,7 @@ def monitor_window(
     end = until or datetime.now(UTC)
     start = end - window
     # Read once: the same records give the window's columns and, with feedback, performance.
-    records = list(read_records(predictions, model, str(version), since=start, until=end))
+    records = list(store.read_records(model, str(version), since=start, until=end))
     inputs, outputs, requests = window_columns(records)
     rows = len(next(iter(inputs.values()))) if inputs else 0
     input_drift = output_drift = current = None
@@ -121,8 +129,9 @@ def monitor_window(
     report = MonitorReport(
         model=model, version=version, since=start, until=end, requests=requests, rows=rows,
         inputs=input_drift, predictions=output_drift,
-        performance=_performance(records, feedback, model, start, outputs),
+        performance=_performance(records, store, model, start, outputs),
         estimated_accuracy=estimated_accuracy(outputs),
+        replicas=store.replicas(model, str(version), since=start, until=end) if requests else None,
     )  # fmt: skip
     return report, reference_inputs, current
 
@@ -148,14 +157,14 @@ def estimated_accuracy(outputs: Mapping[str, np.ndarray[Any, Any]]) -> float | N
 
 def _performance(
     records: list[dict[str, Any]],
-    feedback: Path | None,
+    store: PredictionStore,
     model: str,
     start: datetime,
     outputs: Mapping[str, object],
 ) -> Performance | None:
-    if feedback is None or not outputs:
+    if not outputs:
         return None
-    labels = read_feedback(feedback, model, since=start)
+    labels = store.read_feedback(model, since=start)
     if not labels:
         return None
     first_output = next(iter(outputs)).split("[")[0]

@@ -29,8 +29,9 @@ from modelyard._imports import require
 from modelyard.errors import InvalidInput, ModelyardError
 from modelyard.monitoring._columns import NumericColumn
 from modelyard.monitoring._drift import ColumnDrift, DriftReport, detect_drift
-from modelyard.monitoring._feedback import labelled_rows, read_feedback
-from modelyard.monitoring._log_scan import Bucket, parse_lines, parse_outputs, scan_windows
+from modelyard.monitoring._feedback import labelled_rows
+from modelyard.monitoring._log_scan import Bucket, parse_lines, parse_outputs
+from modelyard.monitoring._log_store import PredictionStore, store_or_files
 from modelyard.monitoring._performance import Performance, performance
 from modelyard.monitoring._profile import Profile, profile
 from modelyard.monitoring._reports import estimated_accuracy
@@ -99,17 +100,20 @@ def drift_timeline(
     model: str,
     version: int,
     reference: tuple[Profile, Profile],
-    predictions: Path,
-    feedback: Path | None,
     edges: Sequence[datetime],
+    store: PredictionStore | None = None,
+    predictions: Path | None = None,
+    feedback: Path | None = None,
     sample: int = SAMPLE,
     cache: DriftCache | None = None,
 ) -> Timeline:
-    """The windows between consecutive `edges`; with `cache`, the drift of every window but
-    the last (in progress) is kept there and taken from there."""
-    labels = read_feedback(feedback, model, since=edges[0]) if feedback is not None else {}
-    buckets = scan_windows(predictions, model, str(version), edges=edges, sample=sample,
-                           labelled=labels.keys())  # fmt: skip
+    """The windows between consecutive `edges`, read from `store` (else the files under
+    `predictions`, and `feedback` when given); with `cache`, the drift of every window but the
+    last (in progress) is kept there and taken from there."""
+    store = store_or_files(store, predictions, feedback)
+    labels = store.read_feedback(model, since=edges[0])
+    buckets = store.scan_windows(model, str(version), edges=edges, sample=sample,
+                                 labelled=labels.keys())  # fmt: skip
     results, damaged = [], 0
     last = len(buckets) - 1
     for index, (since, end, bucket) in enumerate(zip(edges, edges[1:], buckets, strict=False)):

@@ -19,8 +19,23 @@ from modelyard.registry._backup import PG_DUMP_GUIDANCE, Backup, back_up, restor
 from modelyard.registry._contract import RegistryAPI
 from modelyard.registry._database import Database
 from modelyard.registry._diff import Change, FileChange, TensorChange, VersionDiff, diff_versions
+from modelyard.registry._leases import Lease
 from modelyard.registry._lineage import Lineage, LineageEdge
 from modelyard.registry._listings import audit_page, metric_histories, versions_by_run
+from modelyard.registry._notify import AliasListener, AliasMove, AliasPoller
+from modelyard.registry._prediction_rows import (
+    FeedbackRow,
+    PredictionRow,
+    WindowCount,
+    count_predictions,
+    insert_feedback,
+    insert_predictions,
+    last_prediction,
+    predicted_versions,
+    read_feedback_rows,
+    read_predictions,
+    records_statement,
+)
 from modelyard.registry._principals import ApiToken, IssuedToken, Principals, RoleGrant
 from modelyard.registry._records import (
     AliasEvent,
@@ -51,7 +66,10 @@ from modelyard.registry._webhooks import Attempt, Delivery, NewWebhook, Webhook,
 
 __all__ = [
     "AliasEvent",
+    "AliasListener",
+    "AliasMove",
     "AliasNotFound",
+    "AliasPoller",
     "ApiToken",
     "Attempt",
     "AuditEvent",
@@ -62,12 +80,14 @@ __all__ = [
     "Change",
     "Database",
     "Delivery",
+    "FeedbackRow",
     "FileChange",
     "Gate",
     "GateFailed",
     "InvalidFilter",
     "InvalidTransition",
     "IssuedToken",
+    "Lease",
     "Lineage",
     "LineageEdge",
     "MetricPoint",
@@ -78,6 +98,7 @@ __all__ = [
     "ModelVersion",
     "NewWebhook",
     "PG_DUMP_GUIDANCE",
+    "PredictionRow",
     "Principals",
     "Reference",
     "Registry",
@@ -98,14 +119,23 @@ __all__ = [
     "WEBHOOK_EVENTS",
     "Webhook",
     "Webhooks",
+    "WindowCount",
     "audit_page",
     "back_up",
     "bytes_only_in",
+    "count_predictions",
     "diff_versions",
     "has_due",
+    "insert_feedback",
+    "insert_predictions",
+    "last_prediction",
     "metric_histories",
     "metric_keys",
     "page_token",
+    "predicted_versions",
+    "read_feedback_rows",
+    "read_predictions",
+    "records_statement",
     "registry_roots",
     "restore_backup",
     "summarize_models",

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Row, bindparam, delete, insert, select, updat
 
 from modelyard.errors import AliasNotFound
 from modelyard.registry._audit import append, utc
+from modelyard.registry._notify import AliasMove, announce
 from modelyard.registry._records import AliasEvent
 from modelyard.registry._references import check_alias
 from modelyard.registry._tables import alias_history, aliases, versions
@@ -95,6 +96,7 @@ def move(
     before = current.number if current is not None else None
     after = version.number if version is not None else None
     action = f"alias.{kind}" if version is not None else "alias.delete"
+    announce(connection, AliasMove(model.name, alias, after))  # delivered at commit
     append(
         connection,
         actor=actor,

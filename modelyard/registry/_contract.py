@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from modelyard.registry._audit import ChainCheck
 from modelyard.registry._diff import VersionDiff
+from modelyard.registry._leases import Lease
 from modelyard.registry._lineage import Lineage
 from modelyard.registry._records import (
     AliasEvent,
@@ -136,6 +137,10 @@ class RegistryAPI(Protocol):
     ) -> list[AuditEvent]: ...
     def verify_audit(self, *, head: AuditHead | str | None = None) -> ChainCheck: ...
     def audit_head(self) -> AuditHead: ...
+
+    # leases: one process of many does a job (alert rules are evaluated once across replicas)
+    def acquire_lease(self, name: str, *, holder: str, seconds: float) -> Lease: ...
+    def release_lease(self, name: str, *, holder: str) -> None: ...
 
     # the client's side: where a registration's blobs go, what a deletion frees, closing
     def staging(self, store: BlobStore) -> AbstractContextManager[BlobStore]:

@@ -38,7 +38,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 VERSION_TABLE = "modelyard_alembic_version"
 """Where the applied migrations are recorded (see the module docstring)."""
 LEGACY_VERSION_TABLE = "alembic_version"
-HEAD_REVISION = "0004_webhooks"
+HEAD_REVISION = "0007_tag_statistics"
 """The newest migration. An up-to-date database is recognised by comparing its recorded revision
 with this, without importing Alembic (0.1-0.7 s on every open); a test checks that it is Alembic's
 head, so a new migration cannot be forgotten here."""

@@ -14,6 +14,7 @@ from modelyard.registry import (
     _aliases,
     _audit,
     _idempotency,
+    _leases,
     _lifecycle,
     _model_text,
     _numbers,
@@ -22,6 +23,7 @@ from modelyard.registry import (
 )
 from modelyard.registry._database import Database
 from modelyard.registry._diff import VersionDiff
+from modelyard.registry._leases import Lease
 from modelyard.registry._records import (
     AliasEvent,
     Gate,
@@ -437,6 +439,22 @@ class Registry(RunsAndAudit):
         with self.database.write() as connection:
             model = _versions.model_row(connection, name, lock=True)
             _lifecycle.remove_gate(connection, model=model, gate_id=gate_id, actor=self.actor)
+
+    # leases -----------------------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, *, holder: str, seconds: float) -> Lease:
+        """Take the lease `name` for `seconds`, or renew it if `holder` holds it; the lease as
+        it stands after: held by someone else while their lease runs (not audited: renewals
+        come every few seconds).
+
+        >>> registry.acquire_lease("alerts:3f9a", holder="web-1:4242:9c1e", seconds=90).holder
+        'web-1:4242:9c1e'
+        """
+        return _leases.acquire(self.database, name, holder=holder, seconds=seconds)
+
+    def release_lease(self, name: str, *, holder: str) -> None:
+        """Give the lease `name` up if `holder` holds it, so another can take it at once."""
+        _leases.release(self.database, name, holder=holder)
 
 
 def _keys(keys: Sequence[str]) -> list[str]:

@@ -107,19 +107,39 @@ def _keyed(node: Compare, *, drive: bool) -> ColumnElement[bool]:
     if table is None or not key:
         raise InvalidFilter(f"unknown field {node.field!r}; known fields: {KNOWN}")
     key = key.strip("`")
-    value_column: Any = table.c.value
-    if kind == "metrics":
-        value = _written_out(_numbers(node))
-    elif kind == "params" and node.op in ("<", "<=", ">", ">=") and isinstance(node.value, float):
-        value_column, value = NumericText(table.c.value), node.value
-    else:
-        value = _strings(node)
-    condition = _apply(value_column, node.op, value)
+    condition = _value_condition(node, kind, table.c.value)
     if drive:
         matching = select(table.c.version_id).where(table.c.key == key, condition)
         return versions.c.id.in_(matching)
     probe = exists().where(table.c.version_id == versions.c.id, table.c.key == key)
     return probe.where(condition)
+
+
+def _value_condition(node: Compare, kind: str, column: Any) -> ColumnElement[bool]:
+    """The comparison of a metrics/params/tags value `column` with the node's value."""
+    if kind == "metrics":
+        return _apply(column, node.op, _written_out(_numbers(node)))
+    if kind == "params" and node.op in ("<", "<=", ">", ">=") and isinstance(node.value, float):
+        return _apply(NumericText(column), node.op, node.value)
+    return _apply(column, node.op, _strings(node))
+
+
+def _anchor(node: Node, order_by: str | None) -> tuple[Compare, bool] | None:
+    """The comparison a search can walk in order, and whether the walk is descending: when the
+    ordering starts with `metrics.KEY` and the filter's driving comparison (the first keyed one
+    of a top-level `and`, or the whole filter) is on that metric. Such a search reads the
+    metric's (key, value) index from the best value on and stops once the page is full, rather
+    than fetching, probing and sorting every match (10x the matches made it 10x slower)."""
+    words = (order_by or "").split(",")[0].split()
+    if not words or not words[0].startswith("metrics.") or len(words) > 2:
+        return None
+    parts = node.parts if isinstance(node, Logical) and node.op == "and" else (node,)
+    keyed = [p for p in parts if isinstance(p, Compare) and "." in p.field]
+    if not keyed or keyed[0].field.partition(".")[0] != "metrics":
+        return None
+    if keyed[0].field.partition(".")[2].strip("`") != words[0][8:]:
+        return None
+    return keyed[0], len(words) == 2 and words[1].lower() == "desc"
 
 
 class NumericText(FunctionElement[float]):
@@ -301,10 +321,36 @@ def _ordered_query(filter: str | None, order_by: str | None) -> Select[Any]:
     # Parsing and building take longer than SQLite takes to answer; statements are immutable,
     # so the same search reuses its statement (and SQLAlchemy its compiled form).
     source = versions.join(models, models.c.id == versions.c.model_id)
+    node = parse_filter(filter) if filter and filter.strip() else None
+    anchor = _anchor(node, order_by) if node is not None else None
+    if node is not None and anchor is not None:
+        return _walked_query(source, node, anchor, order_by)
     query = select(versions, models.c.name, PARENT_REFS).select_from(source)
-    if filter and filter.strip():
-        query = query.where(compile_filter(parse_filter(filter)))
+    if node is not None:
+        query = query.where(compile_filter(node))
     return query.order_by(*compile_order(order_by))
+
+
+def _walked_query(
+    source: Any, node: Node, anchor: tuple[Compare, bool], order_by: str | None
+) -> Select[Any]:
+    # The anchored metric is joined (one row per version: (version_id, key) is its key) and
+    # ordered by its own column, NOT NULL, with no NULLS LAST, so the index order is the order.
+    compare, descending = anchor
+    metric = version_metrics.alias("ordered_metric")
+    key = compare.field.partition(".")[2].strip("`")
+    source = source.join(metric, and_(metric.c.version_id == versions.c.id, metric.c.key == key))
+    parts = node.parts if isinstance(node, Logical) else (node,)
+    conditions = [
+        _value_condition(compare, "metrics", metric.c.value)
+        if part is compare
+        else compile_filter(part, drive=False)
+        for part in parts
+    ]
+    leading = metric.c.value.desc() if descending else metric.c.value.asc()
+    rest = compile_order(order_by)[1:]  # the first clause is the anchored metric's
+    query = select(versions, models.c.name, PARENT_REFS).select_from(source)
+    return query.where(and_(*conditions)).order_by(leading, *rest)
 
 
 def next_page_token(filter: str | None, order_by: str | None, *, offset: int, key: bytes) -> str:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -320,4 +321,44 @@ webhook_attempts = Table(
     Column("error", Text, nullable=False, default=""),
     Column("duration_ms", Float, nullable=False),
     Index("ix_webhook_attempts_delivery", "delivery_id", "id"),
+)
+
+# The prediction log and feedback on a shared database (PostgreSQL): every serving replica writes
+# here, so any client reads the same window. `record` holds the same JSON bytes as a log line.
+prediction_records = Table(
+    "prediction_records",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("model", NAME, nullable=False),
+    Column("version", String(32), nullable=False),
+    Column("time", Timestamp, nullable=False),
+    Column("request_id", NAME, nullable=False, default=""),
+    Column("replica", NAME, nullable=False, default=""),  # hostname:pid of the writer
+    Column("record", LargeBinary, nullable=False),
+    Index("ix_prediction_records_window", "model", "version", "time"),
+)
+
+prediction_feedback = Table(
+    "prediction_feedback",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("model", NAME, nullable=False),
+    Column("time", Timestamp, nullable=False),
+    Column("request_id", NAME, nullable=False),
+    Column("record", LargeBinary, nullable=False),
+    Index("ix_prediction_feedback_model", "model", "time"),
+)
+
+# Leases: who does a job that one process of many should do (evaluate alert rules), until when.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", NAME, primary_key=True),
+    Column("holder", NAME, nullable=False),
+    Column("acquired_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp, nullable=False),
 )

@@ -8,6 +8,7 @@ The core here knows nothing of HTTP; `modelyard.api._inference` is the ASGI adap
 
 from __future__ import annotations
 
+from modelyard.serving._alias_events import AliasEvents, MemoryAliasEvents
 from modelyard.serving._batching import Batcher
 from modelyard.serving._binary import assemble_body, parse_header_length
 from modelyard.serving._codecs import (
@@ -30,12 +31,14 @@ from modelyard.serving._runner import Runner
 from modelyard.serving._sources import ModelSource
 
 __all__ = [
+    "AliasEvents",
     "Batcher",
     "DataPlane",
     "Explained",
     "FolderSource",
     "Inference",
     "JsonLinesSink",
+    "MemoryAliasEvents",
     "MemorySink",
     "Metrics",
     "ModelPool",

@@ -73,6 +73,11 @@ class Metrics:
             "modelyard_alert_firings", "Times an alert rule started firing.", ["rule"],
             registry=self.registry,
         )  # fmt: skip
+        self.alert_evaluator = Gauge(
+            "modelyard_alert_evaluator", "1 while this process holds the alert lease and evaluates "
+            "the rules (one process of the replicas sharing them), else 0.",
+            registry=self.registry, multiprocess_mode="liveall",
+        )  # fmt: skip
         self.drift_share = Gauge(
             "modelyard_drift_share", "Share of drifted columns in the last evaluated window "
             "(kind: inputs or predictions).", ["model", "version", "kind"],

@@ -1,12 +1,14 @@
 """The versions a serving process holds: loaded from the registry, warmed, and swapped in when
 a served alias moves.
 
-`fraud@production` follows the alias: a watcher checks the registry every `poll_seconds`, and
-when the alias points elsewhere the new version is loaded and warmed in the background, then
-becomes the one that answers, all at once; the old one finishes what it has queued and is
-dropped. A version whose loading is refused (the operator's trust policy, or a LightGBM or XGBoost
-file that crashes the probe process), or whose signature differs from the served one's (unless
-the operator allows it), is logged, counted and skipped, and the old one keeps serving.
+`fraud@production` follows the alias: a watcher checks the registry every `serve_poll_seconds`,
+and at once when its `AliasEvents` (PostgreSQL LISTEN, a registry server's event stream) tell of
+a move (a lost notification is caught by the next poll). When the alias points elsewhere the new
+version is loaded and warmed in the background, then becomes the one that answers, all at once;
+the old one finishes what it has queued and is dropped. A version whose loading is refused (the
+operator's trust policy, or a LightGBM or XGBoost file that crashes the probe process), or whose
+signature differs from the served one's (unless the operator allows it), is logged, counted and
+skipped, and the old one keeps serving.
 `iris:3` pins a version; `iris` serves the latest version at start.
 
 Each version that served a followed alias is recorded on local disk (`LastGood`): a restart
@@ -18,6 +20,7 @@ when the alias moves to a version that loads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import random
@@ -45,8 +48,9 @@ from modelyard.errors import (
     UntrustedModel,
 )
 from modelyard.flavors import load_model, named_arrays, needs_probe, probe
-from modelyard.registry import ModelVersion, Reference
+from modelyard.registry import AliasMove, ModelVersion, Reference
 from modelyard.security import SIGNATURE_TAG, TrustPolicy
+from modelyard.serving._alias_events import AliasEvents
 from modelyard.serving._batching import Batcher, Outputs
 from modelyard.serving._codecs import Request
 from modelyard.serving._compatibility import signature_change
@@ -65,6 +69,10 @@ log = logging.getLogger("modelyard.serving")
 RETRY_SECONDS = 60.0
 """How long a followed alias's version that failed to load waits before it is tried again (a
 blob put back, a cache repaired): not at every poll, which would fill the log."""
+SETTLE_SECONDS = 0.5
+"""How long after a retirement the full collection that frees its memory waits: the version
+just swapped in answers its first requests without that stall (100+ ms), and the swaps of
+several models (or replicas in one process) close together share one collection."""
 # Refusals that stand until the version changes (its signature tag) or the server restarts.
 _REFUSALS = (UnsupportedModel, UntrustedModel, SignatureMissing, SignatureInvalid,
              SignatureChanged)  # fmt: skip
@@ -143,7 +151,8 @@ class ServedModel:
 
 class ModelPool:
     """Load, serve and hot-swap model versions from a `source` (a `Yard`, or any
-    `ModelSource`: it resolves references and hands over versions' files)."""
+    `ModelSource`: it resolves references and hands over versions' files); `events`, when
+    given, tell of alias moves so that followed aliases swap without waiting for the poll."""
 
     def __init__(
         self,
@@ -152,8 +161,10 @@ class ModelPool:
         *,
         metrics: Metrics,
         trust: bool | TrustPolicy = False,
+        events: AliasEvents | None = None,
     ) -> None:
         self.source = source
+        self.events = events
         self.settings = settings
         self.metrics = metrics
         self.trust = TrustPolicy.of(
@@ -168,6 +179,9 @@ class ModelPool:
         self._retry_at: dict[tuple[str, int], float] = {}  # failed loads: when to try again
         self._candidates: list[tuple[str, str, float]] = []  # (ref, "canary"|"shadow", share)
         self._watcher: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()  # set when an alias move is heard of
+        self._listening = False
+        self._settling: asyncio.TimerHandle | None = None  # a collection after retirements
         metrics.watch(self._gauges)
 
     def add(self, ref: str) -> None:
@@ -213,7 +227,14 @@ class ModelPool:
             elif version.number not in model.shadows:
                 model.shadows.append(version.number)
         _settle(full=False)
-        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        loop = asyncio.get_running_loop()
+        self._watcher = loop.create_task(self._watch())
+        if self.events is not None and any(m.alias is not None for m in self.models.values()):
+            try:
+                self.events.start(lambda move: self._heard(loop, move))
+                self._listening = True
+            except Exception:  # serving goes on, following by polling alone
+                log.exception("cannot hear of alias moves; following by polling alone")
 
     def model(self, name: str) -> ServedModel:
         """A served model; `NotFound` (404) names what is served."""
@@ -245,6 +266,12 @@ class ModelPool:
     async def stop(self) -> None:
         """Stop watching and close every version (queued requests are answered first)."""
         await cancel(self._watcher)
+        if self._settling is not None:
+            self._settling.cancel()
+            self._settling = None
+        if self.events is not None and self._listening:
+            self._listening = False
+            await asyncio.to_thread(self.events.stop)
         await asyncio.gather(*(served.close() for served in list(self.loaded())))
         self.models.clear()
 
@@ -333,11 +360,33 @@ class ModelPool:
         served = model.versions.pop(number)
         await served.close()
         del served
+        if self._settling is None:  # retirements close together share one collection
+            loop = asyncio.get_running_loop()
+            self._settling = loop.call_later(SETTLE_SECONDS, self._settle_now)
+
+    def _settle_now(self) -> None:
+        self._settling = None
         _settle()
+
+    def _heard(self, loop: asyncio.AbstractEventLoop, move: AliasMove | None) -> None:
+        """From the events' thread: wake the watcher for a move of a followed alias (or for
+        None: moves may have been missed)."""
+        if move is not None:
+            model = self.models.get(move.model)
+            if model is None or model.alias != move.alias:
+                return
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to wake
+            loop.call_soon_threadsafe(self._wake.set)
+
+    async def _next_check(self) -> None:
+        """Wait until an alias move is heard of, or `serve_poll_seconds` have passed."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self.settings.serve_poll_seconds)
+        self._wake.clear()  # a move heard during the check that follows wakes the next one
 
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(self.settings.serve_poll_seconds)
+            await self._next_check()
             for model in list(self.models.values()):
                 if model.alias is None:
                     continue

@@ -3,7 +3,9 @@
 `record` only samples and appends to a bounded buffer; a background task hands full batches to
 the sink in a worker thread. When the sink is slower than the traffic and the buffer is full,
 records are dropped and counted (`modelyard_prediction_log_dropped_total`) instead of making a
-request wait. The JSON-lines sink writes `<home>/predictions/<model>/<version>/<day>.jsonl`.
+request wait. The JSON-lines sink writes `<home>/predictions/<model>/<version>/<day>.jsonl`; a
+server on a registry writes through the registry's `PredictionStore` (the database on
+PostgreSQL, shared by every replica) instead.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import orjson
 
+from modelyard.monitoring import write_log_lines
 from modelyard.serving._batching import Outputs
 from modelyard.serving._codecs import Request
 from modelyard.serving._tasks import cancel
@@ -51,27 +53,7 @@ class JsonLinesSink:
         self.root = root
 
     def write(self, records: list[Record]) -> None:
-        files: dict[Path, list[bytes]] = {}
-        for record in records:
-            day = record["time"][:10]
-            path = self.root / record["model"] / record["version"] / f"{day}.jsonl"
-            line = orjson.dumps(record, default=_text, option=_NUMPY)
-            files.setdefault(path, []).append(line + b"\n")
-        for path, lines in files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "ab") as handle:  # one write per batch: lines stay whole
-                handle.write(b"".join(lines))
-
-
-_NUMPY = orjson.OPT_SERIALIZE_NUMPY
-
-
-def _text(value: object) -> str:
-    """What JSON cannot hold as it is (a BYTES element sent as raw bytes), as text, so one
-    such value does not lose the other records written with it."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
-    return str(value)
+        write_log_lines(self.root, records)
 
 
 class PredictionLog:

@@ -3,8 +3,9 @@ now, the alert state), `/monitoring/{name}` (drift, per-column drift and perform
 the alert rules and what they did) and `/monitoring/{name}/report` (the full HTML report of the
 latest window).
 
-They read what `modelyard serve --log-sample --alerts` writes under the home: the prediction
-log, the feedback, the alert history; reading a model's traffic needs the reader role on it.
+They read what `modelyard serve --log-sample --alerts` writes: the prediction log and the
+feedback (the registry's `PredictionStore`: its database on PostgreSQL, else the home), the alert
+history; reading a model's traffic needs the reader role on it.
 """
 
 from __future__ import annotations
@@ -20,16 +21,15 @@ from starlette.responses import HTMLResponse, Response
 from modelyard.errors import InvalidInput, ModelyardError, NotFound
 from modelyard.monitoring import (
     Activity,
+    PredictionStore,
     Profile,
     Timeline,
-    activity,
     drift_timeline,
     monitor_window,
     read_alert_history,
     read_alert_rules,
     read_reference,
     render_html,
-    served_versions,
     window_edges,
 )
 from modelyard.security import Role
@@ -61,7 +61,6 @@ class ServedRow:
 def add_routes(router: APIRouter, pages: Pages) -> None:
     """Add `GET /monitoring`, `/monitoring/{name}` and `/monitoring/{name}/report`."""
     home = pages.settings.home
-    predictions = home / "predictions"
     recent = views.RecentDrift()  # finished windows' drift, for the next view
     signed_in = Depends(pages.viewer)
 
@@ -75,7 +74,7 @@ def add_routes(router: APIRouter, pages: Pages) -> None:
     def timeline(viewer: Viewer, name: str, version: str, edges: list[datetime]) -> Timeline:
         return drift_timeline(model=name, version=int(version),
                               reference=reference(viewer, name, version),
-                              predictions=predictions, feedback=home / "feedback", edges=edges,
+                              store=pages.yard.prediction_store(), edges=edges,
                               cache=recent)  # fmt: skip
 
     def current_drift(viewer: Viewer, name: str, version: str, now: datetime) -> float | None:
@@ -91,12 +90,13 @@ def add_routes(router: APIRouter, pages: Pages) -> None:
         """Every served version the viewer may read."""
         viewer.need_somewhere(Role.READER)
         now = datetime.now(UTC)
-        served = [(m, v) for m, v in served_versions(predictions) if v.isdigit()]
+        store = pages.yard.prediction_store()  # the database's log on PostgreSQL
+        served = [(m, v) for m, v in store.served_versions() if v.isdigit()]
         readable = [(m, v) for m, v in served if viewer.may(Role.READER, m)]
         states = {m: views.overall(views.rule_states(read_alert_history(home, m, limit=100).events))
                   for m in {m for m, _ in readable}}  # fmt: skip
         rows = [
-            ServedRow(m, v, activity(predictions, m, v, now=now),
+            ServedRow(m, v, store.activity(m, v, now=now),
                       current_drift(viewer, m, v, now), states[m])
             for m, v in readable[:MAX_LISTED]
         ]  # fmt: skip
@@ -117,7 +117,7 @@ def add_routes(router: APIRouter, pages: Pages) -> None:
         viewer.need(Role.READER, name)
         viewer.registry.get_model(name)  # a 404 for a model that does not exist
         length, count = views.parse_span(window, span)
-        versions = served_version_numbers(predictions, name)
+        versions = served_version_numbers(pages.yard.prediction_store(), name)
         shown = chosen(version, versions)
         context: dict[str, Any] = {"name": name, "versions": versions, "version": shown,
                                    "window": window, "span": span}  # fmt: skip
@@ -149,21 +149,22 @@ def add_routes(router: APIRouter, pages: Pages) -> None:
         length, _ = views.parse_span(window, window)
         if length > MAX_REPORT_WINDOW:
             raise InvalidInput(f"window {window!r} is longer than the 7 days a report reads")
-        shown = chosen(version, served_version_numbers(predictions, name))
+        store = pages.yard.prediction_store()
+        shown = chosen(version, served_version_numbers(store, name))
         if shown is None:
             raise NotFound(f"{name} has no served traffic to report on")
         found = viewer.registry.get_version(f"{name}:{shown}")
         result, reference_inputs, current = monitor_window(
             model=name, version=found.number, folder=pages.yard.model_folder(found),
-            predictions=predictions, window=length, feedback=home / "feedback",
+            window=length, store=store,
         )  # fmt: skip
         page = render_html(result, reference_inputs, current)
         return HTMLResponse(page, headers={"content-security-policy": REPORT_POLICY})
 
 
-def served_version_numbers(predictions: Any, name: str) -> list[str]:
+def served_version_numbers(store: PredictionStore, name: str) -> list[str]:
     """The versions of `name` with a prediction log, newest first."""
-    found = [v for m, v in served_versions(predictions) if m == name and v.isdigit()]
+    found = [v for m, v in store.served_versions() if m == name and v.isdigit()]
     return sorted(found, key=int, reverse=True)
 
 

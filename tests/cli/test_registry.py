@@ -143,7 +143,15 @@ def test_broken_audit_chain_exits_1(folder: Path, home: Path) -> None:
 
 def test_db_upgrade_on_a_fresh_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODELYARD_DATABASE_URL", f"sqlite:///{tmp_path / 'new.db'}")
-    migrations = ["0001_initial", "0002_principals", "0003_idempotency", "0004_webhooks"]
+    migrations = [
+        "0001_initial",
+        "0002_principals",
+        "0003_idempotency",
+        "0004_webhooks",
+        "0005_prediction_log",
+        "0006_leases",
+        "0007_tag_statistics",
+    ]
     assert ok("db", "pending").split() == migrations
     assert ok("db", "upgrade").strip() == f"applied {', '.join(migrations)}"
 

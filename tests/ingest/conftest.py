@@ -1,10 +1,9 @@
 """A real MLflow, in a virtualenv of its own, filled by tests/ingest/mlflow_side.py.
 
 The virtualenv lives in `~/.cache/modelyard-tests/mlflow-venv` and is reused while it imports;
-making it takes about two minutes with a warm pip cache (MLflow 3, scikit-learn, XGBoost,
-LightGBM, ONNX, onnxruntime, skl2onnx and skops at the versions this environment has, so pickles
-and skops files load on both sides; torch only from a wheel pip already has, never a download of
-gigabytes: without it the pytorch case is left out of the registry).
+it sees this environment's packages after its own, so making it installs only MLflow 3 and what
+it adds (scikit-learn, XGBoost, LightGBM, ONNX, onnxruntime, skl2onnx, skops and torch are this
+environment's, so pickles and skops files load on both sides).
 """
 
 from __future__ import annotations
@@ -15,10 +14,11 @@ import shutil
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -57,14 +57,18 @@ def _usable() -> bool:
 def _make_venv() -> None:
     shutil.rmtree(VENV, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
-    pip = [str(_python()), "-m", "pip", "install", "-q"]
-    try:  # torch only when pip finds this environment's wheel on disk (then its small deps)
-        torch = f"torch=={version('torch').split('+')[0]}"
-    except PackageNotFoundError:
-        torch = ""
-    if torch and subprocess.run([*pip, "--no-index", "--no-deps", torch]).returncode == 0:
-        subprocess.run([*pip, torch], check=True)
+    # This environment's packages are seen from the virtualenv, after its own: pip then installs
+    # only what MLflow adds or needs at other versions (minutes, not the ten that a full set with
+    # torch took on a clean machine), and the pinned frameworks are this environment's own.
+    (own,) = subprocess.run(
+        [_python(), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    Path(own, "_modelyard_parent.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     pins = [f"{name}=={version(name)}" for name in SAME_AS_HERE]
+    pip = [str(_python()), "-m", "pip", "install", "-q"]
     subprocess.run([*pip, "mlflow>=3,<4", *pins], check=True)
 
 

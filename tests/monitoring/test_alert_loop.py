@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from modelyard.monitoring import AlertLoop, AlertRule, MonitorReport
 from modelyard.registry import ModelVersion
@@ -50,6 +50,8 @@ class Gauges:
         registry = CollectorRegistry()
         self.registry = registry
         self.alert_state = Gauge("alert_state", "", ["rule"], registry=registry)
+        self.alert_firings = Counter("alert_firings", "", ["rule"], registry=registry)
+        self.alert_evaluator = Gauge("alert_evaluator", "", registry=registry)
         self.drift_share = Gauge("drift_share", "", ["model", "version", "kind"], registry=registry)
         self.drift_score = Gauge("drift_score", "", ["model", "version", "column"],
                                  registry=registry)  # fmt: skip

@@ -41,7 +41,7 @@ def test_rules_pass_promtool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "SUCCESS: 9 rules found" in checked.stdout
     dashboard = orjson.loads((tmp_path / "out" / "grafana-dashboard.json").read_bytes())
-    assert dashboard["uid"] == "modelyard" and len(dashboard["panels"]) == 12
+    assert dashboard["uid"] == "modelyard" and len(dashboard["panels"]) == 13
 
 
 @pytest.mark.anyio

@@ -312,6 +312,20 @@ def test_audit_log_chain_and_head(registry: RegistryAPI, name: str) -> None:
     assert registry.verify_audit(head=f"{head.seq}:{head.hash}").ok
 
 
+# leases ----------------------------------------------------------------------------------------
+
+
+def test_a_lease_has_one_holder_until_released(registry: RegistryAPI, name: str) -> None:
+    lease = f"alerts:{name}/x"  # a slash travels in the path
+    mine = registry.acquire_lease(lease, holder="a:1", seconds=60)
+    assert (mine.name, mine.holder) == (lease, "a:1")
+    assert registry.acquire_lease(lease, holder="b:2", seconds=60).holder == "a:1"
+    registry.release_lease(lease, holder="a:1")
+    assert registry.acquire_lease(lease, holder="b:2", seconds=60).holder == "b:2"
+    with pytest.raises(ConfigurationError):
+        registry.acquire_lease("no spaces", holder="a:1", seconds=60)
+
+
 # the client's side -----------------------------------------------------------------------------
 
 

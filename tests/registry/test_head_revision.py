@@ -59,13 +59,12 @@ def test_database_behind_head_is_still_migrated(tmp_path: Path) -> None:
     try:
         database.migrate()
         with database.write() as connection:  # as if made before the newest migration
-            for table in ("webhook_attempts", "webhook_deliveries", "webhooks"):
-                connection.exec_driver_sql(f"DROP TABLE {table}")
+            connection.exec_driver_sql("DROP TABLE leases")
             connection.exec_driver_sql(
-                "UPDATE modelyard_alembic_version SET version_num = '0003_idempotency'"
+                "UPDATE modelyard_alembic_version SET version_num = '0005_prediction_log'"
             )
-        assert database.pending() == [HEAD_REVISION]
-        assert database.migrate() == [HEAD_REVISION]
+        assert database.pending() == ["0006_leases", HEAD_REVISION]
+        assert database.migrate() == ["0006_leases", HEAD_REVISION]
         assert database.pending() == []
     finally:
         database.close()

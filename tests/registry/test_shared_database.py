@@ -13,7 +13,15 @@ from sqlalchemy import inspect, text
 from modelyard.registry import Database, Registry
 from modelyard.registry._database import LEGACY_VERSION_TABLE, VERSION_TABLE
 
-MIGRATIONS = ["0001_initial", "0002_principals", "0003_idempotency", "0004_webhooks"]
+MIGRATIONS = [
+    "0001_initial",
+    "0002_principals",
+    "0003_idempotency",
+    "0004_webhooks",
+    "0005_prediction_log",
+    "0006_leases",
+    "0007_tag_statistics",
+]
 HEAD = MIGRATIONS[-1]
 
 
