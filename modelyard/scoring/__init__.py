@@ -15,9 +15,11 @@ into the batch's drift report against the version's reference.
 from __future__ import annotations
 
 from modelyard.scoring._batch import BATCH_ROWS, PARTITION_ROWS, prepare_output, score_files
+from modelyard.scoring._cluster import local_cluster
 from modelyard.scoring._inputs import Partition, input_files, plan_partitions, read_batches
 from modelyard.scoring._model import ModelSpec, ScoringModel
 from modelyard.scoring._partition import (
+    STAGES,
     PartitionResult,
     PartitionTask,
     part_name,
@@ -32,9 +34,11 @@ __all__ = [
     "Partition",
     "PartitionResult",
     "PartitionTask",
+    "STAGES",
     "ScoreReport",
     "ScoringModel",
     "input_files",
+    "local_cluster",
     "part_name",
     "plan_partitions",
     "prepare_output",

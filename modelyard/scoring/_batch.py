@@ -59,6 +59,7 @@ def score_files(
         workers=count,
         drift=_drift(ref_inputs, [result.inputs for result in results]),
         output_drift=_drift(ref_outputs, [result.outputs for result in results]),
+        cpu=_summed([result.cpu for result in results]),
     )
 
 
@@ -84,6 +85,14 @@ def prepare_output(folder: Path, *, overwrite: bool) -> Path:
         for part in present:
             part.unlink()
     return folder
+
+
+def _summed(parts: list[dict[str, float]]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for part in parts:
+        for stage, seconds in part.items():
+            total[stage] = total.get(stage, 0.0) + seconds
+    return total
 
 
 def _drift(reference: Profile | None, parts: list[bytes | None]) -> DriftReport | None:

@@ -1,5 +1,13 @@
 """Running partitions on Dask: an existing scheduler, or a LocalCluster of worker processes
-(one thread each) for the length of one job."""
+(one thread each) for the length of one job.
+
+The LocalCluster is set up for one CPU-bound job on this machine: one process per core with
+one task thread, BLAS and OpenMP held to one thread (Dask's defaults), and two of Dask's
+defaults for long-lived shared workers turned off, as measured in `bench/score.py`: the
+statistical profiler that samples every worker's stack every 10 ms, and
+`MALLOC_TRIM_THRESHOLD_=65536`, which makes glibc hand freed memory back at once, so that each
+batch's arrays are faulted in page by page again (about a tenth of the workers' CPU on a
+forest)."""
 
 from __future__ import annotations
 
@@ -37,21 +45,37 @@ def dask_client(scheduler: str | None, *, workers: int | None = None) -> Iterato
         with client:
             yield client
         return
+    with local_cluster(workers) as cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+#: Dask settings of the LocalCluster a job starts (see the module docstring).
+LOCAL_CLUSTER_CONFIG: dict[str, Any] = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,  # None: not set
+}
+
+
+@contextmanager
+def local_cluster(workers: int | None = None) -> Iterator[Any]:
+    """A LocalCluster of `workers` one-thread worker processes (default: one per CPU) on the
+    loopback interface, set up for scoring (`LOCAL_CLUSTER_CONFIG`), closed on exit."""
+    distributed = require("distributed", extra="dask")
+    dask = require("dask", extra="dask")
     count = workers or os.cpu_count() or 1
     if count < 1:
         raise ConfigurationError(f"workers must be at least 1, got {count}")
-    with (
-        distributed.LocalCluster(
+    with dask.config.set(LOCAL_CLUSTER_CONFIG):  # read as the nannies and workers start
+        cluster = distributed.LocalCluster(
             n_workers=count,
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",  # loopback only, ephemeral ports: the
             dashboard_address="127.0.0.1:0",  # scheduler serves /metrics even with no dashboard
             silence_logs=logging.ERROR,
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        yield client
+        )
+    with cluster:
+        yield cluster
 
 
 def _check_reachable(scheduler: str) -> None:

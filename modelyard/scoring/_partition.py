@@ -1,13 +1,16 @@
 """Scoring one partition: stream its batches through the model, append the outputs as
 columns, write one Parquet part file atomically (a temporary name, then a rename) and profile
-the inputs and outputs against the version's reference for the batch's drift report."""
+the inputs and outputs against the version's reference for the batch's drift report. The
+worker thread's CPU seconds are counted per stage (`STAGES`), so a slow job shows where its
+time went."""
 
 from __future__ import annotations
 
 import os
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,10 @@ from modelyard.errors import InvalidDataFile
 from modelyard.monitoring import Profile, flat_columns, profile
 from modelyard.scoring._inputs import Partition, read_batches
 from modelyard.scoring._model import Array, ScoringModel
+
+#: The stages a partition's CPU time is counted in: reading and decoding the file, checking
+#: the columns against the signature, the model's call, the drift profiles, writing the part.
+STAGES = ("read", "check", "predict", "profile", "write")
 
 
 @dataclass(frozen=True)
@@ -34,7 +41,9 @@ class PartitionTask:
 
 @dataclass(frozen=True)
 class PartitionResult:
-    """What a worker did: rows scored into `part`, and the profiles (as bytes) of what it saw."""
+    """What a worker did: rows scored into `part`, and the profiles (as bytes) of what it saw;
+    `cpu`: the worker thread's CPU seconds per stage (`STAGES`, and `load` for the partition
+    that loaded the model)."""
 
     index: int
     part: str
@@ -42,6 +51,7 @@ class PartitionResult:
     seconds: float
     inputs: bytes | None
     outputs: bytes | None
+    cpu: dict[str, float] = field(default_factory=dict)
 
 
 def part_name(index: int) -> str:
@@ -55,29 +65,80 @@ def score_partition(model: ScoringModel, task: PartitionTask) -> PartitionResult
     path = task.partition.path
     target = Path(task.output) / part_name(task.partition.index)
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    clock = _StageClock()
     profiles = _Profiles(task)
     rows = 0
     try:
         with _PartWriter(temporary) as writer:
             types = model.column_types() if task.partition.format == "csv" else None
-            for batch in read_batches(task.partition, batch_rows=task.batch_rows,
-                                      column_types=types):  # fmt: skip
+            batches = read_batches(task.partition, batch_rows=task.batch_rows, column_types=types)
+            for batch in clock.timed(batches, "read"):
                 if batch.num_rows == 0:
                     continue
-                columns = _numpy_columns(batch)
-                inputs = model.inputs(columns, path=path)
-                outputs = flat_columns(model.predict(inputs, rows=batch.num_rows))
-                writer.write(_appended(batch, outputs, path))
-                profiles.add(inputs, outputs)
+                with clock("read"):
+                    columns = _numpy_columns(batch)
+                with clock("check"):
+                    inputs = model.inputs(columns, path=path)
+                with clock("predict"):
+                    outputs = flat_columns(model.predict(inputs, rows=batch.num_rows))
+                with clock("write"):
+                    writer.write(_appended(batch, outputs, path))
+                with clock("profile"):
+                    profiles.add(inputs, outputs)
                 rows += batch.num_rows
+            clock.start("write")  # closing the writer flushes the last row group
+        clock.stop()
         if rows == 0:
             raise InvalidDataFile(path, "the file holds no rows")
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
-    inputs_bytes, outputs_bytes = profiles.to_bytes()
+    with clock("profile"):
+        inputs_bytes, outputs_bytes = profiles.to_bytes()
     return PartitionResult(task.partition.index, str(target), rows,
-                           time.perf_counter() - started, inputs_bytes, outputs_bytes)  # fmt: skip
+                           time.perf_counter() - started, inputs_bytes, outputs_bytes,
+                           clock.seconds)  # fmt: skip
+
+
+class _StageClock:
+    """The calling thread's CPU seconds, summed per stage."""
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+        self._stage: str | None = None
+        self._began = 0.0
+
+    def start(self, stage: str) -> None:
+        self.stop()
+        self._stage, self._began = stage, time.thread_time()
+
+    def stop(self) -> None:
+        if self._stage is not None:
+            self.seconds[self._stage] += time.thread_time() - self._began
+            self._stage = None
+
+    def __call__(self, stage: str) -> _StageClock:
+        self.start(stage)
+        return self
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def timed(self, items: Iterator[Any], stage: str) -> Iterator[Any]:
+        """`items`, the time spent producing each counted in `stage`."""
+        while True:
+            self.start(stage)
+            try:
+                item = next(items)
+            except StopIteration:
+                self.stop()
+                return
+            finally:
+                self.stop()
+            yield item
 
 
 def _numpy_columns(batch: Any) -> dict[str, Array]:

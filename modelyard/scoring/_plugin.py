@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,10 +73,17 @@ class CarriedError:
 
 
 def score_on_worker(task: PartitionTask, *, plugin: str) -> PartitionResult | CarriedError:
-    """Score one partition with the model the worker's `plugin` holds."""
+    """Score one partition with the model the worker's `plugin` holds (loading it first on the
+    worker's first partition, whose `cpu` then counts the `load`)."""
     try:
-        model = _plugin(plugin).model()
-        return score_partition(model, task)
+        holder = _plugin(plugin)
+        loads, began = holder.loads, time.thread_time()
+        model = holder.model()
+        load = time.thread_time() - began
+        result = score_partition(model, task)
+        if holder.loads == loads:
+            return result
+        return dataclasses.replace(result, cpu={"load": load, **result.cpu})
     except ModelyardError as error:
         return CarriedError.of(error)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,8 @@ class ScoreReport:
     """The outcome of `Yard.score`: the part files written under `output` (one per input
     partition), rows scored, wall-clock `seconds`, and the drift of the batch's inputs
     (`drift`) and of the model's outputs for them (`output_drift`) against the reference
-    logged with the version (None when it has none)."""
+    logged with the version (None when it has none). `cpu`: the workers' CPU seconds per
+    stage (model load, read, check, predict, profile, write), summed over the partitions."""
 
     ref: str
     output: Path
@@ -24,6 +25,7 @@ class ScoreReport:
     workers: int
     drift: DriftReport | None = None
     output_drift: DriftReport | None = None
+    cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def rows_per_second(self) -> float:
@@ -40,6 +42,7 @@ class ScoreReport:
             "seconds": self.seconds,
             "rows_per_second": self.rows_per_second,
             "workers": self.workers,
+            "cpu_seconds": dict(self.cpu),
             "drift": None if self.drift is None else self.drift.model_dump(mode="json"),
             "output_drift": (
                 None if self.output_drift is None else self.output_drift.model_dump(mode="json")
@@ -54,6 +57,9 @@ class ScoreReport:
             f"wrote {len(self.parts)} part file{'s' if len(self.parts) != 1 else ''} to "
             f"{self.output}",
         ]
+        if self.cpu:
+            stages = ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in self.cpu.items())
+            lines.append(f"worker CPU: {sum(self.cpu.values()):.1f} s ({stages})")
         for label, report in (("inputs", self.drift), ("outputs", self.output_drift)):
             if report is None:
                 continue

@@ -292,7 +292,7 @@ def test_postgresql_shares_the_study_across_processes(tmp_path: Path, fresh_post
             ours = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
     finally:
         database.close()
-    assert count == 4 and ours == "0006_leases"
+    assert count == 4 and ours == "0007_tag_statistics"
 
 
 def test_an_old_style_postgresql_database_needs_an_upgrade(
