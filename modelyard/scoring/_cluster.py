@@ -5,9 +5,10 @@ The LocalCluster is set up for one CPU-bound job on this machine: one process pe
 one task thread, BLAS and OpenMP held to one thread (Dask's defaults), and two of Dask's
 defaults for long-lived shared workers turned off, as measured in `bench/score.py`: the
 statistical profiler that samples every worker's stack every 10 ms, and
-`MALLOC_TRIM_THRESHOLD_=65536`, which makes glibc hand freed memory back at once, so that each
-batch's arrays are faulted in page by page again (about a tenth of the workers' CPU on a
-forest)."""
+`MALLOC_TRIM_THRESHOLD_=65536`, which makes glibc hand freed memory back at once (and map every
+large array afresh), so that each batch's arrays are faulted in page by page again: together
+about a tenth of the workers' CPU on a random forest. A `MALLOC_TRIM_THRESHOLD_` set in this
+process's environment is inherited as it is."""
 
 from __future__ import annotations
 

@@ -51,6 +51,7 @@ def cluster_settings() -> dict[str, Any]:
     import os
 
     import dask
+    import numpy  # noqa: F401  (its BLAS, to be listed)
     from threadpoolctl import threadpool_info
 
     return {
@@ -67,12 +68,10 @@ def test_the_local_cluster_is_set_up_for_one_cpu_bound_job(
     one thread, no sampling profiler, glibc's own trimming of freed memory."""
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # set by an earlier cluster
     with local_cluster(1) as cluster, distributed.Client(cluster) as client:
-        import numpy  # noqa: F401  (its BLAS, to be listed)
-
         [found] = client.run(cluster_settings).values()
         assert list(client.nthreads().values()) == [1]
     assert found["profiler"] is False and found["malloc_trim"] is None
-    assert all(threads == 1 for threads in found["threads"].values())
+    assert found["threads"] and all(threads == 1 for threads in found["threads"].values())
     import dask
 
     assert dask.config.get("distributed.worker.profile.enabled") is True  # only the cluster's
