@@ -101,7 +101,12 @@ def test_workers_open_the_s3_store_from_the_settings_they_are_given(
     s3_settings: Settings, scheduler: str, tmp_path: Path
 ) -> None:
     settings = Settings.model_validate(
-        {**s3_settings.model_dump(), "home": tmp_path / "home", "database_url": ""}
+        {
+            **s3_settings.model_dump(),
+            "home": tmp_path / "home",
+            "database_url": "",
+            "store_url": f"{s3_settings.store_url}/{tmp_path.name}",
+        }  # fmt: skip
     )
     with Yard(settings) as yard:
         model, features = fit_model()

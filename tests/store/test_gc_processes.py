@@ -51,7 +51,13 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     if request.param == "local":
         return Settings(home=home)
     s3: Settings = request.getfixturevalue("s3_settings")
-    return s3.model_copy(update={"home": home, "database_url": f"sqlite:///{home}/registry.db"})
+    # A prefix of the test's own: gc lists every blob under it, and another test's registry
+    # in the session's prefix would look like garbage here.
+    store_url = f"{s3.store_url}/gc-{uuid.uuid4().hex[:8]}"
+    database_url = f"sqlite:///{home}/registry.db"
+    return s3.model_copy(
+        update={"home": home, "database_url": database_url, "store_url": store_url}
+    )
 
 
 @pytest.fixture
