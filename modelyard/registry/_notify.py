@@ -84,9 +84,39 @@ def libpq_url(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-class AliasListener:
+class _Threaded:
+    """A source that watches in a daemon thread named `thread_name` until stopped."""
+
+    thread_name = "alias-events"
+
+    def __init__(self) -> None:
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, wake: Wake) -> None:
+        """Watch in a daemon thread, calling `wake` for each move."""
+        self._stopping.clear()
+        self._thread = threading.Thread(
+            target=self._run, args=(wake,), name=self.thread_name, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching (within about half a second)."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _run(self, wake: Wake) -> None:
+        raise NotImplementedError
+
+
+class AliasListener(_Threaded):
     """LISTEN for alias moves on PostgreSQL in a thread; reconnects with backoff (wake(None)
     after each reconnect: what moved meanwhile was not heard). `start` and `stop` it."""
+
+    thread_name = "alias-listener"
 
     def __init__(self, url: str, *, backoff: tuple[float, float] = BACKOFF_SECONDS) -> None:
         self.url = url
@@ -95,23 +125,7 @@ class AliasListener:
         """How many times the listener has connected (a test waits for a reconnect)."""
         self.pid: int | None = None
         """The backend process id of the listening connection while it listens."""
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self, wake: Wake) -> None:
-        """Listen in a daemon thread, calling `wake` for each move."""
-        self._stopping.clear()
-        self._thread = threading.Thread(
-            target=self._run, args=(wake,), name="alias-listener", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop listening (within about half a second)."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        super().__init__()
 
     def _run(self, wake: Wake) -> None:
         import psycopg
@@ -156,30 +170,16 @@ _SINCE = (
 )
 
 
-class AliasPoller:
+class AliasPoller(_Threaded):
     """Poll the newest alias move (one indexed `max(id)`) every `interval` seconds in a thread,
     and wake for each move after the first look; for SQLite, which pushes nothing."""
+
+    thread_name = "alias-poller"
 
     def __init__(self, database: Database, *, interval: float = POLL_SECONDS) -> None:
         self.database = database
         self.interval = interval
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self, wake: Wake) -> None:
-        """Poll in a daemon thread, calling `wake` for each new move."""
-        self._stopping.clear()
-        self._thread = threading.Thread(
-            target=self._run, args=(wake,), name="alias-poller", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop polling."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        super().__init__()
 
     def _run(self, wake: Wake) -> None:
         last: int | None = None
