@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import random
 import threading
@@ -53,6 +52,7 @@ from modelyard.security import SIGNATURE_TAG, TrustPolicy
 from modelyard.serving._alias_events import AliasEvents
 from modelyard.serving._batching import Batcher, Outputs
 from modelyard.serving._codecs import Request
+from modelyard.serving._collection import SETTLE_SECONDS, settle
 from modelyard.serving._compatibility import signature_change
 from modelyard.serving._last_good import FILE, LastGood
 from modelyard.serving._metrics import Metrics
@@ -69,10 +69,6 @@ log = logging.getLogger("modelyard.serving")
 RETRY_SECONDS = 60.0
 """How long a followed alias's version that failed to load waits before it is tried again (a
 blob put back, a cache repaired): not at every poll, which would fill the log."""
-SETTLE_SECONDS = 0.5
-"""How long after a retirement the full collection that frees its memory waits: the version
-just swapped in answers its first requests without that stall (100+ ms), and the swaps of
-several models (or replicas in one process) close together share one collection."""
 # Refusals that stand until the version changes (its signature tag) or the server restarts.
 _REFUSALS = (UnsupportedModel, UntrustedModel, SignatureMissing, SignatureInvalid,
              SignatureChanged)  # fmt: skip
@@ -226,7 +222,7 @@ class ModelPool:
                 model.canary = (version.number, share)
             elif version.number not in model.shadows:
                 model.shadows.append(version.number)
-        _settle(full=False)
+        settle(full=False)
         loop = asyncio.get_running_loop()
         self._watcher = loop.create_task(self._watch())
         if self.events is not None and any(m.alias is not None for m in self.models.values()):
@@ -366,7 +362,7 @@ class ModelPool:
 
     def _settle_now(self) -> None:
         self._settling = None
-        _settle()
+        settle()
 
     def _heard(self, loop: asyncio.AbstractEventLoop, move: AliasMove | None) -> None:
         """From the events' thread: wake the watcher for a move of a followed alias (or for
@@ -501,14 +497,3 @@ def _reason(error: Exception) -> str:
     """One line: the error's own sentence, or its type and message for a framework's."""
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return text if isinstance(error, ModelyardError) else f"{type(error).__name__}: {text}"
-
-
-def _settle(*, full: bool = True) -> None:
-    """Collect garbage now, then exempt everything alive (frameworks, models) from later full
-    collections: with millions of long-lived objects, each full collection stalls requests
-    for 100+ ms (measured: p99 170 ms at 64 concurrent clients before, see bench/serving.py).
-    At start (`full=False`) only the young generations are collected: imports leave next to no
-    garbage, and a full pass over torch's objects costs a cold start 0.2-0.4 s."""
-    gc.unfreeze()  # a retired model's objects must become collectable again
-    gc.collect(2 if full else 1)
-    gc.freeze()

@@ -15,7 +15,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,18 +41,6 @@ def services() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct ports the OS says are free (held open together while they are picked)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 # configurations (docs/scale.md quotes these, rendered with its example ports) -----------------
@@ -320,7 +307,7 @@ def topology(
             **(env or {}),
         }
         (root / "rules.yaml").write_text(rules)
-        ports = free_ports(servers + replicas + 2)
+        ports = services().free_ports(servers + replicas + 2)
         server_ports, replica_ports = ports[:servers], ports[servers : servers + replicas]
         nginx_port, prometheus_port = ports[-2:]
 

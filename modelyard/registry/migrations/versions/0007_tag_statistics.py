@@ -17,7 +17,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0007_tag_statistics"
-down_revision = "0006_leases"  # TODO(issue 21): the lead orders this after 0005 and 0006
+down_revision = "0006_leases"
 branch_labels = None
 depends_on = None
 
