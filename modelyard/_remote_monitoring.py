@@ -51,22 +51,48 @@ class HttpPredictionLog:
                             json={"feedback": list(records)})  # fmt: skip
 
     def report(
-        self, ref: str, *, window: timedelta, until: datetime | None = None
+        self,
+        ref: str,
+        *,
+        window: timedelta,
+        until: datetime | None = None,
+        segment: str | None = None,
+        domain_classifier: bool = False,
     ) -> MonitorReport:
-        """The server's report on `ref`'s last `window` (before `until`)."""
-        content = self.registry._send("GET", "/monitor", params=_params(ref, window, until)).content
+        """The server's report on `ref`'s last `window` (before `until`), per value of the
+        input column `segment` too when given."""
+        params = _params(ref, window, until, segment, domain_classifier)
+        content = self.registry._send("GET", "/monitor", params=params).content
         return MonitorReport.model_validate_json(content)
 
-    def page(self, ref: str, *, window: timedelta, until: datetime | None = None) -> str:
+    def page(
+        self,
+        ref: str,
+        *,
+        window: timedelta,
+        until: datetime | None = None,
+        segment: str | None = None,
+        domain_classifier: bool = False,
+    ) -> str:
         """The same report as a self-contained HTML page."""
-        params = {**_params(ref, window, until), "format": "html"}
+        params = {**_params(ref, window, until, segment, domain_classifier), "format": "html"}
         return self.registry._send("GET", "/monitor", params=params).text
 
 
-def _params(ref: str, window: timedelta, until: datetime | None) -> dict[str, str]:
+def _params(
+    ref: str,
+    window: timedelta,
+    until: datetime | None,
+    segment: str | None,
+    domain_classifier: bool = False,
+) -> dict[str, str]:
     params = {"ref": ref, "window_seconds": str(window.total_seconds())}
     if until is not None:
         params["until"] = until.isoformat()
+    if segment is not None:
+        params["segment"] = segment
+    if domain_classifier:
+        params["domain_classifier"] = "true"
     return params
 
 

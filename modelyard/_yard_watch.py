@@ -90,6 +90,8 @@ class Watching:
         window: timedelta = timedelta(hours=1),
         until: datetime | None = None,
         page: str | Path | None = None,
+        segment: str | None = None,
+        domain_classifier: bool = False,
     ) -> MonitorReport:
         """Drift of a version's served inputs and predictions over the last `window`, against
         the reference logged with it (the server must log predictions: `--log-sample`). The
@@ -97,6 +99,10 @@ class Watching:
         or a `Yard(url=…)` whose server computes the report.
 
         `page` writes the report as a self-contained HTML page with a plot per column.
+        `segment` names an input column (`"country"`, `"x[2]"`): the report then has drift and
+        performance per value of it too (`report.segments`). `domain_classifier` adds a
+        classifier trained to tell the window's rows from the reference's to
+        `report.multivariate` (slower; needs scikit-learn).
 
         >>> report = yard.monitor("fraud@production", window=timedelta(minutes=15))
         >>> report.drifted, [c.column for c in report.inputs.columns if c.drifted]
@@ -106,14 +112,17 @@ class Watching:
 
         log = self.prediction_log()
         if isinstance(log, HttpPredictionLog):
-            report = log.report(ref, window=window, until=until)
+            report = log.report(ref, window=window, until=until, segment=segment,
+                                domain_classifier=domain_classifier)  # fmt: skip
             if page is not None:
-                Path(page).write_text(log.page(ref, window=window, until=until))
+                Path(page).write_text(log.page(ref, window=window, until=until, segment=segment,
+                                               domain_classifier=domain_classifier))  # fmt: skip
             return report
         version = self.get_version(ref)
         report, reference, current = monitor_window(
             model=version.name, version=version.number, folder=self.model_folder(version),
-            window=window, until=until, store=self.prediction_store(),
+            window=window, until=until, store=self.prediction_store(), segment=segment,
+            domain_classifier=domain_classifier,
         )  # fmt: skip
         if page is not None:
             Path(page).write_text(render_html(report, reference, current))

@@ -75,10 +75,14 @@ def monitoring_routes(yard: Yard, acting: Any) -> APIRouter:
         window_seconds: Annotated[float, Query(gt=0)] = 3600.0,
         until: datetime | None = None,
         format: Annotated[str, Query(pattern="^(json|html)$")] = "json",
+        segment: Annotated[str | None, Query(max_length=1000)] = None,
+        domain_classifier: bool = False,
         caller: Caller = acting,
     ) -> Response:
         """The monitoring report (drift, performance) of a version's last `window_seconds`
-        before `until` (now), over every replica's log; `format=html` for the page."""
+        before `until` (now), over every replica's log; `format=html` for the page; `segment`
+        (an input column) adds drift and performance per value of that column;
+        `domain_classifier=true` adds the (slower) domain classifier to the multivariate test."""
         caller.need_ref(Role.READER, ref)
         window = timedelta(seconds=window_seconds)
         if window > MAX_WINDOW:
@@ -88,7 +92,8 @@ def monitoring_routes(yard: Yard, acting: Any) -> APIRouter:
         version = caller.registry.get_version(ref)
         report, reference, current = monitor_window(
             model=version.name, version=version.number, folder=yard.model_folder(version),
-            window=window, until=until, store=yard.prediction_store(),
+            window=window, until=until, store=yard.prediction_store(), segment=segment,
+            domain_classifier=domain_classifier,
         )  # fmt: skip
         if format == "html":
             return Response(render_html(report, reference, current), media_type="text/html",

@@ -86,6 +86,15 @@ class AlertGauges(Protocol):
     @property
     def accuracy(self) -> Gauge: ...  # labels: model, version
 
+    @property
+    def data_quality(self) -> Gauge: ...  # labels: model, version, column, check
+
+    @property
+    def log_unreadable(self) -> Gauge: ...  # labels: model, version: lines skipped in a window
+
+    @property
+    def multivariate_drift(self) -> Gauge: ...  # labels: model, version
+
 
 class TrafficWindow(Protocol):
     """A window of one model's answered requests."""
@@ -286,11 +295,17 @@ class AlertLoop:
 
     def _export(self, report: MonitorReport) -> None:
         version = str(report.version)
+        self.metrics.log_unreadable.labels(report.model, version).set(report.unreadable_lines)
         for kind, drift in (("inputs", report.inputs), ("predictions", report.predictions)):
             if drift is not None:
                 self.metrics.drift_share.labels(report.model, version, kind).set(drift.share)
         for column in report.inputs.columns if report.inputs is not None else ():
             self.metrics.drift_score.labels(report.model, version, column.column).set(column.score)
+        for name, check, value in report.quality.signals() if report.quality else ():
+            self.metrics.data_quality.labels(report.model, version, name, check).set(value)
+        if report.multivariate is not None:
+            score = report.multivariate.score
+            self.metrics.multivariate_drift.labels(report.model, version).set(score)
         if report.performance is not None and "accuracy" in report.performance.metrics:
             accuracy = report.performance.metrics["accuracy"]
             self.metrics.accuracy.labels(report.model, version).set(accuracy)

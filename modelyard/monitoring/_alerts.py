@@ -36,6 +36,8 @@ from pydantic import (
 )
 
 from modelyard.errors import ConfigurationError, InvalidReference, did_you_mean
+from modelyard.monitoring._quality import SIGNALS as QUALITY_SIGNALS
+from modelyard.monitoring._quality import quality_value
 from modelyard.monitoring._reports import MonitorReport
 from modelyard.monitoring._webhooks import webhook_url
 
@@ -46,8 +48,13 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 SIGNALS = (
     "drift_share", "prediction_drift", "accuracy", "estimated_accuracy", "error_rate",
-    "latency_p99",
+    "latency_p99", "missing_share", "multivariate_drift",
 )  # fmt: skip
+COLUMN_SIGNALS = ("column", *QUALITY_SIGNALS.values(), "embedding_drift", "text_drift")
+"""Signals of one input column, spelt `<signal>:<column>`: `column` is its drift score; the
+others are its data quality checks (`modelyard.monitoring.data_quality`), and
+`embedding_drift:<name>` and `text_drift:<column>` (an input or output) are 1 - the p-value of
+its embedding or text drift test (0.95 and up: drifted at alpha 0.05)."""
 TRAFFIC_SIGNALS = ("error_rate", "latency_p99")
 """Signals the serving process measures itself (from its recent requests, not the log)."""
 
@@ -112,12 +119,13 @@ class AlertRule(BaseModel):
     @field_validator("signal")
     @classmethod
     def _signal(cls, value: str) -> str:
-        if value not in SIGNALS and not (
-            value.startswith("column:") and len(value) > len("column:")
-        ):
-            raise ValueError(
-                f"unknown signal {value!r}; signals: {', '.join(SIGNALS)}, column:<name>"
+        prefix, colon, column = value.partition(":")
+        if value not in SIGNALS and not (colon and column and prefix in COLUMN_SIGNALS):
+            known = [*SIGNALS, *(f"{name}:<column>" for name in COLUMN_SIGNALS)]
+            hint = did_you_mean(
+                prefix if colon else value, list(dict.fromkeys([*SIGNALS, *COLUMN_SIGNALS]))
             )
+            raise ValueError(f"unknown signal {value!r}{hint}; signals: {', '.join(known)}")
         return value
 
     def holds(self, value: float) -> bool:
@@ -197,11 +205,28 @@ def signal_value(rule: AlertRule, report: MonitorReport) -> float | None:
         return None if performance is None else performance.metrics.get("accuracy")
     if rule.signal == "estimated_accuracy":
         return report.estimated_accuracy
+    if rule.signal == "multivariate_drift":  # mean error / calibrated threshold: > 1 drifted
+        return None if report.multivariate is None else report.multivariate.score
+    if rule.signal.partition(":")[0] in ("embedding_drift", "text_drift"):
+        return _sample_drift(rule.signal, report)
+    if rule.signal.partition(":")[0] in QUALITY_SIGNALS.values():
+        return quality_value(rule.signal, report.quality)
     column = rule.signal.removeprefix("column:")
     for drift in report.inputs.columns if report.inputs is not None else ():
         if drift.column == column:
             return drift.score
     return None
+
+
+def _sample_drift(signal: str, report: MonitorReport) -> float | None:
+    """`embedding_drift:<name>` and `text_drift:<column>`: 1 - the test's p-value (an input
+    before an output of the same name)."""
+    kind, _, name = signal.partition(":")
+    if kind == "embedding_drift":
+        values = {drift.name: drift.signal for drift in reversed(report.embeddings)}
+    else:
+        values = {drift.column: drift.signal for drift in reversed(report.text)}
+    return values.get(name)
 
 
 class State(IntEnum):

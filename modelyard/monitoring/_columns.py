@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +15,8 @@ from modelyard.monitoring._reservoir import Reservoir
 from modelyard.monitoring._sketch import QuantileSketch
 
 FloatArray = npt.NDArray[np.float64]
+#: Positions of a uniform sample of the given number of values (shared between columns).
+Draw = Callable[[int], npt.NDArray[np.intp]]
 
 #: Distinct categories counted exactly before the rarest are folded into `other`.
 DEFAULT_CATEGORY_CAP = 1000
@@ -36,12 +38,17 @@ class Histogram:
     def add(self, values: FloatArray) -> Histogram:
         """This histogram with `values` counted in."""
         bins = self.counts.size - 2
-        # Arithmetic binning is one pass; searchsorted on the edges would be log(bins) passes.
-        scaled = (values - self.low) * (bins / (self.high - self.low))
-        index = np.clip(np.floor(scaled), -1, bins).astype(np.int64) + 1
-        index[values == self.high] = bins  # the last bin is closed, as in numpy.histogram
-        counts = self.counts + np.bincount(index, minlength=bins + 2)
-        return Histogram(self.low, self.high, counts)
+        # Arithmetic binning is a few passes in place; searchsorted would be log(bins) passes.
+        scaled = np.subtract(values, self.low)
+        with np.errstate(over="ignore"):  # a value overflowing to ±inf is out of range anyway
+            scaled *= bins / (self.high - self.low)
+        np.maximum(scaled, -1, out=scaled)
+        np.minimum(scaled, bins, out=scaled)
+        scaled += 1  # now >= 0, where truncating (astype) is flooring
+        added = np.bincount(scaled.astype(np.int32), minlength=bins + 2)
+        top = np.count_nonzero(values == self.high)  # the last bin is closed, as in numpy
+        added[bins], added[bins + 1] = added[bins] + top, added[bins + 1] - top
+        return Histogram(self.low, self.high, self.counts + added)
 
     def merge(self, other: Histogram, *, column: str) -> Histogram:
         """Both histograms' counts; they must share their edges."""
@@ -66,6 +73,8 @@ class NumericColumn:
     histogram: Histogram
     sketch: QuantileSketch
     reservoir: Reservoir
+    #: Values present but not numbers (a string or a bool); left out of every statistic, not nulls.
+    mismatches: int = 0
 
     kind = "numeric"
 
@@ -97,28 +106,39 @@ class NumericColumn:
             histogram=self.histogram.merge(other.histogram, column=column),
             sketch=self.sketch.merge(other.sketch, rng),
             reservoir=self.reservoir.merge(other.reservoir, rng),
+            mismatches=self.mismatches + other.mismatches,
         )
 
 
 def summarise_numeric(
-    values: FloatArray, *, histogram: Histogram, capacity: int, rng: np.random.Generator
+    values: FloatArray,
+    *,
+    histogram: Histogram,
+    capacity: int,
+    rng: np.random.Generator,
+    mismatches: int = 0,
+    draw: Draw | None = None,
 ) -> NumericColumn:
-    """The summary of one chunk of floats (NaN is null)."""
-    valid = values[~np.isnan(values)]
+    """The summary of one chunk of floats (NaN is null, or one of the `mismatches`)."""
+    missing = np.isnan(values)
+    valid = values[~missing] if missing.any() else values
     sketch = QuantileSketch()
     sketch.update(valid, rng)
     empty = valid.size == 0
     mean = 0.0 if empty else float(valid.mean())
+    with np.errstate(invalid="ignore"):  # inf - inf: an infinite value makes m2 NaN, quietly
+        deviations = valid - mean
     return NumericColumn(
         count=int(values.size),
-        nulls=int(values.size - valid.size),
+        nulls=int(values.size - valid.size) - mismatches,
         minimum=np.inf if empty else float(valid.min()),
         maximum=-np.inf if empty else float(valid.max()),
         mean=mean,
-        m2=0.0 if empty else float(np.square(valid - mean).sum()),
+        m2=float(np.square(deviations, out=deviations).sum()),
         histogram=histogram.add(valid),
         sketch=sketch,
-        reservoir=Reservoir.sample(valid, capacity=capacity, rng=rng),
+        reservoir=_sample(valid, capacity, rng, draw),
+        mismatches=mismatches,
     )
 
 
@@ -132,6 +152,8 @@ class CategoricalColumn:
     other: int  # values in categories beyond the cap
     reservoir: Reservoir
     cap: int = DEFAULT_CATEGORY_CAP
+    #: Values present but not categories (kept for symmetry with numeric columns); not nulls.
+    mismatches: int = 0
 
     kind = "categorical"
 
@@ -155,29 +177,66 @@ class CategoricalColumn:
             other=self.other + other.other + folded,
             reservoir=self.reservoir.merge(other.reservoir, rng),
             cap=self.cap,
+            mismatches=self.mismatches + other.mismatches,
         )
 
 
+@dataclass(frozen=True)
+class Categories:
+    """One chunk of a categorical column: how many rows, the count of each label (a label may
+    repeat when two values print alike, 1 and "1"), and the labels of valid values by position
+    among the valid values, for the sample."""
+
+    rows: int
+    labels: Sequence[str]
+    counts: npt.NDArray[np.int64]
+    pick: Callable[[npt.NDArray[np.intp]], npt.NDArray[np.object_]]
+
+    @classmethod
+    def from_codes(cls, codes: npt.NDArray[np.intp], labels: Sequence[str]) -> Categories:
+        """The chunk of `codes` into `labels`, -1 for null."""
+        valid = codes[codes >= 0] if labels else codes[:0]
+        names = np.array(labels, dtype=object)
+        counts = np.bincount(valid, minlength=len(labels)).astype(np.int64)
+        return cls(int(codes.size), labels, counts, lambda positions: names[valid[positions]])
+
+
 def summarise_categorical(
-    series: Any, *, capacity: int, cap: int, rng: np.random.Generator
+    chunk: Categories,
+    *,
+    capacity: int,
+    cap: int,
+    rng: np.random.Generator,
+    draw: Draw | None = None,
 ) -> CategoricalColumn:
-    """The summary of a pandas Series of objects, strings, booleans or categories (NA is null)."""
-    counted = series.value_counts(dropna=True, sort=False)
-    valid = int(counted.sum())
-    frequencies, folded = _cap(
-        Counter({str(key): int(number) for key, number in counted.items()}), cap
-    )
-    present = series.notna().to_numpy()
-    sample = Reservoir.sample(series.to_numpy()[present], capacity=capacity, rng=rng)
-    sample.values = sample.values.astype(str).astype(object)
+    """The summary of one chunk of a categorical column."""
+    tally: Counter[str] = Counter()
+    for label, number in zip(chunk.labels, chunk.counts.tolist(), strict=True):
+        if number:
+            tally[label] += number
+    frequencies, folded = _cap(tally, cap)
+    valid = int(chunk.counts.sum())
+    sample = _sample(np.arange(valid), capacity, rng, draw)
+    sample.values = chunk.pick(sample.values) if valid else _NO_LABELS
     return CategoricalColumn(
-        count=int(series.size),
-        nulls=int(series.size) - valid,
+        count=chunk.rows,
+        nulls=chunk.rows - valid,
         frequencies=frequencies,
         other=folded,
         reservoir=sample,
         cap=cap,
     )
+
+
+_NO_LABELS: npt.NDArray[np.object_] = np.empty(0, dtype=object)
+
+
+def _sample(
+    values: npt.NDArray[Any], capacity: int, rng: np.random.Generator, draw: Draw | None
+) -> Reservoir:
+    if draw is None:
+        return Reservoir.sample(values, capacity=capacity, rng=rng)
+    return Reservoir.take(values, draw(int(values.size)), capacity=capacity)
 
 
 def _cap(counts: Counter[str], cap: int) -> tuple[dict[str, int], int]:

@@ -89,6 +89,19 @@ def detect_drift(
     )
 
 
+def testable_columns(reference: Profile, current: Profile) -> Profile:
+    """The reference's columns that have values on both sides: a column all null (or all of
+    the wrong type) has no distribution to test; the data quality section reports it."""
+
+    def tested(column: Column) -> bool:
+        return column.valid - column.mismatches > 0
+
+    return Profile({
+        name: column for name, column in reference.columns.items()
+        if tested(column) and name in current.columns and tested(current.columns[name])
+    })  # fmt: skip
+
+
 def _check_options(
     reference: Profile, tests: Mapping[str, str], thresholds: Mapping[str, float], share: float
 ) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelyard.monitoring._alerts import AlertRule
+from modelyard.monitoring._quality import SIGNALS as QUALITY_SIGNALS
 
 _OPERATORS = {">": ">", ">=": ">=", "<": "<", "<=": "<="}
 
@@ -48,6 +49,11 @@ def _from_alert(rule: AlertRule) -> dict[str, Any]:
         metric = f'modelyard_drift_share{{{selector},kind="predictions"}}'
     elif rule.signal == "accuracy":
         metric = f"modelyard_accuracy{{{selector}}}"
+    elif rule.signal == "multivariate_drift":
+        metric = f"modelyard_multivariate_drift{{{selector}}}"
+    elif rule.signal.partition(":")[0] in QUALITY_SIGNALS.values():
+        check, _, column = rule.signal.partition(":")
+        metric = f'modelyard_data_quality{{{selector},column="{_quoted(column)}",check="{check}"}}'
     else:
         column = rule.signal.removeprefix("column:").replace('"', '\\"')
         metric = f'modelyard_drift_score{{{selector},column="{column}"}}'
@@ -55,6 +61,10 @@ def _from_alert(rule: AlertRule) -> dict[str, Any]:
     minutes = int(rule.for_.total_seconds() // 60)
     return _rule(_camel(rule.name), expression, f"{minutes}m",
                  f"{rule.model}: {rule.signal} {rule.op} {rule.threshold}")  # fmt: skip
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _rule(alert: str, expression: str, duration: str, summary: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 
 from modelyard.errors import InvalidInput
+from modelyard.monitoring._log_lines import UnreadableLines, append_lines, parse_object, parse_time
 
 
 def parse_feedback(body: bytes) -> list[dict[str, Any]]:
@@ -32,13 +33,12 @@ def parse_feedback(body: bytes) -> list[dict[str, Any]]:
     for index, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("id"), str) or "label" not in item:
             raise InvalidInput(f"feedback item {index} needs a string id and a label")
-        label = item["label"]
-        if not _scalar(label) and not (isinstance(label, list) and all(map(_scalar, label))):
+        if not _label(item["label"]):
             raise InvalidInput(
                 f"feedback item {index}: a label is a number, string or boolean, or a flat list "
                 "of them (one per row)"
             )
-        records.append({"id": item["id"], "label": label})
+        records.append({"id": item["id"], "label": item["label"]})
     return records
 
 
@@ -47,7 +47,8 @@ def _scalar(value: Any) -> bool:
 
 
 def write_feedback(root: Path, model: str, records: Sequence[dict[str, Any]]) -> None:
-    """Append feedback records for `model`, stamped with the time they arrived."""
+    """Append feedback records for `model`, stamped with the time they arrived (one write:
+    concurrent writers never interleave a line, and a full disk never merges two)."""
     now = datetime.now(UTC)
     folder = root / model
     folder.mkdir(parents=True, exist_ok=True)
@@ -55,22 +56,42 @@ def write_feedback(root: Path, model: str, records: Sequence[dict[str, Any]]) ->
         orjson.dumps({**record, "time": now.isoformat(timespec="milliseconds")}) + b"\n"
         for record in records
     )
-    with open(folder / f"{now.date().isoformat()}.jsonl", "ab") as handle:
-        handle.write(lines)  # one write: concurrent writers never interleave a line
+    append_lines(folder / f"{now.date().isoformat()}.jsonl", lines)
 
 
-def read_feedback(root: Path, model: str, *, since: datetime) -> dict[str, Any]:
-    """Labels by request id, from feedback that arrived since `since` (the latest wins)."""
+def read_feedback(
+    root: Path, model: str, *, since: datetime, unreadable: UnreadableLines | None = None
+) -> dict[str, Any]:
+    """Labels by request id, from feedback that arrived since `since` (the latest wins); a line
+    that holds no valid feedback is skipped, and counted in `unreadable` when given."""
+    tally = unreadable if unreadable is not None else UnreadableLines()
     labels: dict[str, Any] = {}
     day = since.date()
     while day <= datetime.now(UTC).date():
         file = root / model / f"{day.isoformat()}.jsonl"
         if file.is_file():
             for line in file.read_bytes().splitlines():
-                record = orjson.loads(line)
-                labels[record["id"]] = record["label"]
+                found = feedback_label(line, tally)
+                if found is not None:
+                    labels[found[0]] = found[1]
         day += timedelta(days=1)
     return labels
+
+
+def feedback_label(line: bytes, unreadable: UnreadableLines) -> tuple[str, Any] | None:
+    """(request id, label) of a stored feedback line; None for a blank line and for one that
+    holds no valid feedback (counted in `unreadable`)."""
+    record = parse_object(line)
+    if record is not None and isinstance(record.get("id"), str) and _label(record.get("label")):
+        if parse_time(record.get("time")) is not None:
+            return record["id"], record["label"]
+    if line.strip():
+        unreadable.add()
+    return None
+
+
+def _label(value: Any) -> bool:
+    return _scalar(value) or (isinstance(value, list) and all(map(_scalar, value)))
 
 
 def labelled_rows(

@@ -10,8 +10,13 @@ import numpy as np
 
 from modelyard.monitoring._columns import CategoricalColumn, NumericColumn
 from modelyard.monitoring._drift import DriftReport
+from modelyard.monitoring._embeddings import EmbeddingDrift
+from modelyard.monitoring._multivariate import MultivariateDrift
 from modelyard.monitoring._profile import Profile
+from modelyard.monitoring._quality import QualityReport
 from modelyard.monitoring._reports import MonitorReport
+from modelyard.monitoring._segments import SegmentReport
+from modelyard.monitoring._text import TextDrift
 
 _STYLE = """
 body{font:14px system-ui,sans-serif;margin:2em;color:#222}
@@ -30,6 +35,9 @@ def render_html(
     parts = [f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>",
              f"<style>{_STYLE}</style><h1>{html.escape(title)}</h1>",
              f"<p>{report.requests} requests, {report.rows} rows.</p>"]  # fmt: skip
+    if report.unreadable_lines:
+        parts.append(f"<p class=drift>Skipped {_lines(report.unreadable_lines)} (damaged "
+                     "records).</p>")  # fmt: skip
     if report.performance is not None:
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in report.performance.metrics.items())
         parts.append(f"<p>Performance on {report.performance.rows} labelled rows: {metrics}</p>")
@@ -38,6 +46,16 @@ def render_html(
     for name, drift in (("Inputs", report.inputs), ("Predictions", report.predictions)):
         if drift is not None:
             parts.append(_table(name, drift))
+    if report.quality is not None:
+        parts.append(_quality_table(report.quality))
+    if report.segments:
+        parts.append(_segment_table(report.segments))
+    for name, rows in (("Embeddings (MMD test)", report.embeddings),
+                       ("Text (descriptor tests)", report.text)):  # fmt: skip
+        if rows:
+            parts.append(_sample_table(name, rows))
+    if report.multivariate is not None:
+        parts.append(_multivariate_table(report.multivariate))
     if reference is not None and window is not None:
         parts.append("<h2>Columns: reference (blue) and window (orange)</h2><div class=plots>")
         for name in reference.columns:
@@ -45,6 +63,57 @@ def render_html(
                 parts.append(_plot(name, reference.columns[name], window.columns[name]))
         parts.append("</div>")
     return "\n".join(parts)
+
+
+def _quality_table(quality: QualityReport) -> str:
+    headers, rows = quality.table()
+    head = "".join(f"<th>{html.escape(header)}" for header in headers)
+    body = "".join(
+        "<tr class=drift>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
+        for row in rows
+    )
+    table = f"<table><tr>{head}</tr>{body}</table>" if rows else ""
+    return f"<h2>Data quality: {html.escape(quality.verdict())}</h2>{table}"
+
+
+def _sample_table(title: str, drifts: Sequence[EmbeddingDrift | TextDrift]) -> str:
+    rows = "".join(
+        f"<tr class={'drift' if d.drifted else 'ok'}>"
+        + "".join(f"<td>{html.escape(cell)}</td>" for cell in d.cells())
+        + "</tr>"
+        for d in drifts
+    )
+    headers = "".join(f"<th>{html.escape(header)}" for header in drifts[0].HEADERS)
+    return f"<h2>{title}</h2><table><tr>{headers}</tr>{rows}</table>"
+
+
+def _multivariate_table(drift: MultivariateDrift) -> str:
+    headers, rows = drift.table()
+    head = "".join(f"<th>{html.escape(header)}" for header in headers)
+    body = "".join(
+        f"<tr class={'drift' if row[-1] else 'ok'}>"
+        + "".join(f"<td>{html.escape(cell)}</td>" for cell in row)
+        + "</tr>"
+        for row in rows
+    )
+    title = f"Multivariate (joint distribution): {html.escape(drift.verdict())}"
+    return f"<h2>{title}</h2><table><tr>{head}</tr>{body}</table>"
+
+
+def _lines(count: int) -> str:
+    return f"{count} unreadable log line{'' if count == 1 else 's'}"
+
+
+def _segment_table(segments: Sequence[SegmentReport]) -> str:
+    rows = "".join(
+        f"<tr class={'drift' if s.drifted else 'ok'}>"
+        + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in s.summary())
+        + "</tr>"
+        for s in segments
+    )
+    headers = "".join(f"<th>{header}" for header in SegmentReport.HEADERS)
+    return (f"<h2>Segments by {html.escape(segments[0].column)}, each against the whole "
+            f"reference</h2><table><tr>{headers}</tr>{rows}</table>")  # fmt: skip
 
 
 def _table(title: str, drift: DriftReport) -> str:

@@ -20,6 +20,8 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
+from modelyard.monitoring._log_lines import UnreadableLines, parse_record, parse_time
+
 _TIME = b'"time":"'
 _ID = b'{"id":"'
 _STAMP = len("2026-01-01T00:00:00.000+00:00")
@@ -175,19 +177,11 @@ def keep_lines(
 
 
 def parse_lines(lines: Sequence[bytes]) -> tuple[list[dict[str, Any]], int]:
-    """The records of log lines, and how many were damaged (skipped)."""
-    records, damaged = [], 0
-    for line in lines:
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            damaged += 1
-            continue
-        if isinstance(record, dict) and isinstance(record.get("inputs"), dict):
-            records.append(record)
-        else:
-            damaged += 1
-    return records, damaged
+    """The records of log lines, and how many were damaged (skipped: see `parse_record`)."""
+    unreadable = UnreadableLines()
+    found = (parse_record(line, unreadable) for line in lines)
+    records = [record for record, _ in filter(None, found)]
+    return records, unreadable.count
 
 
 def parse_outputs(lines: Sequence[bytes]) -> list[dict[str, Any]]:
@@ -200,8 +194,9 @@ def parse_outputs(lines: Sequence[bytes]) -> list[dict[str, Any]]:
             tail = orjson.loads(b"{" + line[at + 1 :]) if at > 0 else orjson.loads(line)
         except orjson.JSONDecodeError:
             continue
-        if isinstance(tail, dict) and isinstance(tail.get("outputs"), dict):
-            records.append({"id": line_id(line), "outputs": tail["outputs"]})
+        outputs = tail.get("outputs") if isinstance(tail, dict) else None
+        if isinstance(outputs, dict) and all(isinstance(v, list) for v in outputs.values()):
+            records.append({"id": line_id(line), "outputs": outputs})
     return records
 
 
@@ -216,7 +211,9 @@ class Activity:
 
 
 def activity(root: Path, model: str, version: str, *, now: datetime) -> Activity:
-    """A version's recent traffic, counted by newlines after a bisection (not parsed)."""
+    """A version's recent traffic, counted by newlines after a bisection (not parsed: a
+    damaged line counts as a request; its last time is that of the last line whose time
+    parses)."""
     hour, day = stamp(now - timedelta(hours=1)), stamp(now - timedelta(days=1))
     last_hour = last_day = 0
     last_seen: str | None = None
@@ -228,7 +225,7 @@ def activity(root: Path, model: str, version: str, *, now: datetime) -> Activity
             last_seen = _last_time(handle, size) or last_seen
     if last_seen is None:  # nothing in a day: look for the newest file
         last_seen = _newest(root / model / version)
-    return Activity(datetime.fromisoformat(last_seen) if last_seen else None, last_hour, last_day)
+    return Activity(parse_time(last_seen), last_hour, last_day)
 
 
 def _count_from(handle: IO[bytes], offset: int) -> int:
@@ -243,7 +240,7 @@ def _last_time(handle: IO[bytes], size: int) -> str | None:
     handle.seek(max(0, size - 65536))
     for line in reversed(handle.read().splitlines()):
         moment = line_time(line)
-        if moment is not None:
+        if moment is not None and parse_time(moment) is not None:  # not a cut line's
             return moment
     return None
 

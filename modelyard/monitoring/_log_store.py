@@ -31,7 +31,8 @@ import orjson
 
 from modelyard.errors import ConfigurationError
 from modelyard.monitoring import _log_scan
-from modelyard.monitoring._feedback import read_feedback, write_feedback
+from modelyard.monitoring._feedback import feedback_label, read_feedback, write_feedback
+from modelyard.monitoring._log_lines import UnreadableLines, append_lines, parse_record
 from modelyard.monitoring._log_scan import PROBE, Activity, Bucket, keep_lines
 from modelyard.monitoring._windows import read_records
 from modelyard.registry import (
@@ -71,13 +72,23 @@ class PredictionStore(PredictionWriter, Protocol):
     """The prediction log and feedback, written by serving and read by monitoring."""
 
     def read_records(
-        self, model: str, version: str, *, since: datetime, until: datetime
+        self,
+        model: str,
+        version: str,
+        *,
+        since: datetime,
+        until: datetime,
+        unreadable: UnreadableLines | None = None,
     ) -> Iterator[Record]:
-        """A version's records in [since, until), oldest first."""
+        """A version's records in [since, until), oldest first; a line (or row) that holds no
+        valid record is skipped, and counted in `unreadable` when given."""
         ...
 
-    def read_feedback(self, model: str, *, since: datetime) -> dict[str, Any]:
-        """Labels by request id of the feedback that arrived since `since` (the latest wins)."""
+    def read_feedback(
+        self, model: str, *, since: datetime, unreadable: UnreadableLines | None = None
+    ) -> dict[str, Any]:
+        """Labels by request id of the feedback that arrived since `since` (the latest wins);
+        unreadable lines are skipped, and counted in `unreadable` when given."""
         ...
 
     def replicas(self, model: str, version: str, *, since: datetime, until: datetime) -> int | None:
@@ -130,7 +141,8 @@ def _text(value: object) -> str:
 
 
 def write_log_lines(root: Path, records: Sequence[Record]) -> None:
-    """Append records as JSON lines under `root`, one file per model version and UTC day."""
+    """Append records as JSON lines under `root`, one file per model version and UTC day; an
+    `OSError` (a full disk) may cut the last record written, never merge two (`append_lines`)."""
     files: dict[Path, list[bytes]] = {}
     for record in records:
         day = record["time"][:10]
@@ -138,8 +150,7 @@ def write_log_lines(root: Path, records: Sequence[Record]) -> None:
         files.setdefault(path, []).append(encode_record(record) + b"\n")
     for path, lines in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "ab") as handle:  # one write per batch: lines stay whole
-            handle.write(b"".join(lines))
+        append_lines(path, b"".join(lines))  # one write per batch: lines stay whole
 
 
 class FileLogStore:
@@ -158,14 +169,23 @@ class FileLogStore:
         write_feedback(self.feedback, model, records)
 
     def read_records(
-        self, model: str, version: str, *, since: datetime, until: datetime
+        self,
+        model: str,
+        version: str,
+        *,
+        since: datetime,
+        until: datetime,
+        unreadable: UnreadableLines | None = None,
     ) -> Iterator[Record]:
-        return read_records(self.predictions, model, version, since=since, until=until)
+        return read_records(self.predictions, model, version, since=since, until=until,
+                            unreadable=unreadable)  # fmt: skip
 
-    def read_feedback(self, model: str, *, since: datetime) -> dict[str, Any]:
+    def read_feedback(
+        self, model: str, *, since: datetime, unreadable: UnreadableLines | None = None
+    ) -> dict[str, Any]:
         if self.feedback is None:
             return {}
-        return read_feedback(self.feedback, model, since=since)
+        return read_feedback(self.feedback, model, since=since, unreadable=unreadable)
 
     def replicas(self, model: str, version: str, *, since: datetime, until: datetime) -> int | None:
         return None  # lines do not say who wrote them
@@ -216,16 +236,28 @@ class DatabaseLogStore:
         insert_feedback(self.database, rows)
 
     def read_records(
-        self, model: str, version: str, *, since: datetime, until: datetime
+        self,
+        model: str,
+        version: str,
+        *,
+        since: datetime,
+        until: datetime,
+        unreadable: UnreadableLines | None = None,
     ) -> Iterator[Record]:
+        tally = unreadable if unreadable is not None else UnreadableLines()
         lines = read_predictions(self.database, model, version, since=since, until=until)
-        return (orjson.loads(line) for line in lines)
+        found = (parse_record(line, tally) for line in lines)
+        return iter([record for record, _ in filter(None, found)])  # counted now, not later
 
-    def read_feedback(self, model: str, *, since: datetime) -> dict[str, Any]:
+    def read_feedback(
+        self, model: str, *, since: datetime, unreadable: UnreadableLines | None = None
+    ) -> dict[str, Any]:
+        tally = unreadable if unreadable is not None else UnreadableLines()
         labels: dict[str, Any] = {}
         for line in read_feedback_rows(self.database, model, since=since):
-            record = orjson.loads(line)
-            labels[record["id"]] = record["label"]
+            found = feedback_label(line, tally)
+            if found is not None:
+                labels[found[0]] = found[1]
         return labels
 
     def replicas(self, model: str, version: str, *, since: datetime, until: datetime) -> int | None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from types import MappingProxyType
-from typing import Any
 
 import numpy as np
 
@@ -13,17 +13,22 @@ from modelyard.monitoring import _serialization
 from modelyard.monitoring._columns import (
     DEFAULT_CATEGORY_CAP,
     CategoricalColumn,
+    Categories,
     Column,
     Histogram,
     NumericColumn,
     summarise_categorical,
     summarise_numeric,
 )
-from modelyard.monitoring._reservoir import DEFAULT_CAPACITY
-from modelyard.monitoring._tables import TableColumn, table_columns
+from modelyard.monitoring._reservoir import DEFAULT_CAPACITY, Draws
+from modelyard.monitoring._tables import (
+    NumericChunk,
+    TableColumn,
+    table_columns,
+)
 
 #: Rows summarised at a time: big enough for NumPy to amortise calls, small enough for the cache.
-CHUNK_ROWS = 65_536
+CHUNK_ROWS = 131_072
 #: Equal-width bins of the histogram of each numeric column.
 HISTOGRAM_BINS = 32
 
@@ -89,44 +94,68 @@ def profile(
     category_cap: int = DEFAULT_CATEGORY_CAP,
     seed: int | None = None,
 ) -> Profile:
-    """Summarise `data`: a pandas DataFrame, a dict of 1-D arrays, or a 2-D array (`input-0`, …).
+    """Summarise `data`: a pandas or Polars DataFrame, a pyarrow Table or RecordBatch, a dict
+    of 1-D arrays, or a 2-D array (`input-0`, …). Booleans and text are categorical; datetimes
+    are numeric, in seconds since the epoch (NaT is null).
 
-    Pass the `reference` profile when profiling a window, so that histograms share its edges.
+    Pass the `reference` profile when profiling a window, so that histograms share its edges
+    and each column keeps the reference's kind: a string among the numbers of a numeric column
+    is counted in `mismatches` (not a null) and left out of the statistics.
 
         window = profile(frame, reference=reference)
     """
-    rng = np.random.default_rng(seed)
-    columns: dict[str, Column] = {}
-    for column in table_columns(data):
+    seeds = np.random.SeedSequence(seed)
+    kinds = None if reference is None else {n: c.kind for n, c in reference.columns.items()}
+    table = table_columns(data, kinds)
+    draws = Draws(seeds.entropy, capacity=sample_size)  # type: ignore[arg-type]
+
+    def summarise(column: TableColumn, child: np.random.SeedSequence) -> Column:
+        rng = np.random.default_rng(child)
         if column.kind == "numeric":
-            columns[column.name] = _numeric(column, _edges(column, reference), sample_size, rng)
-        else:
-            columns[column.name] = _categorical(column, sample_size, category_cap, rng)
-    return Profile(columns)
+            return _numeric(column, _edges(column, reference), draws, sample_size, rng)
+        return _categorical(column, draws, sample_size, category_cap, rng)
+
+    summaries = list(map(summarise, table, seeds.spawn(len(table))))
+    return Profile({column.name: summary for column, summary in zip(table, summaries, strict=True)})
 
 
 def _numeric(
-    column: TableColumn, histogram: Histogram, sample_size: int, rng: np.random.Generator
+    column: TableColumn,
+    histogram: Histogram,
+    draws: Draws,
+    sample_size: int,
+    rng: np.random.Generator,
 ) -> NumericColumn:
-    def summarise(chunk: Any) -> NumericColumn:
-        values = chunk.astype(np.float64, copy=False)
-        return summarise_numeric(values, histogram=histogram, capacity=sample_size, rng=rng)
+    def summarise(index: int, chunk: NumericChunk) -> NumericColumn:
+        values, mismatches = chunk
+        draw = partial(draws.positions, index)
+        return summarise_numeric(
+            values,
+            histogram=histogram,
+            capacity=sample_size,
+            rng=rng,
+            mismatches=mismatches,
+            draw=draw,
+        )
 
-    chunks = column.chunks(CHUNK_ROWS)
-    summary = summarise(next(chunks))  # table_columns refuses tables without rows
-    for chunk in chunks:
-        summary = summary.merge(summarise(chunk), column=column.name, rng=rng)
+    chunks = enumerate(column.chunks(CHUNK_ROWS))
+    summary = summarise(*next(chunks))  # table_columns refuses tables without rows
+    for index, chunk in chunks:
+        summary = summary.merge(summarise(index, chunk), column=column.name, rng=rng)
     return summary
 
 
 def _categorical(
-    column: TableColumn, sample_size: int, cap: int, rng: np.random.Generator
+    column: TableColumn, draws: Draws, sample_size: int, cap: int, rng: np.random.Generator
 ) -> CategoricalColumn:
-    chunks = column.chunks(CHUNK_ROWS)
-    summary = summarise_categorical(next(chunks), capacity=sample_size, cap=cap, rng=rng)
-    for chunk in chunks:
-        part = summarise_categorical(chunk, capacity=sample_size, cap=cap, rng=rng)
-        summary = summary.merge(part, column=column.name, rng=rng)
+    def summarise(index: int, chunk: Categories) -> CategoricalColumn:
+        draw = partial(draws.positions, index)
+        return summarise_categorical(chunk, capacity=sample_size, cap=cap, rng=rng, draw=draw)
+
+    chunks = enumerate(column.chunks(CHUNK_ROWS))
+    summary = summarise(*next(chunks))
+    for index, chunk in chunks:
+        summary = summary.merge(summarise(index, chunk), column=column.name, rng=rng)
     return summary
 
 
@@ -137,7 +166,11 @@ def _edges(column: TableColumn, reference: Profile | None) -> Histogram:
         if isinstance(known, NumericColumn):
             return Histogram(known.histogram.low, known.histogram.high, empty)
     # fmin/fmax skip NaN without nanmin's warning on an all-null column
-    low, high = float(np.fmin.reduce(column.values)), float(np.fmax.reduce(column.values))
+    low, high = np.inf, -np.inf
+    for values, _ in column.chunks(CHUNK_ROWS):
+        if values.size:
+            low = min(low, float(np.fmin.reduce(values)))
+            high = max(high, float(np.fmax.reduce(values)))
     if not (np.isfinite(low) and np.isfinite(high)):
         low, high = 0.0, 1.0
     return Histogram(low, high if high > low else low + 1.0, empty)

@@ -3,7 +3,7 @@ predictions against the reference stored at registration."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,11 +13,21 @@ from pydantic import BaseModel, ConfigDict
 
 from modelyard import _html
 from modelyard.errors import NotFound
-from modelyard.monitoring._drift import DriftReport, detect_drift
+from modelyard.monitoring._drift import DriftReport, detect_drift, testable_columns
+from modelyard.monitoring._embeddings import EmbeddingDrift, embedding_drift, read_embeddings
 from modelyard.monitoring._feedback import labelled_rows
+from modelyard.monitoring._log_lines import UnreadableLines
 from modelyard.monitoring._log_store import PredictionStore, store_or_files
+from modelyard.monitoring._multivariate import (
+    MultivariateDrift,
+    multivariate_drift,
+    read_multivariate,
+)
 from modelyard.monitoring._performance import Performance, performance
 from modelyard.monitoring._profile import Profile, profile
+from modelyard.monitoring._quality import QualityReport, data_quality
+from modelyard.monitoring._segments import SegmentReport, check_segment, segment_reports
+from modelyard.monitoring._text import TextDrift, read_text, text_drift
 from modelyard.monitoring._windows import read_reference, window_columns
 
 
@@ -38,6 +48,20 @@ class MonitorReport(BaseModel):
     estimated_accuracy: float | None = None
     replicas: int | None = None
     """How many serving replicas logged the window's records (None: the log does not say)."""
+    quality: QualityReport | None = None
+    """Data quality of the window's inputs against the reference (None: no rows)."""
+    segments: tuple[SegmentReport, ...] = ()
+    """Drift and performance per value of the `segment=` column (empty: not asked)."""
+    unreadable_lines: int = 0
+    """Log lines (predictions, feedback) skipped because they hold no valid record: a record
+    cut short by a full disk, garbage bytes. The window is reported without them."""
+    embeddings: tuple[EmbeddingDrift, ...] = ()
+    """The MMD test of each embedding input or output (numeric, 8 or more wide)."""
+    text: tuple[TextDrift, ...] = ()
+    """The descriptor tests of each text input or output column."""
+    multivariate: MultivariateDrift | None = None
+    """Drift of the inputs' joint distribution: PCA reconstruction error, and the domain
+    classifier when asked (None: no rows, or a version registered without the reference)."""
 
     @property
     def drifted(self) -> bool:
@@ -56,6 +80,8 @@ class MonitorReport(BaseModel):
         ]
         if self.replicas is not None:
             facts.append(("replicas", self.replicas))
+        if self.unreadable_lines:
+            facts.append(("unreadable log lines (skipped)", self.unreadable_lines))
         if self.performance is not None:
             facts += [(k, f"{v:.4g}") for k, v in self.performance.metrics.items()]
         return _html.card(
@@ -65,8 +91,43 @@ class MonitorReport(BaseModel):
                 _html.section(title, _drift_table(report))
                 for title, report in (("inputs", self.inputs), ("predictions", self.predictions))
             ),
+            _html.section("data quality", _quality_html(self.quality)),
+            _html.section(
+                "segments",
+                _html.table(
+                    SegmentReport.HEADERS,
+                    [segment.summary() for segment in self.segments],
+                    marked=[i for i, segment in enumerate(self.segments) if segment.drifted],
+                ),
+            ),  # fmt: skip
+            _html.section("embeddings", _samples_table(self.embeddings)),
+            _html.section("text", _samples_table(self.text)),
+            _html.section("multivariate", _multivariate_html(self.multivariate)),
             note="monitor report",
         )
+
+
+def _multivariate_html(drift: MultivariateDrift | None) -> str:
+    if drift is None:
+        return ""
+    headers, rows = drift.table()
+    return _html.table(headers, rows, marked=[0] if drift.drifted else []) + _html.escape(
+        drift.verdict()
+    )
+
+
+def _quality_html(quality: QualityReport | None) -> str:
+    if quality is None:
+        return ""
+    headers, rows = quality.table()
+    return _html.table(headers, rows, marked=range(len(rows))) + _html.escape(quality.verdict())
+
+
+def _samples_table(drifts: Sequence[EmbeddingDrift | TextDrift]) -> str:
+    if not drifts:
+        return ""
+    marked = [index for index, drift in enumerate(drifts) if drift.drifted]
+    return _html.table(drifts[0].HEADERS, [drift.cells() for drift in drifts], marked=marked)
 
 
 def _drift_table(report: DriftReport | None) -> str:
@@ -99,11 +160,17 @@ def monitor_window(
     store: PredictionStore | None = None,
     predictions: Path | None = None,
     feedback: Path | None = None,
+    segment: str | None = None,
+    domain_classifier: bool = False,
 ) -> tuple[MonitorReport, Profile | None, Profile | None]:
     """The report on the requests logged for `model` `version` in the `window` before `until`
     (now) against the reference in the version's `folder`, with the reference's and the
     window's input profiles (for plots). The log is read from `store`, else from the files
-    under `predictions` (and the labels under `feedback`, when given)."""
+    under `predictions` (and the labels under `feedback`, when given). `segment` names an
+    input column whose values split the window into segments, each with its own drift and
+    performance (`MonitorReport.segments`). `domain_classifier` adds a classifier trained to
+    tell reference rows from the window's to `MonitorReport.multivariate` (slower; needs
+    scikit-learn)."""
     store = store_or_files(store, predictions, feedback)
     reference = read_reference(folder)
     if reference is None:
@@ -111,27 +178,48 @@ def monitor_window(
             f"{model}:{version} has no reference profile: log it with reference_data= "
             "(a training or validation sample)"
         )
+    if segment is not None:
+        check_segment(segment, reference[0])
     end = until or datetime.now(UTC)
     start = end - window
     # Read once: the same records give the window's columns and, with feedback, performance.
-    records = list(store.read_records(model, str(version), since=start, until=end))
+    unreadable = UnreadableLines()
+    records = list(store.read_records(model, str(version), since=start, until=end,
+                                      unreadable=unreadable))  # fmt: skip
     inputs, outputs, requests = window_columns(records)
     rows = len(next(iter(inputs.values()))) if inputs else 0
-    input_drift = output_drift = current = None
+    input_drift = output_drift = current = quality = None
     reference_inputs, reference_outputs = reference
     if rows:
         current = profile(inputs, reference=reference_inputs)
-        input_drift = detect_drift(reference_inputs, current)
+        quality = data_quality(reference_inputs, current)
+        testable = testable_columns(reference_inputs, current)
+        input_drift = detect_drift(testable, current) if testable.columns else None
         if outputs:
             output_drift = detect_drift(
                 reference_outputs, profile(outputs, reference=reference_outputs)
             )
+    segments: tuple[SegmentReport, ...] = ()
+    if segment is not None and rows:
+        labels = store.read_feedback(model, since=start) if outputs else {}
+        segments = segment_reports(segment, reference=reference, inputs=inputs, outputs=outputs,
+                                   records=records, labels=labels)  # fmt: skip
+    embeddings = embedding_drift(read_embeddings(folder), inputs, outputs) if rows else ()
+    texts = text_drift(read_text(folder), inputs, outputs) if rows else ()
+    joint = read_multivariate(folder) if rows else None
+    multivariate = (
+        None if joint is None
+        else multivariate_drift(joint, inputs, domain_classifier=domain_classifier)
+    )  # fmt: skip
     report = MonitorReport(
         model=model, version=version, since=start, until=end, requests=requests, rows=rows,
         inputs=input_drift, predictions=output_drift,
-        performance=_performance(records, store, model, start, outputs),
+        performance=_performance(records, store, model, start, outputs, unreadable),
         estimated_accuracy=estimated_accuracy(outputs),
         replicas=store.replicas(model, str(version), since=start, until=end) if requests else None,
+        quality=quality, segments=segments,
+        unreadable_lines=unreadable.count,  # after performance=: its feedback lines count too
+        embeddings=embeddings, text=texts, multivariate=multivariate,
     )  # fmt: skip
     return report, reference_inputs, current
 
@@ -161,10 +249,11 @@ def _performance(
     model: str,
     start: datetime,
     outputs: Mapping[str, object],
+    unreadable: UnreadableLines,
 ) -> Performance | None:
     if not outputs:
         return None
-    labels = store.read_feedback(model, since=start)
+    labels = store.read_feedback(model, since=start, unreadable=unreadable)
     if not labels:
         return None
     first_output = next(iter(outputs)).split("[")[0]

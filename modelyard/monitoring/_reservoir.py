@@ -7,6 +7,7 @@ more often than their alpha on identical distributions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,13 @@ class Reservoir:
             kept = values.copy()
         return cls(kept, seen=seen, capacity=capacity)
 
+    @classmethod
+    def take(
+        cls, values: npt.NDArray[Any], positions: npt.NDArray[np.intp], *, capacity: int
+    ) -> Reservoir:
+        """A reservoir of `values` at `positions`, a uniform draw of at most `capacity` of them."""
+        return cls(values[positions], seen=int(values.size), capacity=capacity)
+
     def merge(self, other: Reservoir, rng: np.random.Generator) -> Reservoir:
         """A uniform sample of both streams: how many come from each side is hypergeometric."""
         capacity = max(self.capacity, other.capacity)
@@ -62,3 +70,27 @@ def _pick(values: npt.NDArray[Any], size: int, rng: np.random.Generator) -> npt.
     if size >= values.size:
         return values
     return values[rng.choice(values.size, size, replace=False)]
+
+
+class Draws:
+    """Reservoir positions drawn once per chunk and count of values, so that the columns of a
+    table without nulls sample the same rows (one draw instead of one per column, and a sample
+    whose rows line up across columns). Each draw comes from its own key, so the positions do
+    not depend on the order (or the thread) in which columns ask for them."""
+
+    def __init__(self, entropy: int | Sequence[int], *, capacity: int) -> None:
+        self._entropy = [entropy] if isinstance(entropy, int) else list(entropy)
+        self._capacity = capacity
+        self._drawn: dict[tuple[int, int], npt.NDArray[np.intp]] = {}
+
+    def positions(self, chunk: int, seen: int) -> npt.NDArray[np.intp]:
+        """Positions of a uniform sample of min(capacity, seen) of `seen` values of `chunk`."""
+        key = (chunk, seen)
+        if key not in self._drawn:
+            rng = np.random.default_rng([*self._entropy, chunk, seen, self._capacity])
+            if seen > self._capacity:
+                drawn = rng.choice(seen, self._capacity, replace=False)
+            else:
+                drawn = np.arange(seen)
+            self._drawn[key] = drawn
+        return self._drawn[key]

@@ -39,7 +39,13 @@ def load(data: bytes) -> dict[str, Column]:
 
 
 def _column(name: str, column: Column) -> dict[str, Any]:
-    common = {"name": name, "kind": column.kind, "count": column.count, "nulls": column.nulls}
+    common = {
+        "name": name,
+        "kind": column.kind,
+        "count": column.count,
+        "nulls": column.nulls,
+        "mismatches": column.mismatches,
+    }
     if isinstance(column, CategoricalColumn):
         return {
             **common,
@@ -81,6 +87,7 @@ def _restore(entry: dict[str, Any]) -> Column:
             other=entry["other"],
             reservoir=reservoir,
             cap=entry["cap"],
+            mismatches=int(entry.get("mismatches", 0)),
         )
     low, high, counts = entry["histogram"]
     sketch = entry["sketch"]
@@ -99,6 +106,7 @@ def _restore(entry: dict[str, Any]) -> Column:
             levels=[_floats(level) for level in sketch["levels"]],
         ),
         reservoir=reservoir,
+        mismatches=int(entry.get("mismatches", 0)),
     )
 
 

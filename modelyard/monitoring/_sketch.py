@@ -49,16 +49,16 @@ class QuantileSketch:
         """Add finite `values` (no NaN)."""
         if values.size == 0:
             return
-        ordered = np.sort(values)
-        self.count += int(ordered.size)
-        level = 0
-        if ordered.size > self.capacity:
-            # One strided pick replaces `level` successive halvings: same bound, one pass.
-            level = math.ceil(math.log2(ordered.size / self.capacity))
-            step = 1 << level
-            ordered = ordered[int(rng.integers(step)) :: step]
-            self.error += step
-        self._add(level, ordered, rng)
+        self.count += int(values.size)
+        if values.size <= self.capacity:
+            self._add(0, np.sort(values), rng)
+            return
+        # One strided pick replaces `level` successive halvings: same bound, one pass.
+        level = math.ceil(math.log2(values.size / self.capacity))
+        step = 1 << level
+        ranks = np.arange(int(rng.integers(step)), values.size, step)
+        self.error += step
+        self._add(level, order_statistics(values, ranks), rng)
 
     def merge(self, other: QuantileSketch, rng: np.random.Generator) -> QuantileSketch:
         """A new sketch of both streams; neither operand changes."""
@@ -111,3 +111,49 @@ class QuantileSketch:
             kept = ordered[int(rng.integers(2)) :: 2]
             self.levels[level + 1] = np.concatenate([self.levels[level + 1], kept])
             level += 1
+
+
+def order_statistics(values: FloatArray, ranks: npt.NDArray[np.int64]) -> FloatArray:
+    """`np.sort(values)[ranks]` (`ranks` ascending) without sorting every value.
+
+    Values go into equal-width buckets by arithmetic, which keeps their order between buckets;
+    only the buckets that hold a wanted rank are kept, and the same is done again on them until
+    few are left to sort (or bucketing stops paying, when most values are equal)."""
+    if values.size <= max(_SORT_BELOW, 4 * ranks.size):
+        return np.sort(values)[ranks]
+    # The range comes from a strided probe without its extremes, so outliers (clipped into the
+    # end buckets) do not squeeze every other value into a few buckets.
+    probe = np.sort(values[:: values.size // 1024])
+    low, high = float(probe[probe.size // 128]), float(probe[-1 - probe.size // 128])
+    buckets = values.size // 4
+    scale = buckets / (high - low) if high > low else 0.0
+    if not (math.isfinite(scale) and math.isfinite(high - low)) or scale == 0.0:
+        return np.sort(values)[ranks]
+    if np.count_nonzero(np.diff(_buckets(probe, low, scale, buckets))) < probe.size // 2:
+        return np.sort(values)[ranks]  # crowded: most values would share a few buckets
+    index = _buckets(values, low, scale, buckets)
+    counts = np.bincount(index, minlength=buckets)
+    ends = np.cumsum(counts)
+    holder = np.searchsorted(ends, ranks, side="right")
+    wanted = np.zeros(buckets, dtype=bool)
+    wanted[holder] = True
+    kept = np.where(wanted, counts, 0)
+    if kept.sum() > values.size // 2:
+        return np.sort(values)[ranks]
+    starts = np.cumsum(kept) - kept  # where each wanted bucket begins among the kept values
+    positions = starts[holder] + ranks - (ends[holder] - counts[holder])
+    return order_statistics(values[wanted[index]], positions)
+
+
+def _buckets(values: FloatArray, low: float, scale: float, buckets: int) -> npt.NDArray[np.int32]:
+    # Subtracting, scaling, clipping and truncating each keep order, so buckets keep it too.
+    scaled = np.subtract(values, low)
+    with np.errstate(over="ignore"):  # an overflow to ±inf lands in an end bucket, as it should
+        scaled *= scale
+    np.maximum(scaled, 0, out=scaled)
+    np.minimum(scaled, buckets - 1, out=scaled)
+    return scaled.astype(np.int32)  # clipped below 2**31; converts several times faster
+
+
+#: Below this many values a plain sort is as fast as bucketing.
+_SORT_BELOW = 32_768

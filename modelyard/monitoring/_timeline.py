@@ -28,7 +28,7 @@ import numpy as np
 from modelyard._imports import require
 from modelyard.errors import InvalidInput, ModelyardError
 from modelyard.monitoring._columns import NumericColumn
-from modelyard.monitoring._drift import ColumnDrift, DriftReport, detect_drift
+from modelyard.monitoring._drift import ColumnDrift, DriftReport, detect_drift, testable_columns
 from modelyard.monitoring._feedback import labelled_rows
 from modelyard.monitoring._log_scan import Bucket, parse_lines, parse_outputs
 from modelyard.monitoring._log_store import PredictionStore, store_or_files
@@ -36,7 +36,7 @@ from modelyard.monitoring._performance import Performance, performance
 from modelyard.monitoring._profile import Profile, profile
 from modelyard.monitoring._reports import estimated_accuracy
 from modelyard.monitoring._statistics import BUILTIN_TESTS
-from modelyard.monitoring._windows import flat_columns, window_columns
+from modelyard.monitoring._windows import flat_columns, log_array, window_columns
 
 SAMPLE = 200
 """Records per window the drift tests look at."""
@@ -164,8 +164,8 @@ def _columns(
                 else:
                     column.append(values)
     try:
-        return flat_columns({k: np.asarray(v) for k, v in parts[0].items()}), flat_columns(
-            {k: np.asarray(v) for k, v in parts[1].items()}
+        return flat_columns({k: log_array(v) for k, v in parts[0].items()}), flat_columns(
+            {k: log_array(v) for k, v in parts[1].items()}
         )
     except ValueError:  # ragged rows: the general path says which
         inputs, outputs, _ = window_columns(records)
@@ -181,9 +181,14 @@ def input_drift_of(reference: Profile, inputs: dict[str, np.ndarray[Any, Any]]) 
     test = BUILTIN_TESTS["numeric", "ks"]
     numeric = {n: c for n, c in reference.columns.items() if isinstance(c, NumericColumn)}
     if len(numeric) < len(reference.columns) or not all(
-        c.valid <= c.reservoir.values.size for c in numeric.values()
+        c.valid <= c.reservoir.values.size and (name not in inputs or _all_numbers(inputs[name]))
+        for name, c in numeric.items()
     ):
-        return detect_drift(reference, profile(inputs, reference=reference))
+        window = profile(inputs, reference=reference)
+        testable = testable_columns(reference, window)
+        if not testable.columns:
+            raise InvalidInput("no input column has values of the reference's kind in the traffic")
+        return detect_drift(testable, window)
     statistics, sizes = [], []
     for name, column in numeric.items():
         current = _numeric_values(name, inputs)
@@ -199,6 +204,11 @@ def input_drift_of(reference: Profile, inputs: dict[str, np.ndarray[Any, Any]]) 
     )  # fmt: skip
     share = sum(outcome.drifted for outcome in outcomes) / len(outcomes)
     return DriftReport(columns=outcomes, share=share, share_threshold=SHARE, drifted=share >= SHARE)
+
+
+def _all_numbers(values: np.ndarray[Any, Any]) -> bool:
+    """Whether the fast path can test `values`: numbers, and not all of them null."""
+    return values.dtype.kind in "iuf" and not np.isnan(values).all()
 
 
 def _numeric_values(name: str, inputs: dict[str, np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:

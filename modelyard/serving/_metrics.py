@@ -91,6 +91,25 @@ class Metrics:
             "modelyard_accuracy", "Accuracy from feedback in the last evaluated window.",
             ["model", "version"], registry=self.registry, multiprocess_mode="liveall",
         )  # fmt: skip
+        # A gauge, not a counter: each evaluation rereads the window's damaged lines.
+        self.log_unreadable = Gauge(
+            "modelyard_prediction_log_unreadable_lines", "Log lines skipped as unreadable "
+            "(damaged records) in the last evaluated window.", ["model", "version"],
+            registry=self.registry, multiprocess_mode="liveall",
+        )  # fmt: skip
+        self.data_quality = Gauge(
+            "modelyard_data_quality", "Data quality of an input column in the last evaluated "
+            "window, by check (missing_share, type_mismatch_share, out_of_range_share, "
+            "unseen_categories, constant); column \"\" is the whole window's missing_share.",
+            ["model", "version", "column", "check"], registry=self.registry,
+            multiprocess_mode="liveall",
+        )  # fmt: skip
+        self.multivariate_drift = Gauge(
+            "modelyard_multivariate_drift", "The inputs' PCA reconstruction error in the last "
+            "evaluated window over its calibrated threshold (above 1: the joint distribution "
+            "drifted).", ["model", "version"], registry=self.registry,
+            multiprocess_mode="liveall",
+        )  # fmt: skip
         self.log_dropped = Counter(
             "modelyard_prediction_log_dropped", "Prediction records dropped: buffer full or "
             "storage failing.", registry=self.registry,

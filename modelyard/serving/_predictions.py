@@ -3,14 +3,16 @@
 `record` only samples and appends to a bounded buffer; a background task hands full batches to
 the sink in a worker thread. When the sink is slower than the traffic and the buffer is full,
 records are dropped and counted (`modelyard_prediction_log_dropped_total`) instead of making a
-request wait. The JSON-lines sink writes `<home>/predictions/<model>/<version>/<day>.jsonl`; a
-server on a registry writes through the registry's `PredictionStore` (the database on
-PostgreSQL, shared by every replica) instead.
+request wait; so are those of a batch the sink fails to store (a full disk: logged once, and the
+next batch stored after it starts on a line of its own). The JSON-lines sink writes
+`<home>/predictions/<model>/<version>/<day>.jsonl`; a server on a registry writes through the
+registry's `PredictionStore` (the database on PostgreSQL, shared by every replica) instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections import deque
@@ -27,6 +29,8 @@ from modelyard.serving._codecs import Request
 from modelyard.serving._tasks import cancel
 
 Record = dict[str, Any]
+
+log = logging.getLogger("modelyard.serving")
 
 
 class PredictionSink(Protocol):
@@ -77,6 +81,7 @@ class PredictionLog:
         self.dropped = dropped  # told how many records were dropped, for the metrics
         self._buffer: deque[Record] = deque()
         self._task: asyncio.Task[None] | None = None
+        self._failing = False  # the last batch could not be stored (logged once per outage)
 
     def record(
         self, model: str, version: str, request: Request, outputs: Outputs, seconds: float
@@ -123,9 +128,17 @@ class PredictionLog:
         records = [self._buffer.popleft() for _ in range(min(self.batch, len(self._buffer)))]
         try:
             await asyncio.to_thread(self.sink.write, records)
-        except Exception:  # a failing sink loses these records, counted, and serving goes on
+        except Exception as error:  # a failing sink loses these records, counted: serving goes on
             if self.dropped is not None:
                 self.dropped(len(records))
+            if not self._failing:  # once per outage: a full disk fails every batch
+                log.warning("prediction log: cannot store records (%s); dropping them, counted "
+                            "in modelyard_prediction_log_dropped, until it can", error)  # fmt: skip
+            self._failing = True
+            return
+        if self._failing:
+            log.warning("prediction log: storing records again")
+            self._failing = False
 
 
 def _plain(array: np.ndarray[Any, Any]) -> Any:

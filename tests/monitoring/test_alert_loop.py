@@ -56,6 +56,11 @@ class Gauges:
         self.drift_score = Gauge("drift_score", "", ["model", "version", "column"],
                                  registry=registry)  # fmt: skip
         self.accuracy = Gauge("accuracy", "", ["model", "version"], registry=registry)
+        self.log_unreadable = Gauge("log_unreadable", "", ["model", "version"], registry=registry)
+        self.data_quality = Gauge("data_quality", "", ["model", "version", "column", "check"],
+                                  registry=registry)  # fmt: skip
+        self.multivariate_drift = Gauge("multivariate_drift", "", ["model", "version"],
+                                        registry=registry)  # fmt: skip
 
 
 @dataclass(frozen=True)

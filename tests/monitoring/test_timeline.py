@@ -101,3 +101,26 @@ def test_the_vectorised_ks_matches_detect_drift() -> None:
         assert abs(mine.score - theirs.score) < 1e-12
         assert mine.drifted == theirs.drifted
         assert abs((mine.p_value or 0) - (theirs.p_value or 0)) < 0.02
+
+
+def test_strings_in_a_numeric_column_leave_the_other_columns_tested(tmp_path: Path) -> None:
+    """A client sending text in a numeric input: the timeline tests what has values instead of
+    losing the whole window (mixed JSON lists used to become all strings)."""
+    rng = np.random.default_rng(4)
+    reference = profile({"a": rng.normal(0, 1, 400), "b": rng.normal(0, 1, 400)})
+    mixed = np.array([*rng.normal(3, 1, 290).tolist(), *["n/a"] * 10], dtype=object)
+    report = input_drift_of(reference, {"a": mixed, "b": np.array(["x"] * 300, dtype=object)})
+    assert [(c.column, c.drifted) for c in report.columns] == [("a", True)]
+    records = [{
+        "id": f"r{i}", "model": "m", "version": "1",
+        "time": (NOW - timedelta(minutes=30 - i)).isoformat(timespec="milliseconds"),
+        "inputs": {"a": [float(i % 7), "n/a"], "b": [0.5, 1.5]}, "outputs": {"y": [1, 1]},
+    } for i in range(20)]  # fmt: skip
+    JsonLinesSink(tmp_path).write(records)
+    timeline = drift_timeline(
+        model="m", version=1, reference=(reference, profile({"y": np.ones(10)})),
+        edges=[NOW - timedelta(hours=1), NOW], predictions=tmp_path,
+    )  # fmt: skip
+    (window,) = timeline.windows
+    assert window.problem == "" and window.inputs is not None
+    assert [c.column for c in window.inputs.columns] == ["a", "b"]
