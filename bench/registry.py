@@ -36,7 +36,7 @@ from sqlalchemy import text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from peers import CACHE  # noqa: E402
+import venvs  # noqa: E402
 from registry_mlflow import ALIAS, MODEL, PAGE, TEAM, THRESHOLD, median_ms, version_contents  # noqa: E402
 from registry_populate import populate  # noqa: E402
 
@@ -44,9 +44,7 @@ from modelyard import Settings, Yard  # noqa: E402
 from modelyard.registry import Database, Principals, Registry  # noqa: E402
 from tests.servers import running_server  # noqa: E402
 
-MLFLOW_VENV = CACHE / "mlflow-venv"
 """Shared with `bench/ui.py`; this benchmark also needs psycopg there, for PostgreSQL."""
-MLFLOW_REQUIREMENTS = ("mlflow>=3,<4", "psycopg[binary]>=3.1")
 SEARCH = f"name = '{MODEL}' and metrics.auc >= {THRESHOLD} and tags.team = '{TEAM}'"
 GOAL_RATIO = 2.0
 """Each operation at `--versions` within this multiple of its time at `--baseline-versions`."""
@@ -154,20 +152,11 @@ def analyze(database: Database) -> None:
 
 
 def mlflow_python() -> Path | str:
-    """The MLflow virtualenv's python (made if `mlflow` or `psycopg` does not import there), or
-    why it cannot be had."""
-    python = MLFLOW_VENV / "bin" / "python"
-    check = [str(python), "-c", "import mlflow, psycopg"]
-    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
-        return python
-    print(f"installing MLflow into {MLFLOW_VENV} ...", file=sys.stderr)
+    """The MLflow virtualenv's python, or why it cannot be had."""
     try:
-        if not python.exists():
-            subprocess.run([sys.executable, "-m", "venv", "--clear", MLFLOW_VENV], check=True)
-        subprocess.run([python, "-m", "pip", "install", "-q", *MLFLOW_REQUIREMENTS], check=True)
-    except (OSError, subprocess.CalledProcessError) as error:
-        return f"cannot install MLflow into {MLFLOW_VENV}: {error}"
-    return python
+        return venvs.mlflow_python()
+    except venvs.VenvUnavailable as error:
+        return str(error)
 
 
 def run_mlflow(python: Path, db_uri: str, work: Path, args: argparse.Namespace, upto: int) -> Any:

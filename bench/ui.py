@@ -31,6 +31,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import venvs  # noqa: E402
 from peers import CACHE  # noqa: E402
 from ui_browser import Target, measure_pages  # noqa: E402
 from ui_mlflow import contents  # noqa: E402
@@ -39,7 +40,6 @@ from tests.servers import free_port, running_server  # noqa: E402
 
 CONTENTS = 1
 """Bump when `contents()` changes, so cached registries are filled afresh."""
-MLFLOW_VENV = CACHE / "mlflow-venv"
 GOAL = "< 1000 ms and >= 10x"
 PAGES = ("models", "model", "version")
 """The pages `--pages` picks from, in the order `targets()` gives them."""
@@ -73,17 +73,6 @@ def populate_ours(folder: Path, models: int, versions: int) -> float:
     yard.close()
     (folder / "complete").write_text("")
     return time.perf_counter() - began
-
-
-def mlflow_python() -> Path:
-    """The MLflow virtualenv's python, made (`pip install "mlflow>=3,<4"`) if it does not import."""
-    python = MLFLOW_VENV / "bin" / "python"
-    if python.exists() and subprocess.run([python, "-c", "import mlflow"]).returncode == 0:
-        return python
-    print(f"installing MLflow into {MLFLOW_VENV} ...", file=sys.stderr)
-    subprocess.run([sys.executable, "-m", "venv", "--clear", MLFLOW_VENV], check=True)
-    subprocess.run([python, "-m", "pip", "install", "-q", "mlflow>=3,<4"], check=True)
-    return python
 
 
 def populate_mlflow(python: Path, folder: Path, models: int, versions: int) -> dict[str, Any]:
@@ -275,7 +264,7 @@ def _peer(
         env["mlflow"] = "skipped (--peer none)"
         yield None
         return
-    python = mlflow_python()
+    python = venvs.mlflow_python()
     env["mlflow"] = populate_mlflow(python, folder / "mlflow", models, versions)
     with mlflow_server(python, folder / "mlflow") as url:
         yield url

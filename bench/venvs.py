@@ -24,6 +24,15 @@ RECORD = "modelyard-bench-requirements.txt"
 """The file in a virtualenv naming the requirements it was made from, one a line."""
 
 
+MLFLOW = ["mlflow>=3,<4", "psycopg[binary]>=3.1"]
+"""MLflow, the registry and UI benchmarks' peer, in one virtualenv (`mlflow-venv`) for both."""
+
+
+def mlflow_python() -> Path:
+    """The python of the MLflow virtualenv, made when missing or broken."""
+    return ensure_venv("mlflow-venv", MLFLOW, check="import mlflow, psycopg")
+
+
 class VenvUnavailable(Exception):
     """A virtualenv could not be made, or a command in it failed; the message says why."""
 

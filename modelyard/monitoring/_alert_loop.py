@@ -95,6 +95,12 @@ class AlertGauges(Protocol):
     @property
     def multivariate_drift(self) -> Gauge: ...  # labels: model, version
 
+    @property
+    def estimated_accuracy(self) -> Gauge: ...  # labels: model, version
+
+    @property
+    def sample_drift(self) -> Gauge: ...  # labels: model, version, test, name
+
 
 class TrafficWindow(Protocol):
     """A window of one model's answered requests."""
@@ -306,6 +312,13 @@ class AlertLoop:
         if report.multivariate is not None:
             score = report.multivariate.score
             self.metrics.multivariate_drift.labels(report.model, version).set(score)
+        samples = [("embedding_drift", e.name, e.signal) for e in report.embeddings]
+        samples += [("text_drift", t.column, t.signal) for t in report.text]
+        for test, name, value in reversed(samples):  # an input before an output of that name
+            self.metrics.sample_drift.labels(report.model, version, test, name).set(value)
+        if report.estimated_accuracy is not None:
+            estimate = report.estimated_accuracy
+            self.metrics.estimated_accuracy.labels(report.model, version).set(estimate)
         if report.performance is not None and "accuracy" in report.performance.metrics:
             accuracy = report.performance.metrics["accuracy"]
             self.metrics.accuracy.labels(report.model, version).set(accuracy)

@@ -49,8 +49,20 @@ def _from_alert(rule: AlertRule) -> dict[str, Any]:
         metric = f'modelyard_drift_share{{{selector},kind="predictions"}}'
     elif rule.signal == "accuracy":
         metric = f"modelyard_accuracy{{{selector}}}"
+    elif rule.signal == "estimated_accuracy":
+        metric = f"modelyard_estimated_accuracy{{{selector}}}"
+    elif rule.signal == "error_rate":
+        window = _range(rule)
+        metric = (f'sum(rate(modelyard_requests_total{{{selector},code=~"5.."}}[{window}])) / '
+                  f"sum(rate(modelyard_requests_total{{{selector}}}[{window}]))")  # fmt: skip
+    elif rule.signal == "latency_p99":
+        metric = ("histogram_quantile(0.99, sum by (le) (rate("
+                  f"modelyard_request_seconds_bucket{{{selector}}}[{_range(rule)}])))")  # fmt: skip
     elif rule.signal == "multivariate_drift":
         metric = f"modelyard_multivariate_drift{{{selector}}}"
+    elif rule.signal.partition(":")[0] in ("embedding_drift", "text_drift"):
+        test, _, column = rule.signal.partition(":")
+        metric = f'modelyard_sample_drift{{{selector},test="{test}",name="{_quoted(column)}"}}'
     elif rule.signal.partition(":")[0] in QUALITY_SIGNALS.values():
         check, _, column = rule.signal.partition(":")
         metric = f'modelyard_data_quality{{{selector},column="{_quoted(column)}",check="{check}"}}'
@@ -61,6 +73,11 @@ def _from_alert(rule: AlertRule) -> dict[str, Any]:
     minutes = int(rule.for_.total_seconds() // 60)
     return _rule(_camel(rule.name), expression, f"{minutes}m",
                  f"{rule.model}: {rule.signal} {rule.op} {rule.threshold}")  # fmt: skip
+
+
+def _range(rule: AlertRule) -> str:
+    """The rule's window as a PromQL range (whole seconds, at least one)."""
+    return f"{max(1, int(rule.window.total_seconds()))}s"
 
 
 def _quoted(text: str) -> str:

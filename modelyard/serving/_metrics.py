@@ -110,6 +110,17 @@ class Metrics:
             "drifted).", ["model", "version"], registry=self.registry,
             multiprocess_mode="liveall",
         )  # fmt: skip
+        self.estimated_accuracy = Gauge(
+            "modelyard_estimated_accuracy", "Accuracy expected from the model's confidence "
+            "(mean top class probability) in the last evaluated window.", ["model", "version"],
+            registry=self.registry, multiprocess_mode="liveall",
+        )  # fmt: skip
+        self.sample_drift = Gauge(
+            "modelyard_sample_drift", "1 - p-value of an embedding (MMD) or text (descriptors) "
+            "drift test in the last evaluated window; test is embedding_drift or text_drift.",
+            ["model", "version", "test", "name"], registry=self.registry,
+            multiprocess_mode="liveall",
+        )  # fmt: skip
         self.log_dropped = Counter(
             "modelyard_prediction_log_dropped", "Prediction records dropped: buffer full or "
             "storage failing.", registry=self.registry,

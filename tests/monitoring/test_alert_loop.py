@@ -61,6 +61,10 @@ class Gauges:
                                   registry=registry)  # fmt: skip
         self.multivariate_drift = Gauge("multivariate_drift", "", ["model", "version"],
                                         registry=registry)  # fmt: skip
+        self.estimated_accuracy = Gauge("estimated_accuracy", "", ["model", "version"],
+                                        registry=registry)  # fmt: skip
+        self.sample_drift = Gauge("sample_drift", "", ["model", "version", "test", "name"],
+                                  registry=registry)  # fmt: skip
 
 
 @dataclass(frozen=True)

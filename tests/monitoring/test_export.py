@@ -26,6 +26,15 @@ RULES = """
 - {name: fraud-outputs, model: fraud@production, signal: prediction_drift, threshold: 0.5}
 - {name: fraud-accuracy, model: fraud, signal: accuracy, op: "<", threshold: 0.8}
 - {name: amount, model: fraud, signal: "column:input-0[0]", threshold: 0.3}
+- {name: errors, model: fraud, signal: error_rate, threshold: 0.05, window: 5m}
+- {name: slow, model: fraud, signal: latency_p99, threshold: 0.5}
+"""
+MORE_RULES = """
+- {name: confidence, model: fraud, signal: estimated_accuracy, op: "<", threshold: 0.7}
+- {name: joint, model: fraud, signal: multivariate_drift, threshold: 1}
+- {name: missing, model: fraud, signal: "missing_share:input-0[0]", threshold: 0.1}
+- {name: vectors, model: fraud, signal: "embedding_drift:emb", threshold: 0.95}
+- {name: reviews, model: fraud, signal: "text_drift:review", threshold: 0.95}
 """
 
 
@@ -39,9 +48,38 @@ def test_rules_pass_promtool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         capture_output=True, text=True,
     )  # fmt: skip
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 9 rules found" in checked.stdout
+    assert "SUCCESS: 11 rules found" in checked.stdout
     dashboard = orjson.loads((tmp_path / "out" / "grafana-dashboard.json").read_bytes())
     assert dashboard["uid"] == "modelyard" and len(dashboard["panels"]) == 13
+
+
+def test_every_signal_becomes_the_metric_that_carries_it(tmp_path: Path) -> None:
+    """Each signal's rule reads the series the evaluator exports for it (not a drift score of a
+    column named after the signal)."""
+    (tmp_path / "rules.yaml").write_text(RULES + MORE_RULES)
+    rules = prometheus_rules(load_rules(tmp_path / "rules.yaml", allowed_webhooks=[]))
+    expressions = {
+        rule["alert"].removeprefix("Modelyard"): rule["expr"]
+        for rule in rules["groups"][1]["rules"]
+    }
+    assert expressions["Errors"].startswith('sum(rate(modelyard_requests_total{model="fraud",code')
+    assert "[300s]" in expressions["Errors"]
+    assert "modelyard_request_seconds_bucket" in expressions["Slow"]
+    assert expressions["Confidence"] == 'modelyard_estimated_accuracy{model="fraud"} < 0.7'
+    assert expressions["Joint"] == 'modelyard_multivariate_drift{model="fraud"} >= 1.0'
+    assert "modelyard_data_quality" in expressions["Missing"]
+    assert expressions["Vectors"] == (
+        'modelyard_sample_drift{model="fraud",test="embedding_drift",name="emb"} >= 0.95'
+    )
+    assert 'test="text_drift",name="review"' in expressions["Reviews"]
+    assert not any("drift_score" in expression for expression in expressions.values()
+                   if "column" not in expression)  # fmt: skip
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules))
+    checked = subprocess.run(
+        [service_env("MODELYARD_TEST_PROMTOOL"), "check", "rules", str(tmp_path / "rules.yml")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 @pytest.mark.anyio
