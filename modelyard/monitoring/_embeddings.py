@@ -21,22 +21,21 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard.monitoring._reference_files import (
-    DamagedFile,
     bounded,
-    damaged,
     decode_array,
     encode_array,
     field,
     name_of,
     positive,
-    read_document,
+    read_entries,
+    side_of,
     write_document,
 )
 
@@ -239,21 +238,13 @@ def read_embeddings(folder: Path) -> list[StoredEmbedding]:
     """The reference vectors stored with a version (none for a version without embeddings, or
     registered before they were stored); `InvalidInput` for a damaged file."""
     path = folder / REFERENCE_EMBEDDINGS
-    body = read_document(path, FORMAT)
-    if body is None:
-        return []
-    try:
-        return [_entry(entry) for entry in field(body, "embeddings", list)]
-    except DamagedFile as error:
-        raise damaged(path, error) from None
+    return read_entries(path, FORMAT, "embeddings", _entry)
 
 
 def _entry(entry: object) -> StoredEmbedding:
-    side = field(entry, "side", str)
-    if side not in ("inputs", "outputs"):
-        raise DamagedFile(f"'side' is {side!r}, not inputs or outputs")
+    side = side_of(entry)
     rows = bounded(entry, "rows", 2, 10 * STORED_ROWS)
     width = bounded(entry, "width", 1, _MAX_WIDTH)
     vectors = decode_array(field(entry, "vectors", str), "<f4", rows * width)
-    return StoredEmbedding(name_of(entry), cast(Side, side), vectors.reshape(rows, width),
+    return StoredEmbedding(name_of(entry), side, vectors.reshape(rows, width),
                            positive(entry, "bandwidth"))  # fmt: skip

@@ -11,14 +11,17 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
 import orjson
 
 from modelyard.errors import InvalidInput
+
+T = TypeVar("T")
 
 MAX_FILE_BYTES = 256 * 2**20
 """A reference file larger than this is refused unread."""
@@ -112,3 +115,23 @@ def read_document(path: Path, form: str) -> dict[str, Any] | None:
 def damaged(path: Path, error: DamagedFile) -> InvalidInput:
     """The error for a reference file with a bad field."""
     return InvalidInput(f"cannot read {path}: {error}")
+
+
+def read_entries(path: Path, form: str, key: str, parse: Callable[[object], T]) -> list[T]:
+    """Each entry of the list `key` in the document at `path`, read by `parse` (none when there
+    is no file); `InvalidInput` naming the file when an entry is damaged."""
+    body = read_document(path, form)
+    if body is None:
+        return []
+    try:
+        return [parse(entry) for entry in field(body, key, list)]
+    except DamagedFile as error:
+        raise damaged(path, error) from None
+
+
+def side_of(entry: object) -> Literal["inputs", "outputs"]:
+    """The entry's `side`, which must be inputs or outputs."""
+    side = field(entry, "side", str)
+    if side not in ("inputs", "outputs"):
+        raise DamagedFile(f"'side' is {side!r}, not inputs or outputs")
+    return cast(Literal["inputs", "outputs"], side)

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from modelyard._imports import require
 from modelyard.errors import InvalidInput
 from modelyard.monitoring._columns import Column, NumericColumn
-from modelyard.monitoring._drift import DriftReport, detect_drift
+from modelyard.monitoring._drift import DriftReport, detect_drift, testable_columns
 from modelyard.monitoring._feedback import labelled_rows
 from modelyard.monitoring._performance import Performance, performance
 from modelyard.monitoring._profile import Profile, profile
@@ -165,12 +165,8 @@ def _tested(
 def _drift(reference: Profile, columns: Columns, rows: IntArray) -> DriftReport | None:
     sliced = {name: columns[name][rows] for name in reference.columns if name in columns}
     current = profile(sliced, reference=reference)
-    # As for the whole window: a column with no value on one side has nothing to test.
-    testable = {
-        name: summary for name, summary in reference.columns.items()
-        if summary.valid and name in current.columns and current.columns[name].valid
-    }  # fmt: skip
-    return detect_drift(Profile(testable), current) if testable else None
+    testable = testable_columns(reference, current)  # as for the whole window
+    return detect_drift(testable, current) if testable.columns else None
 
 
 def _without(reference: Profile, column: str) -> Profile | None:

@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -32,12 +32,12 @@ from modelyard._imports import require
 from modelyard.monitoring._reference_files import (
     DamagedFile,
     bounded,
-    damaged,
     decode_array,
     encode_array,
     field,
     name_of,
-    read_document,
+    read_entries,
+    side_of,
     write_document,
 )
 
@@ -215,19 +215,11 @@ def read_text(folder: Path) -> list[StoredText]:
     """The text references stored with a version (none when it has no text column, or was
     registered before they were stored); `InvalidInput` for a damaged file."""
     path = folder / REFERENCE_TEXT
-    body = read_document(path, FORMAT)
-    if body is None:
-        return []
-    try:
-        return [_entry(entry) for entry in field(body, "columns", list)]
-    except DamagedFile as error:
-        raise damaged(path, error) from None
+    return read_entries(path, FORMAT, "columns", _entry)
 
 
 def _entry(entry: object) -> StoredText:
-    side = field(entry, "side", str)
-    if side not in ("inputs", "outputs"):
-        raise DamagedFile(f"'side' is {side!r}, not inputs or outputs")
+    side = side_of(entry)
     words = field(entry, "vocabulary", list)
     if len(words) > VOCABULARY or not all(
         isinstance(word, str) and len(word) <= _MAX_WORD for word in words
@@ -240,4 +232,4 @@ def _entry(entry: object) -> StoredText:
     for name in DESCRIPTORS:
         count = bounded(samples[name], "count", 1, 10 * STORED_ROWS)
         decoded[name] = decode_array(field(samples[name], "values", str), "<f8", count)
-    return StoredText(name_of(entry), cast(Side, side), frozenset(words), decoded)
+    return StoredText(name_of(entry), side, frozenset(words), decoded)
