@@ -177,6 +177,9 @@ def _without(reference: Profile, column: str) -> Profile | None:
 def _group(values: Array, reference: Column) -> tuple[list[str], IntArray]:
     """Segment names and each row's segment index."""
     pandas = require("pandas", extra="monitor")
+    if reference.kind == "numeric" and values.dtype.kind == "O":
+        # a logged column with a null (JSON null is None) is an object array of numbers
+        values = pandas.to_numeric(pandas.Series(values), errors="coerce").to_numpy(np.float64)
     numeric = values.dtype.kind in "iuf"
     try:
         codes, uniques = pandas.factorize(values, use_na_sentinel=True)

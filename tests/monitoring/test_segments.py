@@ -180,6 +180,21 @@ def test_numeric_segment_columns(
     assert values == ["-1", "0", "1"]
 
 
+def test_a_numeric_segment_column_with_nulls_is_still_binned(
+    served: tuple[Path, FileLogStore], rng: np.random.Generator
+) -> None:
+    """A logged null (JSON null) makes the column an object array of numbers: it is binned as
+    numbers, not one segment per distinct float."""
+    folder, store = served
+    inputs, outputs = table(rng, 3000)
+    inputs["a"] = inputs["a"].astype(object)
+    inputs["a"][::50] = None
+    log(store, inputs, outputs, size=100)
+    segments = report_of(folder, store, "a").segments
+    assert len(segments) == 11 and segments[-1].value == "(missing)"
+    assert segments[0].value.startswith("< ") and segments[-2].value.startswith(">=")
+
+
 def test_a_bad_segment_column_names_the_columns(served: tuple[Path, FileLogStore]) -> None:
     folder, store = served
     with pytest.raises(InvalidInput, match=r"'nope' is not an input column .* a, b, c, d, e"):
