@@ -12,7 +12,7 @@ import numpy.typing as npt
 
 from modelyard.errors import InvalidInput
 from modelyard.monitoring._reservoir import Reservoir
-from modelyard.monitoring._sketch import QuantileSketch
+from modelyard.monitoring._sketch import QuantileSketch, scratch
 
 FloatArray = npt.NDArray[np.float64]
 #: Positions of a uniform sample of the given number of values (shared between columns).
@@ -39,13 +39,14 @@ class Histogram:
         """This histogram with `values` counted in."""
         bins = self.counts.size - 2
         # Arithmetic binning is a few passes in place; searchsorted would be log(bins) passes.
-        scaled = np.subtract(values, self.low)
+        scaled = np.subtract(values, self.low, out=scratch("histogram", values.size, np.float64))
         with np.errstate(over="ignore"):  # a value overflowing to ±inf is out of range anyway
             scaled *= bins / (self.high - self.low)
-        np.maximum(scaled, -1, out=scaled)
-        np.minimum(scaled, bins, out=scaled)
-        scaled += 1  # now >= 0, where truncating (astype) is flooring
-        added = np.bincount(scaled.astype(np.int32), minlength=bins + 2)
+        np.clip(scaled, -1.0, float(bins), out=scaled)  # one pass, float bounds: no casting
+        scaled += 1  # now >= 0, where truncating (copyto, as astype) is flooring
+        index = scratch("histogram-index", values.size, np.intp)  # intp: bincount's own type
+        np.copyto(index, scaled, casting="unsafe")
+        added = np.bincount(index, minlength=bins + 2)
         top = np.count_nonzero(values == self.high)  # the last bin is closed, as in numpy
         added[bins], added[bins + 1] = added[bins] + top, added[bins + 1] - top
         return Histogram(self.low, self.high, self.counts + added)
@@ -127,7 +128,7 @@ def summarise_numeric(
     empty = valid.size == 0
     mean = 0.0 if empty else float(valid.mean())
     with np.errstate(invalid="ignore"):  # inf - inf: an infinite value makes m2 NaN, quietly
-        deviations = valid - mean
+        deviations = np.subtract(valid, mean, out=scratch("deviations", valid.size, np.float64))
     return NumericColumn(
         count=int(values.size),
         nulls=int(values.size - valid.size) - mismatches,
@@ -195,7 +196,10 @@ class Categories:
     @classmethod
     def from_codes(cls, codes: npt.NDArray[np.intp], labels: Sequence[str]) -> Categories:
         """The chunk of `codes` into `labels`, -1 for null."""
-        valid = codes[codes >= 0] if labels else codes[:0]
+        if not labels:
+            valid = codes[:0]
+        else:  # a column without nulls needs no copy
+            valid = codes if codes.size == 0 or codes.min() >= 0 else codes[codes >= 0]
         names = np.array(labels, dtype=object)
         counts = np.bincount(valid, minlength=len(labels)).astype(np.int64)
         return cls(int(codes.size), labels, counts, lambda positions: names[valid[positions]])
@@ -216,7 +220,10 @@ def summarise_categorical(
             tally[label] += number
     frequencies, folded = _cap(tally, cap)
     valid = int(chunk.counts.sum())
-    sample = _sample(np.arange(valid), capacity, rng, draw)
+    if draw is None:
+        sample = Reservoir.sample(np.arange(valid), capacity=capacity, rng=rng)
+    else:  # the positions drawn are the sample of positions: no arange of every row to index
+        sample = Reservoir(np.array(draw(valid)), seen=valid, capacity=capacity)
     sample.values = chunk.pick(sample.values) if valid else _NO_LABELS
     return CategoricalColumn(
         count=chunk.rows,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from types import MappingProxyType
 
@@ -115,8 +117,43 @@ def profile(
             return _numeric(column, _edges(column, reference), draws, sample_size, rng)
         return _categorical(column, draws, sample_size, category_cap, rng)
 
-    summaries = list(map(summarise, table, seeds.spawn(len(table))))
+    summaries = _summarise_all(summarise, table, seeds.spawn(len(table)))
     return Profile({column.name: summary for column, summary in zip(table, summaries, strict=True)})
+
+
+def _summarise_all(
+    summarise: Callable[[TableColumn, np.random.SeedSequence], Column],
+    table: list[TableColumn],
+    children: list[np.random.SeedSequence],
+) -> list[Column]:
+    """Each column's summary, in the table's order. On a big table with both kinds, the text
+    columns (hashed by pandas under the GIL) run on a second thread while the numeric ones
+    (NumPy, which releases the GIL on big arrays) run here; each column has its own seed, so
+    the result does not depend on the threads."""
+    pairs = list(zip(table, children, strict=True))
+    text = [pair for pair in pairs if pair[0].kind == "categorical"]
+    if not text or len(text) == len(pairs) or len(table[0].values) < _THREAD_ROWS:
+        return [summarise(*pair) for pair in pairs]
+    pending = _helper().submit(lambda: [summarise(*pair) for pair in text])
+    numeric = [summarise(*pair) for pair in pairs if pair[0].kind != "categorical"]
+    categorical = iter(pending.result())
+    by_kind = iter(numeric)
+    return [next(categorical if column.kind == "categorical" else by_kind) for column in table]
+
+
+def _helper() -> ThreadPoolExecutor:
+    """The one helper thread, kept for the process: a thread per call would get a fresh malloc
+    arena each time, and the memory it leaves behind would grow with the calls. A child process
+    forked after it started makes its own (the parent's thread does not exist there)."""
+    global _HELPER
+    if _HELPER is None or _HELPER[0] != os.getpid():
+        _HELPER = os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="modelyard-profile")
+    return _HELPER[1]
+
+
+_HELPER: tuple[int, ThreadPoolExecutor] | None = None
+#: Rows from which a second thread pays for itself.
+_THREAD_ROWS = 16_384
 
 
 def _numeric(

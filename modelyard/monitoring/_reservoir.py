@@ -7,6 +7,7 @@ more often than their alpha on identical distributions.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,6 +73,10 @@ def _pick(values: npt.NDArray[Any], size: int, rng: np.random.Generator) -> npt.
     return values[rng.choice(values.size, size, replace=False)]
 
 
+_KEPT_DRAWS = 32
+"""Draws kept at once (32 KiB each at the default capacity)."""
+
+
 class Draws:
     """Reservoir positions drawn once per chunk and count of values, so that the columns of a
     table without nulls sample the same rows (one draw instead of one per column, and a sample
@@ -82,15 +87,22 @@ class Draws:
         self._entropy = [entropy] if isinstance(entropy, int) else list(entropy)
         self._capacity = capacity
         self._drawn: dict[tuple[int, int], npt.NDArray[np.intp]] = {}
+        self._lock = threading.Lock()
 
     def positions(self, chunk: int, seen: int) -> npt.NDArray[np.intp]:
         """Positions of a uniform sample of min(capacity, seen) of `seen` values of `chunk`."""
         key = (chunk, seen)
-        if key not in self._drawn:
-            rng = np.random.default_rng([*self._entropy, chunk, seen, self._capacity])
-            if seen > self._capacity:
-                drawn = rng.choice(seen, self._capacity, replace=False)
-            else:
-                drawn = np.arange(seen)
-            self._drawn[key] = drawn
-        return self._drawn[key]
+        with self._lock:  # text columns are profiled on another thread
+            drawn = self._drawn.get(key)
+            if drawn is None:
+                drawn = self._draw(chunk, seen)
+                if len(self._drawn) >= _KEPT_DRAWS:  # bounded: memory stays flat in the rows
+                    del self._drawn[next(iter(self._drawn))]  # drawn again alike if asked
+                self._drawn[key] = drawn
+            return drawn
+
+    def _draw(self, chunk: int, seen: int) -> npt.NDArray[np.intp]:
+        rng = np.random.default_rng([*self._entropy, chunk, seen, self._capacity])
+        if seen > self._capacity:
+            return rng.choice(seen, self._capacity, replace=False)
+        return np.arange(seen)

@@ -10,6 +10,8 @@ items compacted, so the sketch adds those weights up as it goes: `rank_error` is
 from __future__ import annotations
 
 import math
+import threading
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +26,7 @@ _EMPTY: FloatArray = np.empty(0, dtype=np.float64)
 class QuantileSketch:
     """Quantiles and CDF of a stream of floats in bounded memory; merge two with `merge`."""
 
-    __slots__ = ("capacity", "count", "error", "levels")
+    __slots__ = ("_weights", "capacity", "count", "error", "levels")
 
     def __init__(
         self,
@@ -39,6 +41,7 @@ class QuantileSketch:
         self.count = count
         #: Absolute bound on the rank error of any query, summed over every compaction so far.
         self.error = error
+        self._weights: tuple[FloatArray, FloatArray] | None = None  # _weighted, until a change
 
     @property
     def rank_error(self) -> float:
@@ -49,6 +52,7 @@ class QuantileSketch:
         """Add finite `values` (no NaN)."""
         if values.size == 0:
             return
+        self._weights = None
         self.count += int(values.size)
         if values.size <= self.capacity:
             self._add(0, np.sort(values), rng)
@@ -91,14 +95,18 @@ class QuantileSketch:
         return below / self.count
 
     def _weighted(self) -> tuple[FloatArray, FloatArray]:
-        items = np.concatenate([_EMPTY, *self.levels])
-        weights = np.concatenate(
-            [_EMPTY, *(np.full(level.size, 2.0**h) for h, level in enumerate(self.levels))]
-        )
-        order = np.argsort(items, kind="stable")
-        return items[order], np.cumsum(weights[order])
+        # Kept until the sketch changes: drift tests ask a sketch several times.
+        if self._weights is None:
+            items = np.concatenate([_EMPTY, *self.levels])
+            weights = np.concatenate(
+                [_EMPTY, *(np.full(level.size, 2.0**h) for h, level in enumerate(self.levels))]
+            )
+            order = np.argsort(items, kind="stable")
+            self._weights = items[order], np.cumsum(weights[order])
+        return self._weights
 
     def _add(self, level: int, items: FloatArray, rng: np.random.Generator) -> None:
+        self._weights = None
         while len(self.levels) <= level:
             self.levels.append(_EMPTY)
         self.levels[level] = np.concatenate([self.levels[level], items])
@@ -142,17 +150,41 @@ def order_statistics(values: FloatArray, ranks: npt.NDArray[np.int64]) -> FloatA
         return np.sort(values)[ranks]
     starts = np.cumsum(kept) - kept  # where each wanted bucket begins among the kept values
     positions = starts[holder] + ranks - (ends[holder] - counts[holder])
-    return order_statistics(values[wanted[index]], positions)
+    return order_statistics(values.compress(wanted.take(index)), positions)
 
 
-def _buckets(values: FloatArray, low: float, scale: float, buckets: int) -> npt.NDArray[np.int32]:
+def _buckets(values: FloatArray, low: float, scale: float, buckets: int) -> npt.NDArray[np.intp]:
     # Subtracting, scaling, clipping and truncating each keep order, so buckets keep it too.
-    scaled = np.subtract(values, low)
+    # The result is a scratch buffer: valid until the next call in this thread.
+    scaled = np.subtract(values, low, out=scratch("buckets", values.size, np.float64))
     with np.errstate(over="ignore"):  # an overflow to ±inf lands in an end bucket, as it should
         scaled *= scale
-    np.maximum(scaled, 0, out=scaled)
-    np.minimum(scaled, buckets - 1, out=scaled)
-    return scaled.astype(np.int32)  # clipped below 2**31; converts several times faster
+    np.clip(scaled, 0.0, float(buckets - 1), out=scaled)  # one pass, float bounds: no casting
+    index = scratch("bucket-index", values.size, np.intp)  # what bincount and indexing take
+    np.copyto(index, scaled, casting="unsafe")  # truncates, as astype does
+    return index
+
+
+def scratch(slot: str, size: int, dtype: Any) -> npt.NDArray[Any]:
+    """A reusable buffer of `size` items for this thread's `slot`, for a temporary that does not
+    outlive the caller. A chunk-sized temporary allocated afresh costs more in page faults (the
+    allocator hands big blocks back to the system on free) than the arithmetic done in it."""
+    if size > _SCRATCH_MOST:
+        return np.empty(size, dtype)
+    buffers: dict[tuple[str, str], npt.NDArray[Any]] = _LOCAL.__dict__.setdefault("buffers", {})
+    key = (slot, np.dtype(dtype).str)
+    buffer = buffers.get(key)
+    if buffer is None or buffer.size < size:
+        buffer = buffers[key] = np.empty(max(size, _SCRATCH_LEAST), dtype)
+    return buffer[:size]
+
+
+_LOCAL = threading.local()
+#: Items from which a temporary is allocated afresh (a profile's chunk is 131,072 rows).
+_SCRATCH_MOST = 1 << 18
+#: A buffer's least size: a profile's chunk, so that a longer table does not grow it (np.empty
+#: only reserves, so a small table pays nothing for the pages it does not touch).
+_SCRATCH_LEAST = 1 << 17
 
 
 #: Below this many values a plain sort is as fast as bucketing.

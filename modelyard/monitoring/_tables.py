@@ -39,6 +39,9 @@ class TableColumn:
 
     def chunks(self, size: int) -> Iterator[Any]:
         """Consecutive converted slices of at most `size` rows, so memory stays flat."""
+        if len(self.values) <= size:  # one chunk: slicing a pandas Series costs more than this
+            yield self.convert(self.values)
+            return
         for start in range(0, len(self.values), size):
             yield self.convert(self.values[start : start + size])
 
@@ -204,10 +207,14 @@ def _labelled(codes: Any, uniques: Any) -> Categories:
 
 
 def _objects(series: Any) -> Categories:
-    """Python objects: counted by pandas' hash table (faster there than factorizing them)."""
+    """Python objects: strings by their objects' identity when rows share them, else counted
+    by pandas' hash table (faster there than factorizing them)."""
+    objects = series.to_numpy()
+    shared = _codes.shared_text_codes(objects)
+    if shared is not None:
+        return Categories.from_codes(*shared)
     counted = series.value_counts(dropna=True, sort=False)
     counts = counted.to_numpy().astype(np.int64)
-    objects = series.to_numpy()
 
     def pick(positions: npt.NDArray[np.intp]) -> npt.NDArray[np.object_]:
         valid = objects if counts.sum() == objects.size else objects[series.notna().to_numpy()]
