@@ -17,14 +17,19 @@ RNG = np.random.default_rng(5)
 X = RNG.normal(size=(500, 3))
 
 
-def log_traffic(home: Path, rows: np.ndarray) -> None:  # type: ignore[type-arg]
+def log_traffic(home: Path, rows: np.ndarray, *, requests: int = 1) -> None:  # type: ignore[type-arg]
+    """Log `rows` for churn:1 as `requests` requests (ids `r`, or `r0`, `r1`, ...), just now."""
     folder = home / "predictions" / "churn" / "1"
     folder.mkdir(parents=True)
     now = datetime.now(UTC)
-    record = {"id": "r", "model": "churn", "version": "1", "time": now.isoformat(),
-              "latency_ms": 1.0, "inputs": {"input-0": rows.tolist()},
-              "outputs": {"output-0": (rows[:, 0] > 0).tolist()}}  # fmt: skip
-    (folder / f"{now.date().isoformat()}.jsonl").write_bytes(orjson.dumps(record) + b"\n")
+    lines = [
+        orjson.dumps({"id": "r" if requests == 1 else f"r{i}", "model": "churn", "version": "1",
+                      "time": now.isoformat(), "latency_ms": 1.0,
+                      "inputs": {"input-0": part.tolist()},
+                      "outputs": {"output-0": (part[:, 0] > 0).tolist()}}) + b"\n"
+        for i, part in enumerate(np.array_split(rows, requests))
+    ]  # fmt: skip
+    (folder / f"{now.date().isoformat()}.jsonl").write_bytes(b"".join(lines))
 
 
 def test_report_prints_tables_and_json(home: Path) -> None:

@@ -46,6 +46,7 @@ from modelyard.monitoring._export import prometheus_rules
 from modelyard.monitoring._multivariate import MAX_BYTES, REFERENCE_MULTIVARIATE
 from modelyard.serving import Metrics
 from tests.asgi import in_process_client
+from tests.cli.test_monitor import log_traffic
 from tests.cli.test_registry import home, ok
 from tests.monitoring.test_alert_loop import Registryless
 
@@ -297,22 +298,16 @@ def test_the_signal_becomes_a_gauge_and_a_prometheus_rule() -> None:
 X = np.random.default_rng(10).multivariate_normal([0, 0, 0], np.eye(3) + 0.8, 1000)
 
 
-def serve_traffic() -> None:
+def serve_traffic(home: Path) -> None:
     with Yard() as yard:
         model = LogisticRegression().fit(X, X[:, 0] > 0)
         yard.log_model(model, name="churn", input_example=X[:2], reference_data=X)
-        rows = np.random.default_rng(11).normal(size=(300, 3)) * np.sqrt(1.8)  # no correlation
-        now = datetime.now(UTC) - timedelta(seconds=1)
-        yard.prediction_store().write([
-            {"id": f"r{i}", "model": "churn", "version": "1", "latency_ms": 1.0,
-             "time": now.isoformat(), "inputs": {"input-0": rows[i : i + 30].tolist()},
-             "outputs": {"output-0": (rows[i : i + 30, 0] > 0).tolist()}}
-            for i in range(0, 300, 30)
-        ])  # fmt: skip
+    rows = np.random.default_rng(11).normal(size=(300, 3)) * np.sqrt(1.8)  # no correlation
+    log_traffic(home, rows, requests=10)
 
 
 def test_yard_and_cli(home: Path) -> None:
-    serve_traffic()
+    serve_traffic(home)
     with Yard() as yard:
         report = yard.monitor("churn", window=timedelta(minutes=5), domain_classifier=True)
     assert report.multivariate is not None and report.multivariate.drifted
@@ -326,7 +321,7 @@ def test_yard_and_cli(home: Path) -> None:
 
 @pytest.fixture
 def client(home: Path) -> Iterator[httpx.Client]:
-    serve_traffic()
+    serve_traffic(home)
     with in_process_client(create_app(Settings())) as client:
         client.base_url = httpx.URL("http://testserver/api/v1")
         yield client

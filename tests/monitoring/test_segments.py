@@ -30,6 +30,7 @@ from modelyard.monitoring import (
 )
 from modelyard.monitoring._segments import MAX_SEGMENTS, MIN_ROWS
 from tests.asgi import in_process_client
+from tests.cli.test_monitor import log_traffic
 from tests.cli.test_registry import home, ok, run
 
 _ = home  # the autouse fixture of the CLI tests: a fresh MODELYARD_HOME per test
@@ -213,13 +214,7 @@ def serve_traffic(home: Path) -> None:
         rows = np.random.default_rng(8).normal(size=(300, 3))
         rows[:, 1] = np.round(rows[:, 1]).clip(-1, 1)  # a column of three values
         rows[rows[:, 1] == 1, 0] += 2  # shifted where it is 1
-        now = datetime.now(UTC) - timedelta(seconds=1)
-        yard.prediction_store().write([
-            {"id": f"r{i}", "model": "churn", "version": "1", "latency_ms": 1.0,
-             "time": now.isoformat(), "inputs": {"input-0": rows[i : i + 30].tolist()},
-             "outputs": {"output-0": (rows[i : i + 30, 0] > 0).tolist()}}
-            for i in range(0, 300, 30)
-        ])  # fmt: skip
+    log_traffic(home, rows, requests=10)
 
 
 def test_yard_and_cli(home: Path) -> None:
