@@ -199,9 +199,10 @@ def monitor_window(
             output_drift = detect_drift(
                 reference_outputs, profile(outputs, reference=reference_outputs)
             )
+    # Read once, for the whole window's performance and each segment's.
+    labels = store.read_feedback(model, since=start, unreadable=unreadable) if outputs else {}
     segments: tuple[SegmentReport, ...] = ()
     if segment is not None and rows:
-        labels = store.read_feedback(model, since=start) if outputs else {}
         segments = segment_reports(segment, reference=reference, inputs=inputs, outputs=outputs,
                                    records=records, labels=labels)  # fmt: skip
     embeddings = embedding_drift(read_embeddings(folder), inputs, outputs) if rows else ()
@@ -214,11 +215,11 @@ def monitor_window(
     report = MonitorReport(
         model=model, version=version, since=start, until=end, requests=requests, rows=rows,
         inputs=input_drift, predictions=output_drift,
-        performance=_performance(records, store, model, start, outputs, unreadable),
+        performance=_performance(records, labels, outputs),
         estimated_accuracy=estimated_accuracy(outputs),
         replicas=store.replicas(model, str(version), since=start, until=end) if requests else None,
         quality=quality, segments=segments,
-        unreadable_lines=unreadable.count,  # after performance=: its feedback lines count too
+        unreadable_lines=unreadable.count,  # feedback lines included
         embeddings=embeddings, text=texts, multivariate=multivariate,
     )  # fmt: skip
     return report, reference_inputs, current
@@ -244,17 +245,9 @@ def estimated_accuracy(outputs: Mapping[str, np.ndarray[Any, Any]]) -> float | N
 
 
 def _performance(
-    records: list[dict[str, Any]],
-    store: PredictionStore,
-    model: str,
-    start: datetime,
-    outputs: Mapping[str, object],
-    unreadable: UnreadableLines,
+    records: list[dict[str, Any]], labels: dict[str, Any], outputs: Mapping[str, object]
 ) -> Performance | None:
-    if not outputs:
-        return None
-    labels = store.read_feedback(model, since=start, unreadable=unreadable)
-    if not labels:
+    if not outputs or not labels:
         return None
     first_output = next(iter(outputs)).split("[")[0]
     predicted, truth = labelled_rows(records, labels, first_output)
