@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -45,8 +46,9 @@ def main() -> None:
 
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as home, Yard(Settings(home=home)) as yard:
-        rows += torch_rows(yard)
-        rows += trees_rows(yard)
+        digits = digits_mlp(yard)
+        for section in sections():
+            rows += section(yard, digits)
     print(table(rows))
     print()
     print(goal_line(rows))
@@ -61,7 +63,20 @@ def main() -> None:
     print(f"\nwrote {args.out}")
 
 
-def torch_rows(yard: Any) -> list[dict[str, Any]]:
+Section = Callable[[Any, dict[str, Any]], list[dict[str, Any]]]
+
+
+def sections() -> list[Section]:
+    """Each part of the table, in order; a section gets the yard and `digits_mlp`'s data."""
+    from bench import optimize_distill, optimize_pruning, optimize_qat, optimize_text
+
+    return [torch_rows, optimize_pruning.rows, optimize_qat.rows, optimize_distill.rows,
+            optimize_text.rows, trees_rows]  # fmt: skip
+
+
+def digits_mlp(yard: Any) -> dict[str, Any]:
+    """The digits split, and the MLP trained on it registered as `mlp:1` (its class rebuilds
+    it): the parent of the torch rows."""
     from sklearn.datasets import load_digits
 
     from tests.optimize.models import DigitsMLP, train
@@ -72,6 +87,14 @@ def torch_rows(yard: Any) -> list[dict[str, Any]]:
     mlp = train(DigitsMLP(hidden=512, depth=3), x_train, y_train, epochs=30)
     yard.log_model(mlp, name="mlp", input_example=x_test[:5],
                    options={"export": False, "init": {"hidden": 512, "depth": 3}})  # fmt: skip
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+def torch_rows(yard: Any, digits: dict[str, Any]) -> list[dict[str, Any]]:
+    from tests.optimize.models import train
+
+    x_train, y_train = digits["x_train"], digits["y_train"]
+    x_test, y_test = digits["x_test"], digits["y_test"]
     data = {"eval_data": (x_test, y_test), "force": True}
 
     def finetune(module: Any) -> None:
@@ -80,16 +103,13 @@ def torch_rows(yard: Any) -> list[dict[str, Any]]:
     steps: list[tuple[str, Any]] = [
         ("int8 dynamic (torch)", lambda: yard.optimize.quantize("mlp:1", **data)),
         ("float16 (torch)", lambda: yard.optimize.quantize("mlp:1", dtype="float16", **data)),
-        ("prune 50% (torch)", lambda: yard.optimize.prune("mlp:1", sparsity=0.5, **data)),
-        ("prune 80% + fine-tune", lambda: yard.optimize.prune(
-            "mlp:1", sparsity=0.8, finetune=finetune, **data)),
         ("prune 30% channels", lambda: yard.optimize.prune(
             "mlp:1", sparsity=0.3, structured=True, **data)),
         ("drop a layer + fine-tune", lambda: yard.optimize.prune(
             "mlp:1", layers=["layers.4", "layers.5"], finetune=finetune, **data)),
         ("to ONNX", lambda: yard.optimize.convert("mlp:1", alias="onnx", **data)),
     ]  # fmt: skip
-    rows = [_row("MLP (digits)", "mlp:1", label, step) for label, step in steps]
+    rows = [row("MLP (digits)", "mlp:1", label, step) for label, step in steps]
     onnx = yard.get_version("mlp@onnx").ref
     calibration = x_train[:256]
     steps = [
@@ -99,11 +119,11 @@ def torch_rows(yard: Any) -> list[dict[str, Any]]:
         ("ONNX float16", lambda: yard.optimize.quantize(onnx, dtype="float16", **data)),
         ("ONNX graph optimization", lambda: yard.optimize.optimize_graph(onnx, **data)),
     ]  # fmt: skip
-    rows += [_row("MLP (digits)", onnx, label, step) for label, step in steps]
+    rows += [row("MLP (digits)", onnx, label, step) for label, step in steps]
     return rows
 
 
-def trees_rows(yard: Any) -> list[dict[str, Any]]:
+def trees_rows(yard: Any, digits: dict[str, Any]) -> list[dict[str, Any]]:
     from sklearn.datasets import make_classification
     from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -112,15 +132,15 @@ def trees_rows(yard: Any) -> list[dict[str, Any]]:
     model = HistGradientBoostingClassifier(max_iter=100, random_state=0).fit(x[:15_000], y[:15_000])
     yard.log_model(model, name="gbm", input_example=x[:5])
     data = {"eval_data": (x[15_000:], y[15_000:]), "force": True}
-    rows = [_row("HistGradientBoosting", "gbm:1", "to ONNX",
+    rows = [row("HistGradientBoosting", "gbm:1", "to ONNX",
                  lambda: yard.optimize.convert("gbm:1", alias="onnx", **data))]  # fmt: skip
     onnx = yard.get_version("gbm@onnx").ref
-    rows.append(_row("HistGradientBoosting", onnx, "ONNX graph optimization",
+    rows.append(row("HistGradientBoosting", onnx, "ONNX graph optimization",
                      lambda: yard.optimize.optimize_graph(onnx, **data)))  # fmt: skip
     return rows
 
 
-def _row(model: str, parent: str, label: str, step: Any) -> dict[str, Any]:
+def row(model: str, parent: str, label: str, step: Any) -> dict[str, Any]:
     start = time.perf_counter()
     try:
         result = step()

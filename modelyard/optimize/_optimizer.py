@@ -104,14 +104,17 @@ class Optimizer:
         calibration: Any = None,
         modules: Sequence[str] = ("Linear", "LSTM", "GRU"),
         per_channel: bool = False,
+        finetune: Callable[[Any], Any] | None = None,
         **options: Any,
     ) -> Optimized:
         """int8 (PyTorch dynamic; ONNX Runtime dynamic, or static with `calibration` inputs)
         or float16 (PyTorch and ONNX)."""
-        if dtype not in ("int8", "float16"):
-            raise ConfigurationError(f"dtype must be 'int8' or 'float16', not {dtype!r}")
-        if method not in ("dynamic", "static"):
-            raise ConfigurationError(f"method must be 'dynamic' or 'static', not {method!r}")
+        if dtype not in ("int8", "int4", "float16"):
+            raise ConfigurationError(f"dtype must be 'int8', 'int4' or 'float16', not {dtype!r}")
+        if method not in ("dynamic", "static", "weight-only"):
+            raise ConfigurationError(
+                f"method must be 'dynamic', 'static' or 'weight-only', not {method!r}"
+            )
         start = self._load(ref, options, eval_data, metric)
         parent = start.model
         kind = parent.flavor.name
