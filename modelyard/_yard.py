@@ -407,7 +407,8 @@ class Yard(RegistryMethods, Watching, Signing, Building, OciMethods, Scoring):
         sampler: str = "tpe",
         direction: str = "maximize",
         metric: str = "score",
-        n_jobs: int = 1,
+        n_jobs: int | None = None,
+        scheduler: Any = None,
         study_name: str | None = None,
         timeout: float | None = None,
         seed: int | None = None,
@@ -418,7 +419,8 @@ class Yard(RegistryMethods, Watching, Signing, Building, OciMethods, Scoring):
     ) -> TuneResult:
         """Search hyper-parameters with Optuna, the study in the registry's database; each
         trial is a run, and the best trial's model is registered (see `modelyard.optimize.tune`).
-        `on_trial` is called with each trial as it finishes.
+        `on_trial` is called with each trial as it finishes; `scheduler` (a `distributed.Client` or
+        a scheduler address) runs the trials on a Dask cluster.
 
         >>> result = yard.tune(objective, {"C": ("float", 0.01, 100, "log")}, name="svc",
         ...                    n_trials=30, n_jobs=2, alias="best")
@@ -427,9 +429,9 @@ class Yard(RegistryMethods, Watching, Signing, Building, OciMethods, Scoring):
 
         return tune(
             self, objective, space, name=name, n_trials=n_trials, sampler=sampler,
-            direction=direction, metric=metric, n_jobs=n_jobs, study_name=study_name,
-            timeout=timeout, seed=seed, alias=alias, parent=parent, pruner=pruner,
-            on_trial=on_trial,
+            direction=direction, metric=metric, n_jobs=n_jobs, scheduler=scheduler,
+            study_name=study_name, timeout=timeout, seed=seed, alias=alias, parent=parent,
+            pruner=pruner, on_trial=on_trial,
         )  # fmt: skip
 
     # changing (the other registry methods are in RegistryMethods) -----------------------------

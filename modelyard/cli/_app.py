@@ -32,6 +32,7 @@ from modelyard.cli import (
 )
 from modelyard.cli._build import build as build_command
 from modelyard.cli._deploy import deploy_app
+from modelyard.cli._distill import distill as distill_command
 from modelyard.cli._optimize import optimize_app
 from modelyard.cli._store import store_app
 from modelyard.cli._tokens import role_app, token_app
@@ -63,6 +64,7 @@ app.add_typer(store_app, name="store")
 app.command("server")(_server.server)
 app.command("serve")(_serve.serve)
 app.add_typer(_monitor.monitor_app, name="monitor")
+optimize_app.command("distill")(distill_command)
 app.add_typer(optimize_app, name="optimize")
 app.command("explain")(_explain.explain)
 app.command("tune")(tune_command)

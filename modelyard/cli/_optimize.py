@@ -72,14 +72,21 @@ def quantize(
     ctx: typer.Context,
     ref: Ref,
     eval_file: Eval,
-    dtype: Annotated[str, typer.Option(help="int8 or float16.")] = "int8",
+    dtype: Annotated[str, typer.Option(help="int8, float16, or int4 (weight-only).")] = "int8",
     method: Annotated[
-        str, typer.Option(help="dynamic, or static (ONNX, with --calibration).")
+        str,
+        typer.Option(
+            help="dynamic; static (with --calibration; torch through PT2E); or weight-only "
+            "(torch and transformers Linear layers)."
+        ),
     ] = "dynamic",
     calibration: Annotated[
         Path | None, typer.Option(help="Calibration inputs for static int8 (.npz X, .parquet).")
     ] = None,
     per_channel: Annotated[bool, typer.Option(help="Per-channel int8 scales (ONNX).")] = False,
+    group_size: Annotated[
+        int | None, typer.Option(help="Weights per int4 scale (weight-only int4; default 128).")
+    ] = None,
     target: Target = "y",
     metric: MetricOption = "accuracy",
     tolerance: Tolerance = 0.01,
@@ -92,7 +99,8 @@ def quantize(
     trust_module: TrustModule = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Quantize REF to int8 or float16 (PyTorch dynamic; ONNX dynamic or static)."""
+    """Quantize REF to int8, int4 or float16 (PyTorch, ONNX and transformers; dynamic, static
+    or weight-only)."""
     yard = yard_of(ctx)
     eval_data = read_eval(eval_file, target, columns=_named_inputs(yard, ref))
     calibrate = None if calibration is None else read_eval(calibration, target, labels=False)[0]
@@ -100,7 +108,8 @@ def quantize(
     with _refusal_names_the_flag():
         result = yard.optimize.quantize(
             ref, eval_data=eval_data, metric=metric, dtype=dtype, method=method,
-            calibration=calibrate, per_channel=per_channel, alias=alias, name=name,
+            calibration=calibrate, per_channel=per_channel, group_size=group_size, alias=alias,
+            name=name,
             trust=_trust(trust, trust_module), **limits,
         )  # fmt: skip
     _emit(result, as_json)

@@ -16,8 +16,8 @@ from modelyard.cli._context import JsonFlag, yard_of
 from modelyard.cli._output import emit_json, emit_table, reports_errors
 from modelyard.errors import ConfigurationError
 
-OPTIONS = ("name", "n_trials", "sampler", "direction", "metric", "n_jobs", "study_name",
-           "timeout", "seed", "alias", "parent", "pruner")  # fmt: skip
+OPTIONS = ("name", "n_trials", "sampler", "direction", "metric", "n_jobs", "scheduler",
+           "study_name", "timeout", "seed", "alias", "parent", "pruner")  # fmt: skip
 """What a script's `defaults` may set (the keyword arguments of `yard.tune`)."""
 
 
@@ -30,7 +30,15 @@ def tune(
     ] = None,
     trials: Annotated[int | None, typer.Option(help="Trials to run (in all processes).")] = None,
     sampler: Annotated[str | None, typer.Option(help="tpe (default), random or cmaes.")] = None,
-    jobs: Annotated[int | None, typer.Option(help="Worker processes (default 1).")] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            help="Worker processes (default 1); with --scheduler, tasks (default: a thread each)."
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Run the trials on this Dask scheduler (tcp://host:8786).")
+    ] = None,
     study: Annotated[
         str | None, typer.Option(help="Study name (default: the model's); resumed if it exists.")
     ] = None,
@@ -58,8 +66,9 @@ def tune(
 
     module = load_script(script)
     given = {"name": name, "n_trials": trials, "sampler": sampler, "direction": direction,
-             "metric": metric, "n_jobs": jobs, "study_name": study, "timeout": timeout,
-             "seed": seed, "alias": alias, "parent": parent, "pruner": pruner}  # fmt: skip
+             "metric": metric, "n_jobs": jobs, "scheduler": scheduler, "study_name": study,
+             "timeout": timeout, "seed": seed, "alias": alias, "parent": parent,
+             "pruner": pruner}  # fmt: skip
     options = {
         **script_defaults(module, script),
         **{k: v for k, v in given.items() if v is not None},
@@ -85,12 +94,13 @@ def tune(
 
 
 def _report(result: Any) -> None:
+    workers = any(t.worker for t in result.trials)  # on a Dask cluster
     emit_table(
-        ["trial", "state", result.metric, "params", "run", "pid"],
+        ["trial", "state", result.metric, "params", "run", "pid", *(["worker"] if workers else [])],
         [
             (t.number, t.state, "-" if t.value is None else f"{t.value:.6g}",
              ", ".join(f"{k}={_short(v)}" for k, v in t.params.items()), t.run_id or "-",
-             t.pid or "-")
+             t.pid or "-", *([t.worker or "-"] if workers else []))
             for t in result.trials
         ],
     )  # fmt: skip
@@ -170,17 +180,28 @@ def script_defaults(module: ModuleType, path: Path) -> dict[str, Any]:
 
 class ScriptFunction:
     """A function of a tuning script, by path and name, so that it pickles: a worker process
-    that is not forked imports the script again when it first calls it."""
+    that is not forked runs the script again when it first calls it, from the source it carries
+    (a Dask worker on another machine has no copy of the file)."""
 
     def __init__(self, path: Path, attribute: str, *, module: ModuleType | None = None) -> None:
         self.path = path.resolve()
         self.attribute = attribute
+        self.source = self.path.read_text(encoding="utf-8")
         self._module = module
 
     def __call__(self, *args: Any) -> Any:
         if self._module is None:
-            self._module = load_script(self.path)
+            self._module = load_source(self.source, self.path)
         return getattr(self._module, self.attribute)(*args)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "attribute": self.attribute, "_module": None}
+        return {**self.__dict__, "_module": None}
+
+
+def load_source(source: str, path: Path) -> ModuleType:
+    """Run a tuning script's source as the module `load_script` would make of its file."""
+    module = ModuleType(f"modelyard_tune_{path.stem}")
+    module.__file__ = str(path)
+    sys.modules[module.__name__] = module  # dataclasses and pickle look their module up here
+    exec(compile(source, str(path), "exec"), module.__dict__)
+    return module

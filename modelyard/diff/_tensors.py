@@ -3,6 +3,8 @@
 Works on manifests: the store cut the file into a `__header__` blob and one blob per tensor, so
 equal digests mean equal tensors and only the changed ones are read, one pair at a time. The
 maths is done in float64 in bounded slices, so memory stays near the size of the two tensors.
+A tensor stored sparse (pruned weights: its values and mask as two entries, see the torch
+flavor) is compared as the dense tensor it stands for, under its own name.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from modelyard.flavors.torch_tools import SparseTensor, sparse_dense_bytes, sparse_layout
 from modelyard.registry import TensorChange
 from modelyard.store import Entry
 
@@ -53,6 +56,8 @@ class _Tensor:
     begin: int
     end: int
     digest: str | None
+    # A tensor stored sparse: its layout, and its values and mask entries.
+    sparse: tuple[SparseTensor, _Tensor, _Tensor] | None = None
 
 
 def tensor_changes(read: Read, path: str, a: Entry, b: Entry) -> list[TensorChange]:
@@ -135,12 +140,28 @@ def _tensors(read: Read, entry: Entry) -> dict[str, _Tensor] | None:
             end=start + end,
             digest=digests.get(name),
         )
+    return _dense(header, tensors, path=entry.path)
+
+
+def _dense(header: dict[str, Any], tensors: dict[str, _Tensor], *, path: str) -> dict[str, _Tensor]:
+    """`tensors` with each sparse tensor's two parts replaced by the dense tensor they hold."""
+    entries = {name: (t.dtype, t.shape) for name, t in tensors.items()}
+    for item in sparse_layout(header.get("__metadata__"), entries, where=path).values():
+        values, mask = tensors.pop(item.values), tensors.pop(item.mask)
+        both = None if values.digest is None or mask.digest is None else values.digest + mask.digest
+        tensors[item.name] = _Tensor(dtype=item.dtype, shape=item.shape, begin=0, end=0,
+                                     digest=both, sparse=(item, values, mask))  # fmt: skip
     return tensors
 
 
 def _bytes(read: Read, entry: Entry, tensor: _Tensor) -> bytes:
     """The tensor's bytes: its own blob, or the pieces of the blobs that cover its range (a
     tensor sharing its bytes with another has no blob of its own)."""
+    if tensor.sparse is not None:
+        item, values, mask = tensor.sparse
+        dense = sparse_dense_bytes(item, _bytes(read, entry, values), _bytes(read, entry, mask),
+                                   where=f"tensor {item.name!r}")  # fmt: skip
+        return dense.tobytes()
     if tensor.digest is not None:
         return read(tensor.digest)
     return b"".join(_range(read, entry, tensor.begin, tensor.end))

@@ -14,6 +14,7 @@ from typing import Any
 
 from modelyard._imports import require
 from modelyard.errors import ConfigurationError, IncompatibleModels
+from modelyard.flavors import _torch_sparse
 
 WEIGHTS_SUFFIX = ".safetensors"
 
@@ -75,22 +76,19 @@ def _prepare(out: Path) -> None:
 
 def _merge_file(a: Path, b: Path, out: Path, weights: tuple[float, float], *, name: str) -> None:
     safetensors = require("safetensors", extra="torch")
-    save_file = require("safetensors.torch", extra="torch").save_file
-    with (
-        safetensors.safe_open(str(a), framework="pt") as left,
-        safetensors.safe_open(str(b), framework="pt") as right,
-    ):
-        keys_a, keys_b = set(left.keys()), set(right.keys())
-        if keys_a != keys_b:
-            missing = sorted(keys_a ^ keys_b)[0]
-            side = b if missing in keys_a else a
-            raise IncompatibleModels(f"{name}: tensor {missing!r} is missing from {side}")
-        merged = {
-            key: _average(name, key, left.get_tensor(key), right.get_tensor(key), weights)
-            for key in sorted(keys_a)
-        }
+    with safetensors.safe_open(str(a), framework="pt") as left:
         metadata = left.metadata()
-    save_file(merged, str(out), metadata=metadata)
+    # Pruned weights may be stored sparse (`_torch_sparse`): averaged as the dense tensors,
+    # and stored sparse again only in a file that was (a transformers file stays plain).
+    left, right = _torch_sparse.load(a), _torch_sparse.load(b)
+    keys_a, keys_b = set(left), set(right)
+    if keys_a != keys_b:
+        missing = sorted(keys_a ^ keys_b)[0]
+        side = b if missing in keys_a else a
+        raise IncompatibleModels(f"{name}: tensor {missing!r} is missing from {side}")
+    merged = {key: _average(name, key, left[key], right[key], weights) for key in sorted(keys_a)}
+    sparse = bool(metadata) and _torch_sparse.LAYOUT_KEY in metadata
+    _torch_sparse.save(merged, out, metadata=metadata, sparse=sparse)
 
 
 def _average(name: str, key: str, a: Any, b: Any, weights: tuple[float, float]) -> Any:

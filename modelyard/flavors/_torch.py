@@ -35,12 +35,14 @@ import numpy as np
 
 from modelyard._imports import require
 from modelyard.errors import ConfigurationError, UnsupportedModel, UntrustedModel
+from modelyard.flavors import _weight_only as weight_only
 from modelyard.flavors import torch_tools
 from modelyard.flavors._answers import check_answer, outputs_of, shaped
 from modelyard.flavors._catalog import flavor
 from modelyard.flavors._paths import inside
 from modelyard.flavors._pickles import check_trusted, guarded_pickle_module
 from modelyard.flavors._protocol import Flavor, type_names
+from modelyard.flavors._torch_folding import fold_dequantized_weights
 from modelyard.flavors._torch_programs import check_program
 from modelyard.flavors._torch_quantized import quantized_modules, quantized_state, rebuild
 from modelyard.security import TrustPolicy
@@ -115,6 +117,11 @@ class TorchFlavor(Flavor):
             # Packed int8 weights cannot be exported or put in safetensors as they are: the
             # class is rebuilt, quantized again and given the stored int8 values.
             return _save_quantized(model, path, init)
+        elif weight_only.weight_only_layers(model):  # int8/int4 Linear layers (_weight_only)
+            location, arguments = _importable(model), _json_init(init)
+            stored = weight_only.save_weights(model, path / WEIGHTS_FILE)
+            return {"format": "class", "class": location, "init": arguments,
+                    "weight_only": stored, "weights": WEIGHTS_FILE, "tied": {}}  # fmt: skip
         elif _exports(model, example, export, init):
             _save_program(model, example, path / PROGRAM_FILE, weights=_stored_names(model))
             rebuild = {
@@ -152,6 +159,12 @@ class TorchFlavor(Flavor):
             return _load_program(
                 program, torch_tools.load_weights(weights_file, settings.get("tied", {}))
             )
+        if kind == "class" and "weight_only" in settings:  # checked there, tensor by tensor
+            init = settings.get("init", {})
+            return weight_only.load_weights(
+                weights_file, settings["weight_only"], where=path,
+                build=lambda: torch_tools.instantiate(settings["class"], init),
+            )  # fmt: skip
         weights = torch_tools.load_weights(weights_file, settings.get("tied", {}))
         if kind == "class" and "quantized" in settings:
             module = torch_tools.instantiate(settings["class"], settings.get("init", {}))
@@ -187,7 +200,7 @@ class TorchFlavor(Flavor):
 def _save_weights(model: Any, file: Path) -> dict[str, str]:
     """Write the state dict; return the tied names (name -> the name stored in its place)."""
     tensors, tied = torch_tools.untied(model.state_dict())
-    require("safetensors.torch", extra="torch").save_file(tensors, str(file))
+    torch_tools.save_weights(tensors, file)  # pruned tensors sparse (see _torch_sparse)
     return tied
 
 
@@ -203,7 +216,7 @@ def _save_quantized(model: Any, path: Path, init: Mapping[str, Any] | None) -> d
         ) from None
     tensors, settings = quantized_state(model)
     tensors, tied = torch_tools.untied(tensors)
-    require("safetensors.torch", extra="torch").save_file(tensors, str(path / WEIGHTS_FILE))
+    torch_tools.save_weights(tensors, path / WEIGHTS_FILE)
     return {"format": "class", "class": location, "init": arguments, "quantized": settings,
             "weights": WEIGHTS_FILE, "tied": tied}  # fmt: skip
 
@@ -248,7 +261,7 @@ def _load_program(file: Path, weights: Mapping[str, Any]) -> Any:
             program.state_dict[name] = _like(stub, weights[name])
         elif stub.dim() and not any(stub.stride()):  # a stub whose tensor went missing
             raise UnsupportedModel(f"{file}: tensor {name!r} is missing from {WEIGHTS_FILE}")
-    return program.module()
+    return fold_dequantized_weights(program.module())  # int8 (PT2E) weights: once, not per call
 
 
 def _like(original: Any, tensor: Any) -> Any:

@@ -10,12 +10,18 @@ archive is checked first, and anything modelyard's own programs do not hold is r
   one) goes through the same allow-list as any other pickle;
 - TorchScript objects, compiled (AOTInductor) code and unknown members are refused;
 - the graph may call only `torch.ops` operators (ATen, prims, higher-order ops), `_operator` and
-  `math` functions; guards may only compare input sizes; symbolic shape expressions and names
-  must be plain (symbols, numbers, arithmetic, sympy's shape functions).
+  `math` functions, and torch's reference int8 quantize/dequantize operators (PT2E int8 graphs);
+  guards may only compare input sizes; symbolic shape expressions and names must be plain
+  (symbols, numbers, arithmetic, sympy's shape functions).
+
+The quantize/dequantize operators are defined by a module of torch itself, which is imported
+(when a checked program calls them) so that `torch.export.load` finds them: a fixed module of
+the installed torch, never one a file names.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import zipfile
@@ -31,6 +37,12 @@ _PLAIN_FILES = frozenset(
     {"archive_format", "archive_version", ".data/version", "byteorder", ".data/serialization_id"}
 )
 _TARGETS = re.compile(r"(torch\.ops\.(aten|prims|higher_order)|_operator|math)(\.[A-Za-z0-9_]+)+")
+# What `convert_pt2e` leaves in an int8 graph: plain tensor arithmetic, defined in Python by
+# `_QUANTIZE_OPERATORS`, a module of torch that is not imported with torch.
+_QUANTIZE_TARGETS = re.compile(
+    r"torch\.ops\.quantized_decomposed\.(de)?quantize_per_(tensor|channel)\.(default|tensor|tensor2)"
+)
+_QUANTIZE_OPERATORS = "torch.ao.quantization.fx._decomposed"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SYMBOL = re.compile(r"[a-z]{1,3}[0-9]+")
 # Guards compare input sizes: `L['left'].size()[0] == L['right'].size()[0]`; nothing else.
@@ -51,17 +63,25 @@ _EXPRESSION_WORDS = frozenset(
 
 def check_program(file: Path, policy: TrustPolicy) -> None:
     """Refuse a `model.pt2` whose members could run code when `torch.export.load` reads it
-    (`UnsafeModel`, naming what was found)."""
+    (`UnsafeModel`, naming what was found); import torch's quantize operators if it calls them."""
     refused: list[str] = []
+    quantized = False
     try:
         with zipfile.ZipFile(file) as archive:
             pickled = _pickled_members(archive)
             for member in archive.namelist():
                 refused += _check_member(archive, member, member in pickled, policy)
+            quantized = any(
+                b"torch.ops.quantized_decomposed." in archive.read(member)
+                for member in archive.namelist()
+                if _relative(member).startswith("models/") and member.endswith(".json")
+            )
     except (zipfile.BadZipFile, ValueError, KeyError) as error:
         refused.append(f"(a malformed torch.export archive: {error})")
     if refused:
         raise UnsafeModel(str(file), imports=sorted(dict.fromkeys(refused)))
+    if quantized:
+        importlib.import_module(_QUANTIZE_OPERATORS)
 
 
 def _relative(member: str) -> str:
@@ -123,6 +143,8 @@ def _graph_refusals(graph: Any) -> Iterator[str]:
         if not _SYMBOL.fullmatch(str(key)):
             yield f"(a shape symbol named {str(key)[:60]!r})"
     for key, value in _strings(graph):
+        if key == "target" and _QUANTIZE_TARGETS.fullmatch(value):
+            continue
         if key == "target" and not (_TARGETS.fullmatch(value) or value.startswith("#")):
             yield f"(a graph call of {value[:80]!r})"
         elif key == "target" and value.startswith("#"):

@@ -21,6 +21,7 @@ import numpy as np
 
 from modelyard._imports import require
 from modelyard.errors import ConfigurationError, UnsupportedModel, UntrustedModel
+from modelyard.flavors import _weight_only as weight_only
 from modelyard.flavors import transformers_tools as text
 from modelyard.flavors._catalog import flavor
 from modelyard.flavors._paths import inside
@@ -94,6 +95,9 @@ class TransformersFlavor(Flavor):
                 require("onnx", extra="onnx").save_model(native.network, path / ONNX_FILE)
                 native.config.save_pretrained(path)
                 runtime: dict[str, Any] = {"runtime": "onnx", "file": ONNX_FILE}
+            elif weight_only.weight_only_layers(native.network):  # int8/int4 Linear layers
+                runtime = {"runtime": "torch", "class": _location(type(native.network)),
+                           "weight_only": weight_only.save_text(native.network, path)}  # fmt: skip
             else:
                 native.network.save_pretrained(path)
                 runtime = {"runtime": "torch", "class": _location(type(native.network))}
@@ -118,7 +122,11 @@ class TransformersFlavor(Flavor):
                 network = session(str(inside(path, settings.get("file"))), [CPU])
                 config = _load_config(path)
                 return text.TextModel(network, tokenizer, task, labels, max_length, config)
-            network = _load_network(path, custom or _class(path, settings.get("class")))
+            cls = custom or _class(path, settings.get("class"))
+            if "weight_only" in settings:  # int8/int4 Linear layers, checked tensor by tensor
+                network = weight_only.load_text(path, cls, settings["weight_only"])
+            else:
+                network = _load_network(path, cls)
         return text.TextModel(network, tokenizer, task, labels, max_length, network.config)
 
     def predict(self, model: Any, inputs: Any, settings: Mapping[str, Any]) -> Any:

@@ -23,11 +23,14 @@ import numpy as np
 
 from modelyard._imports import require
 from modelyard.errors import UnsupportedModel, UntrustedModel
+from modelyard.flavors import _torch_sparse
 from modelyard.flavors._torch_quantized import TYPES as QUANTIZABLE_TYPES
 from modelyard.flavors._torch_quantized import quantize, quantized_modules
+from modelyard.flavors._weight_only import quantize_weights
 
 __all__ = [
     "QUANTIZABLE_TYPES",
+    "SparseTensor",
     "WEIGHTS_FILE",
     "arguments",
     "batch_of_two",
@@ -35,13 +38,23 @@ __all__ = [
     "instantiate",
     "load_weights",
     "quantize",
+    "quantize_weights",
     "quantized_modules",
     "resolve",
+    "save_weights",
+    "sparse_dense_bytes",
+    "sparse_layout",
     "under_torch_nn",
     "untied",
 ]
 
 WEIGHTS_FILE = "model.safetensors"
+
+# The sparse layout of a weights file (see `_torch_sparse`), for readers of stored files
+# (the weight diff reads a file's parts from the store, without torch).
+SparseTensor = _torch_sparse.SparseTensor
+sparse_layout = _torch_sparse.layout
+sparse_dense_bytes = _torch_sparse.dense_bytes
 
 
 def untied(state: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -72,11 +85,17 @@ def untied(state: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     return tensors, tied
 
 
+def save_weights(tensors: Mapping[str, Any], file: Path) -> None:
+    """Write `untied` tensors to a safetensors file, those mostly zeros (pruned) sparse."""
+    _torch_sparse.save(tensors, file)
+
+
 def load_weights(file: Path, tied: Mapping[str, str]) -> dict[str, Any]:
     """The tensors of a safetensors file, each tie (name -> stored name) filled in again."""
     # Mapped, not read: the tensors are views of a private (copy-on-write) mapping of the file,
-    # so loading copies nothing and pages are read as the model touches them.
-    tensors: dict[str, Any] = require("safetensors.torch", extra="torch").load_file(str(file))
+    # so loading copies nothing and pages are read as the model touches them; only tensors
+    # stored sparse are rebuilt in memory.
+    tensors = _torch_sparse.load(file)
     for name, stored in tied.items():
         tensors[name] = tensors[stored]
     return tensors

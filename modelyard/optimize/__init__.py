@@ -1,4 +1,5 @@
-"""Optimization: quantize, prune, convert and tune; every result is a new version with lineage.
+"""Optimization: quantize, prune, convert, distill and tune; each result is a new version with
+lineage.
 
 >>> result = yard.optimize.quantize("mlp@production", eval_data=(X, y))
 >>> print(result.report.table())

@@ -105,29 +105,60 @@ class Optimizer:
         modules: Sequence[str] = ("Linear", "LSTM", "GRU"),
         per_channel: bool = False,
         finetune: Callable[[Any], Any] | None = None,
+        group_size: int | None = None,
         **options: Any,
     ) -> Optimized:
-        """int8 (PyTorch dynamic; ONNX Runtime dynamic, or static with `calibration` inputs)
-        or float16 (PyTorch and ONNX)."""
+        """int8 (PyTorch dynamic, or static as an exported program (PT2E); ONNX Runtime dynamic
+        or static; static with `calibration` inputs) or float16 (PyTorch and ONNX);
+        `method="weight-only"`: int8 or int4 (`group_size`) weights of the Linear layers of a
+        torch or transformers version. `finetune(module)`: quantization-aware training before
+        a torch version's dynamic int8 (the callback trains the module, int8 rounding
+        simulated, in place)."""
         if dtype not in ("int8", "int4", "float16"):
             raise ConfigurationError(f"dtype must be 'int8', 'int4' or 'float16', not {dtype!r}")
         if method not in ("dynamic", "static", "weight-only"):
             raise ConfigurationError(
                 f"method must be 'dynamic', 'static' or 'weight-only', not {method!r}"
             )
+        from modelyard.optimize import _weight_only
+
+        _weight_only.check_request(dtype, method, group_size)
+        from modelyard.optimize import _qat
+
+        _qat.check_request(dtype, method, finetune)
         start = self._load(ref, options, eval_data, metric)
         parent = start.model
         kind = parent.flavor.name
+        if finetune is not None and kind != "torch":
+            raise UnsupportedModel(f"finetune= (quantization-aware training) is for torch "
+                                   f"versions, not {kind}")  # fmt: skip
         settings: dict[str, Any] = {"dtype": dtype}
+        if method == "weight-only":  # int8/int4 Linear weights, float activations
+            module = _module(parent, "quantize") if kind == "torch" else None
+            child, done = _weight_only.weight_only(parent, module, dtype=dtype,
+                                                   group_size=group_size)  # fmt: skip
+            save = None if module is None else _torch_options(parent)
+            return self._finish(start, child, "quantize", {**settings, **done}, options,
+                                flavor=kind, save=save)  # fmt: skip
         if kind == "torch":
             from modelyard.optimize._torch_steps import quantize_int8, to_float16
 
-            if method == "static":
-                raise UnsupportedModel(
-                    "static int8 is for ONNX models; convert the torch version to ONNX first, "
-                    "or use method='dynamic'"
-                )
+            if method == "static":  # PT2E: an int8 exported program (see _pt2e)
+                from modelyard.optimize._pt2e import BACKEND, quantize_static
+
+                if dtype != "int8" or calibration is None:
+                    raise ConfigurationError(f"static quantization makes int8, not {dtype}"
+                                             if dtype != "int8" else
+                                             "static int8 needs calibration= inputs")  # fmt: skip
+                child = quantize_static(parent.native, calibration)
+                settings.update(method="static", backend=BACKEND)
+                return self._finish(start, child, "quantize", settings, options,
+                                    save={"export": True})  # fmt: skip
             module = _module(parent, "quantize")
+            if finetune is not None:  # trained with int8 rounding simulated, then int8 (_qat)
+                child, done = _qat.quantize_trained(module, finetune, modules)
+                return self._finish(start, child, "quantize", {**settings, **done}, options,
+                                    save=_torch_options(parent))  # fmt: skip
             if dtype == "int8":
                 child = quantize_int8(module, modules)
                 settings.update(method="dynamic", modules=",".join(modules))
@@ -276,6 +307,44 @@ class Optimizer:
             child = optimize_graph(_onnx_proto(parent), level=level, scratch=scratch)
         return self._finish(start, child, "optimize-graph", {"level": level}, options,
                             flavor="onnx")  # fmt: skip
+
+    def distill(
+        self,
+        ref: str,
+        *,
+        student: Any,
+        data: Any,
+        eval_data: EvalData,
+        metric: str | Metric = "accuracy",
+        temperature: float = 2.0,
+        alpha: float = 0.5,
+        epochs: int = 20,
+        batch_size: int = 64,
+        lr: float = 3e-3,
+        seed: int = 0,
+        init: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Optimized:
+        """Train a smaller torch `student` (an `nn.Module`, or a function returning one) on the
+        teacher's answers for `data` (inputs X, or (X, y) to mix in the true labels with weight
+        `alpha`): soft targets at `temperature` for a classifier of any flavor, the mean squared
+        error for a regressor (metric r2, rmse or mae). The student answers as the teacher did
+        (a scikit-learn classifier's labels, an ONNX graph's outputs); it is saved by its class
+        when `init` (its constructor's JSON arguments) rebuilds it, else as an exported program.
+
+        >>> yard.optimize.distill("mlp:1", student=lambda: MLP(hidden=16), data=X_train,
+        ...                       eval_data=(X_test, y_test), init={"hidden": 16})
+        """
+        from modelyard.optimize import _distill
+
+        recipe = _distill.Recipe(temperature, alpha, epochs, batch_size, lr, seed)
+        transfer, module = _distill.transfer_set(data), _distill.student_module(student, seed)
+        start = self._load(ref, options, eval_data, metric)
+        child, settings, save = _distill.distilled(
+            start.model, module, transfer, recipe, init=init, eval_inputs=start.check.inputs,
+            regression=start.check.metric in ("r2", "rmse", "mae"),
+        )  # fmt: skip
+        return self._finish(start, child, "distill", settings, options, save=save)
 
     def report(self, ref: str) -> OptimizeReport:
         """The report stored with a version an optimization step made."""
@@ -435,12 +504,12 @@ def _onnx_proto(parent: LoadedModel) -> Any:
 
 def _copy_weights(child: Any, parent_folder: Path, folder: Path) -> None:
     """The parent's exported program with the child's weights (same names and shapes)."""
-    from modelyard.flavors.torch_tools import WEIGHTS_FILE, untied
+    from modelyard.flavors.torch_tools import WEIGHTS_FILE, save_weights, untied
 
     shutil.copytree(parent_folder, folder, ignore=shutil.ignore_patterns("optimize", "explain"))
     tensors, _ = untied(child.state_dict())
     (folder / WEIGHTS_FILE).unlink()
-    require("safetensors.torch", extra="torch").save_file(tensors, str(folder / WEIGHTS_FILE))
+    save_weights(tensors, folder / WEIGHTS_FILE)
 
 
 def _check_of(eval_data: Any, metric: str | Metric, options: dict[str, Any]) -> _Check:

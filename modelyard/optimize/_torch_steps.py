@@ -73,12 +73,14 @@ def prune_magnitude(
         weight = named[name]
         with torch.no_grad():
             mask = _rows_mask(weight, sparsity) if structured else _magnitude_mask(weight, sparsity)
-            weight.mul_(mask)
+            # masked_fill, not mul: a negative weight times 0 is -0.0, which is not stored as
+            # a zero (the sparse weights file keeps every bit), so pruned weights are +0.0.
+            weight.masked_fill_(mask == 0, 0.0)
             masks[name] = mask
             bias = named.get(name[: -len("weight")] + "bias")
             if structured and bias is not None:
                 row = mask.reshape(mask.shape[0], -1)[:, 0]
-                bias.mul_(row)
+                bias.masked_fill_(row == 0, 0.0)
                 masks[name[: -len("weight")] + "bias"] = row
     if not masks:
         raise UnsupportedModel(f"{type(module).__qualname__} has no weight matrices to prune")
@@ -211,7 +213,7 @@ def _finetune(module: Any, masks: dict[str, Any], finetune: FineTune) -> Any:
                 raise ConfigurationError(
                     f"the fine-tune callback changed the module: {name!r} is gone or reshaped"
                 )
-            named[name].mul_(mask)
+            named[name].masked_fill_(mask == 0, 0.0)
             named[name].requires_grad_(False)
     return module
 

@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import shutil
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -28,6 +28,7 @@ from modelyard.flavors import save_model
 from modelyard.optimize._sources import TuneSource
 from modelyard.optimize._spaces import Space, parse_space
 from modelyard.optimize._study import check_settings, pruner_of, quiet, sampler_of, study_storage
+from modelyard.optimize._tune_dask import dask_client, on_dask, worker_threads
 from modelyard.registry import ModelVersion
 from modelyard.settings import Settings
 from modelyard.store import guard_writes, restore_directory, store_directory
@@ -56,7 +57,8 @@ class TrialResult:
 @dataclass(frozen=True)
 class TrialSummary:
     """One trial of a study: its state (`complete`, `pruned`, `fail`, `running`), value, params,
-    run, the process that ran it, and the error of a failed one."""
+    run, the process that ran it (and the Dask worker, on a cluster), and the error of a failed
+    one."""
 
     number: int
     state: str
@@ -65,6 +67,7 @@ class TrialSummary:
     run_id: str | None
     pid: int | None
     error: str | None
+    worker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,8 @@ def tune(
     sampler: str = "tpe",
     direction: str = "maximize",
     metric: str = "score",
-    n_jobs: int = 1,
+    n_jobs: int | None = None,
+    scheduler: Any = None,
     study_name: str | None = None,
     timeout: float | None = None,
     seed: int | None = None,
@@ -162,8 +166,10 @@ def tune(
     trial)` returns a value, `(value, model)` or a `TrialResult`. The sampler is `tpe`
     (Bayesian), `random` or `cmaes`; the pruner `median` (default), `hyperband`, `none` or an
     Optuna pruner. The study (default: `name`) resumes when it exists. `n_jobs` worker
-    processes share the trials; a trial that raises is recorded as failed and the search goes
-    on; each opens its own source with `opener(settings)` (default: the class of `yard`).
+    processes (default 1) share the trials; a trial that raises is recorded as failed and the
+    search goes on; each opens its own source with `opener(settings)` (default: the class of
+    `yard`). `scheduler` (a `distributed.Client` or a scheduler address, `tcp://host:8786`) runs
+    them as `n_jobs` tasks on a Dask cluster instead (default: one per worker thread).
     `parent` is the version tuned from, recorded in the lineage. `on_trial` is called with
     each trial as it finishes (in this process, for the trials of every worker).
 
@@ -175,8 +181,9 @@ def tune(
     >>> result.version.ref, result.best_params
     """
     optuna = require("optuna", extra="optimize")
+    jobs = 1 if n_jobs is None else n_jobs
     check_settings(
-        n_trials=n_trials, n_jobs=n_jobs, timeout=timeout, sampler=sampler, direction=direction
+        n_trials=n_trials, n_jobs=jobs, timeout=timeout, sampler=sampler, direction=direction
     )
     parse_space(space)  # a dict space is checked now, before any trial runs
     pruner_of(pruner)
@@ -185,7 +192,8 @@ def tune(
     search = _Search(settings=yard.settings, opener=opener or _class_of(yard),
                      objective=objective, space=space, study=study_name or name, metric=metric,
                      sampler=sampler, pruner=pruner, timeout=timeout)  # fmt: skip
-    with quiet(optuna), study_storage(yard.settings) as storage:
+    cluster = dask_client(scheduler) if scheduler is not None else nullcontext()
+    with cluster as client, quiet(optuna), study_storage(yard.settings) as storage:
         study = optuna.create_study(
             storage=storage, study_name=search.study, direction=direction, load_if_exists=True,
             sampler=sampler_of(sampler, seed), pruner=pruner_of(pruner),
@@ -197,11 +205,14 @@ def tune(
             )
         study.set_user_attr("model", name)
         finished = _Finished(on_trial, study)
-        if n_jobs == 1:
+        if client is not None:
+            shares = _shares(n_trials, n_jobs or worker_threads(client))
+            on_dask(client, _work, search, shares=shares, seed=seed, watch=finished.poll)
+        elif jobs == 1:
             study.optimize(_Trials(search, yard), n_trials=n_trials, timeout=timeout,
                            catch=(Exception,), callbacks=[finished.callback])  # fmt: skip
         else:
-            _in_processes(search, n_trials=n_trials, n_jobs=n_jobs, seed=seed,
+            _in_processes(search, shares=_shares(n_trials, jobs), seed=seed,
                           watch=finished.poll)  # fmt: skip
         trials = study.get_trials(deepcopy=False)
     completed = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -226,9 +237,10 @@ def tune(
 class _Trials:
     """Optuna's objective: one trial as one registry run around the user's objective."""
 
-    def __init__(self, search: _Search, yard: TuneSource) -> None:
+    def __init__(self, search: _Search, yard: TuneSource, *, worker: str | None = None) -> None:
         self.search = search
         self.yard = yard
+        self.worker = worker  # the Dask worker's address, on a cluster
         self.draw = parse_space(search.space)
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -236,6 +248,9 @@ class _Trials:
 
         registry, search = self.yard.registry, self.search
         tags = {"tune.study": search.study, "tune.trial": trial.number, "tune.pid": os.getpid()}
+        if self.worker is not None:
+            tags["tune.worker"] = self.worker
+            trial.set_user_attr("worker", self.worker)
         run = registry.create_run(name=f"{search.study}/{trial.number}", tags=tags)
         trial.set_user_attr("run_id", run.id)
         trial.set_user_attr("pid", os.getpid())
@@ -354,7 +369,7 @@ def _summary(trial: optuna.trial.FrozenTrial) -> TrialSummary:
     return TrialSummary(
         number=trial.number, state=trial.state.name.lower(), value=trial.value,
         params=dict(trial.params), run_id=attrs.get("run_id"), pid=attrs.get("pid"),
-        error=attrs.get("error"),
+        error=attrs.get("error"), worker=attrs.get("worker"),
     )  # fmt: skip
 
 
@@ -381,11 +396,18 @@ class _Finished:
             self.on_trial(_summary(trial))
 
 
+def _shares(n_trials: int | None, n_jobs: int) -> list[int | None]:
+    """Each worker's share of `n_trials` (None: trials until the timeout); none gets 0."""
+    if n_trials is None:
+        return [None] * n_jobs
+    shares = [n_trials // n_jobs + (index < n_trials % n_jobs) for index in range(n_jobs)]
+    return [share for share in shares if share]
+
+
 def _in_processes(
     search: _Search,
     *,
-    n_trials: int | None,
-    n_jobs: int,
+    shares: list[int | None],
     seed: int | None,
     watch: Callable[[], None],
 ) -> None:
@@ -394,12 +416,10 @@ def _in_processes(
         context: Any = multiprocessing.get_context("fork")
     else:  # pragma: no cover - Windows
         context = multiprocessing.get_context("spawn")
-    shares = [None] * n_jobs if n_trials is None else [
-        n_trials // n_jobs + (index < n_trials % n_jobs) for index in range(n_jobs)]  # fmt: skip
     workers = [
         context.Process(target=_work, args=(search, share, None if seed is None else seed + i),
                         name=f"modelyard-tune-{i}")
-        for i, share in enumerate(shares) if share != 0
+        for i, share in enumerate(shares)
     ]  # fmt: skip
     for worker in workers:
         worker.start()
@@ -416,9 +436,11 @@ def _in_processes(
         )
 
 
-def _work(search: _Search, n_trials: int | None, seed: int | None) -> None:  # pragma: no cover
-    """One worker process: its share of the trials, against the shared study (the test of
-    `n_jobs` runs it, in processes that coverage does not follow)."""
+def _work(
+    search: _Search, n_trials: int | None, seed: int | None, *, worker: str | None = None
+) -> None:  # pragma: no cover
+    """One worker process (or Dask task, on `worker`): its share of the trials, against the
+    shared study (the tests of `n_jobs` and `scheduler` run it, where coverage does not follow)."""
     import optuna
 
     opened = search.opener(search.settings)
@@ -426,8 +448,8 @@ def _work(search: _Search, n_trials: int | None, seed: int | None) -> None:  # p
         study = optuna.load_study(study_name=search.study, storage=storage,
                                   sampler=sampler_of(search.sampler, seed),
                                   pruner=pruner_of(search.pruner))  # fmt: skip
-        study.optimize(_Trials(search, yard), n_trials=n_trials, timeout=search.timeout,
-                       catch=(Exception,))  # fmt: skip
+        study.optimize(_Trials(search, yard, worker=worker), n_trials=n_trials,
+                       timeout=search.timeout, catch=(Exception,))  # fmt: skip
 
 
 def _check_database(yard: TuneSource) -> None:

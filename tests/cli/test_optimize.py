@@ -53,6 +53,15 @@ def test_quantize_prints_the_report_and_registers(logged: Path) -> None:
     assert half["version"] == "mlp:3" and half["report"]["settings"] == {"dtype": "float16"}
 
 
+def test_static_int8_of_a_torch_version(logged: Path, digits: Any, tmp_path: Path) -> None:
+    x, _, _, _ = digits
+    np.savez(tmp_path / "calibration.npz", X=x[:128])
+    out = ok("optimize", "quantize", "mlp:1", "--eval", str(logged), "--method", "static",
+             "--calibration", str(tmp_path / "calibration.npz"), *LOOSE)  # fmt: skip
+    assert "quantize of mlp:1 (dtype=int8, method=static, backend=x86-pt2e)" in out
+    assert "registered mlp:2 (parent mlp:1)" in out
+
+
 def test_prune_refused_then_forced(logged: Path) -> None:
     code, _, err = run("optimize", "prune", "mlp:1", "--eval", str(logged), "--sparsity", "0.95",
                        *LOOSE)  # fmt: skip
