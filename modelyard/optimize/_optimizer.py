@@ -16,14 +16,11 @@ from modelyard._scratch import scratch_folder
 from modelyard.errors import ConfigurationError, NotFound, OptimizationRefused, UnsupportedModel
 from modelyard.flavors import (
     LoadedModel,
-    Signature,
-    answer_for,
-    flavor_for,
-    get_flavor,
     load_model,
     save_model,
 )
-from modelyard.optimize._measure import Metric, measure, metric_named
+from modelyard.optimize._checks import Check, answer_of, check_of, check_signature
+from modelyard.optimize._measure import Metric, measure
 from modelyard.optimize._report import REPORT_FILE, OptimizeReport
 from modelyard.registry import ModelVersion
 from modelyard.security import TrustPolicy
@@ -34,10 +31,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelyard.optimize")  # each step at INFO: the CLI's status line
 
 EvalData = tuple[Any, Any]
-MAX_SLOWDOWN = 1.5
-"""A result answering more than this many times slower than its parent (at batch 1 and 64
-both) is refused unless forced: latency on a shared machine varies by tens of percent, a
-regression like int8 on a small CPU model (3x) does not."""
 
 
 @dataclass(frozen=True)
@@ -49,28 +42,13 @@ class Optimized:
 
 
 @dataclass(frozen=True)
-class _Check:
-    """How a step's result is judged (the options every step takes)."""
-
-    inputs: Any
-    truth: Any
-    metric: str
-    score: Metric
-    higher_is_better: bool
-    tolerance: float
-    force: bool
-    max_slowdown: float | None
-    max_size_ratio: float | None
-
-
-@dataclass(frozen=True)
 class _Start:
     """A step's parent, resolved once (an alias moving meanwhile cannot swap it), and how the
     step's result is judged."""
 
     version: ModelVersion
     model: LoadedModel
-    check: _Check
+    check: Check
 
 
 class Optimizer:
@@ -373,7 +351,7 @@ class Optimizer:
                                   "higher_is_better", "max_slowdown", "max_size_ratio"}  # fmt: skip
         if unknown:
             raise ConfigurationError(f"unknown option {sorted(unknown)[0]!r}")
-        check = _check_of(eval_data, metric, options)  # bad settings refused before any work
+        check = check_of(eval_data, metric, options)  # bad settings refused before any work
         version = self._yard.get_version(ref)
         self._yard.check_signature(version)  # settings.require_signature, as on every load
         log.info("loading %s", version.ref)
@@ -399,11 +377,11 @@ class Optimizer:
                 _copy_weights(child, save["weights_of"], folder)
             else:
                 folder = scratch / "model"
-                answer = _answer(parent, child, flavor)
+                answer = answer_of(parent, child, flavor)
                 save_model(child, folder, flavor=flavor, input_example=parent.input_example(),
                            **(save or {}), **answer)  # fmt: skip
             result = load_model(folder, trust=self._trust(options))
-            _check_signature(parent, result)
+            check_signature(parent, result)
             log.info("measuring latency and %s, before and after", check.metric)
             before, after = measure([parent, result], check.inputs, check.truth, check.score)
             report = OptimizeReport(
@@ -436,42 +414,6 @@ class Optimizer:
                 description=options.get("description") or f"{step} of {version.ref}",
             )  # fmt: skip
         return Optimized(version=registered, report=report)
-
-
-def _answer(parent: LoadedModel, child: Any, flavor: str | None) -> dict[str, Any]:
-    """The save option that makes an ONNX or torch child answer with its parent's outputs, in
-    its parent's form, datatypes and ranks (none when it already does): a converted classifier
-    also gives `probabilities`, a float16 module float16 values, and clients, shadows and the
-    serving signature check compare answers by name and type."""
-    kind = flavor or flavor_for(child).name
-    specs = parent.signature.outputs if parent.signature is not None else []
-    example = parent.input_example()
-    if kind not in ("onnx", "torch") or not specs or example is None:
-        return {}
-    answer = answer_for(
-        parent.predict(example), get_flavor(kind).predict(child, example, {}), specs
-    )
-    return {} if answer is None else {"answer": answer}
-
-
-def _check_signature(parent: LoadedModel, child: LoadedModel) -> None:
-    """A child takes and answers what its parent did: a served alias can move to it."""
-    if parent.signature is None or child.flavor.name not in ("onnx", "torch"):
-        return
-    if child.signature != parent.signature:
-        raise UnsupportedModel(
-            f"the {child.flavor.name} model made from {type(parent.native).__qualname__} "
-            f"does not take and answer what its parent did: {_describe(child.signature)} "
-            f"instead of {_describe(parent.signature)}"
-        )
-
-
-def _describe(signature: Signature | None) -> str:
-    if signature is None:
-        return "no signature"
-    inputs = ", ".join(f"{s.name} {s.datatype} {s.shape}" for s in signature.inputs)
-    outputs = ", ".join(f"{s.name} {s.datatype} {s.shape}" for s in signature.outputs)
-    return f"({inputs}) -> ({outputs})"
 
 
 def _module(parent: LoadedModel, what: str) -> Any:
@@ -510,33 +452,6 @@ def _copy_weights(child: Any, parent_folder: Path, folder: Path) -> None:
     tensors, _ = untied(child.state_dict())
     (folder / WEIGHTS_FILE).unlink()
     save_weights(tensors, folder / WEIGHTS_FILE)
-
-
-def _check_of(eval_data: Any, metric: str | Metric, options: dict[str, Any]) -> _Check:
-    inputs, truth = _eval_pair(eval_data)
-    name, score, higher = metric_named(metric, options.get("higher_is_better"))
-    tolerance = float(options.get("tolerance", 0.01))
-    if not 0 <= tolerance < 1:
-        raise ConfigurationError(f"tolerance must be a fraction in [0, 1), not {tolerance}")
-    slowdown = _ratio(options, "max_slowdown", MAX_SLOWDOWN)
-    size = _ratio(options, "max_size_ratio", None)
-    force = bool(options.get("force", False))
-    return _Check(inputs, truth, name, score, higher, tolerance, force, slowdown, size)
-
-
-def _ratio(options: dict[str, Any], key: str, default: float | None) -> float | None:
-    value = options.get(key, default)
-    if value is None:
-        return None
-    if not isinstance(value, int | float) or value < 1:
-        raise ConfigurationError(f"{key} must be a ratio of at least 1 (or None), not {value!r}")
-    return float(value)
-
-
-def _eval_pair(data: Any) -> tuple[Any, Any]:
-    if not isinstance(data, tuple | list) or len(data) != 2:
-        raise ConfigurationError("eval_data must be a pair (inputs, true values)")
-    return data[0], data[1]
 
 
 def _carry_reference(parent: Path, folder: Path) -> None:

@@ -16,7 +16,7 @@ from sklearn.neural_network import MLPClassifier
 from modelyard import Yard
 from modelyard.errors import UnsupportedModel
 from modelyard.flavors import datatype_of, load_model, save_model
-from modelyard.optimize._optimizer import _check_signature
+from modelyard.optimize._checks import check_signature
 
 X, Y = make_classification(300, 6, n_informative=4, n_classes=3, random_state=0)
 XR, YR = make_regression(300, 6, noise=1.0, random_state=0)
@@ -84,9 +84,9 @@ def test_torch_children_answer_float32_as_their_parent(
 def test_a_child_that_answers_otherwise_is_refused(tmp_path: Path) -> None:
     save_model(LogisticRegression().fit(X, Y), tmp_path / "parent", input_example=X[:5])
     parent = load_model(tmp_path / "parent")
-    _check_signature(parent, parent)  # the same signature: nothing to say
+    check_signature(parent, parent)  # the same signature: nothing to say
     from modelyard.optimize._convert import to_onnx
 
     save_model(to_onnx(parent), tmp_path / "child", input_example=X[:5])  # no answer setting
     with pytest.raises(UnsupportedModel, match=r"-> \(output-0 INT64 \[-1\], probabilities"):
-        _check_signature(parent, load_model(tmp_path / "child"))
+        check_signature(parent, load_model(tmp_path / "child"))

@@ -65,10 +65,10 @@ def test_every_reason_is_named_and_the_way_to_force_it() -> None:
 
 @pytest.mark.parametrize("options", [{"max_slowdown": 0.5}, {"max_size_ratio": "big"}])
 def test_limits_are_checked_before_any_work(options: dict[str, Any]) -> None:
-    from modelyard.optimize._optimizer import _check_of
+    from modelyard.optimize._checks import check_of
 
     with pytest.raises(ConfigurationError, match="must be a ratio of at least 1"):
-        _check_of(([[1.0]], [1]), "accuracy", options)
-    check = _check_of(([[1.0]], [1]), "accuracy", {"max_slowdown": None, "max_size_ratio": 3})
+        check_of(([[1.0]], [1]), "accuracy", options)
+    check = check_of(([[1.0]], [1]), "accuracy", {"max_slowdown": None, "max_size_ratio": 3})
     assert check.max_slowdown is None and check.max_size_ratio == 3.0
-    assert _check_of(([[1.0]], [1]), "accuracy", {}).max_slowdown == 1.5
+    assert check_of(([[1.0]], [1]), "accuracy", {}).max_slowdown == 1.5
