@@ -64,6 +64,7 @@ MODULES = {
     "modelyard._yard_watch": "facade",
     "modelyard.__about__": "base",
     "modelyard._html": "base",
+    "modelyard._dask": "base",
     "modelyard._imports": "base",
     "modelyard._progress": "base",
     "modelyard._scratch": "base",

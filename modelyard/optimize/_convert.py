@@ -221,7 +221,7 @@ def _from_torch(model: LoadedModel, signature: Signature, opset: int | None) -> 
     batch = {0: torch.export.Dim.DYNAMIC}
     dynamic: Any = {key: batch for key in kwargs} if kwargs else tuple(batch for _ in args)
     names = [spec.name for spec in signature.inputs]
-    with warnings.catch_warnings(), _quiet_loggers(*_EXPORTER_LOGGERS):
+    with warnings.catch_warnings(), quiet_loggers(*_EXPORTER_LOGGERS):
         # torch's exporter calls a pytree API it deprecated itself; and it takes an exported
         # program's module for one in training mode, though its graph was traced in eval mode.
         # Any other warning is noise to whoever converts: a failure raises, named, below.
@@ -246,7 +246,7 @@ _EXPORTER_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "onnxscript"
 
 
 @contextlib.contextmanager
-def _quiet_loggers(*names: str) -> Iterator[None]:
+def quiet_loggers(*names: str) -> Iterator[None]:
     """Only errors from these loggers (and their children) while the block runs."""
     loggers = [logging.getLogger(name) for name in names]
     levels = [logger.level for logger in loggers]

@@ -15,7 +15,6 @@ backend fuses them into int8 kernels; the stored version is what serving runs, e
 from __future__ import annotations
 
 import inspect
-import logging
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ import numpy as np
 from modelyard._imports import require
 from modelyard.errors import ConfigurationError, UnsupportedModel
 from modelyard.flavors import torch_tools
+from modelyard.optimize._convert import quiet_loggers
 
 BACKEND = "x86-pt2e"
 """The quantizer's name in a version's settings: torchao's X86InductorQuantizer, default config."""
@@ -72,17 +72,9 @@ def _torchao() -> tuple[ModuleType, ModuleType, ModuleType]:
 
 @contextmanager
 def _quiet_import() -> Iterator[None]:
-    loggers = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
-    levels = [logger.level for logger in loggers]
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quiet_loggers("torchao", "torch.utils._pytree"):
         warnings.filterwarnings("ignore", "`torch.jit.script_method` is deprecated")
-        for logger in loggers:
-            logger.setLevel(logging.ERROR)
-        try:
-            yield
-        finally:
-            for logger, level in zip(loggers, levels, strict=True):
-                logger.setLevel(level)
+        yield
 
 
 def _batches(calibration: Any, size: int) -> Iterator[Any]:

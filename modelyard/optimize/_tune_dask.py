@@ -12,7 +12,6 @@ the models, the study would be lost with the scheduler (no resuming), and it is 
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,14 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from modelyard._dask import scheduler_client
 from modelyard._imports import require
 from modelyard.errors import ConfigurationError, ModelyardError
 
 if TYPE_CHECKING:
     from modelyard.settings import Settings
-
-#: Seconds to wait for a scheduler to answer.
-CONNECT_TIMEOUT = 10
 
 Work = Callable[..., None]
 """The worker function: `work(search, n_trials, seed, worker=address)`."""
@@ -45,32 +42,8 @@ def dask_client(scheduler: Any) -> Iterator[Any]:
         raise ConfigurationError(
             f"scheduler={scheduler!r}: give a distributed.Client or a scheduler address (tcp://host:8786)"
         )
-    _check_reachable(scheduler)
-    try:
-        client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as error:
-        raise ConfigurationError(
-            f"cannot reach the Dask scheduler at {scheduler!r}: {error}"
-        ) from None
-    with client:
+    with scheduler_client(scheduler, as_default=False) as client:
         yield client
-
-
-def _check_reachable(address: str) -> None:
-    """Fail at once on a TCP address nothing listens at (the client would retry until its
-    timeout), or one that does not parse."""
-    from distributed.comm.addressing import parse_address, parse_host_port
-
-    try:
-        scheme, location = parse_address(address)
-        if scheme != "tcp":
-            return  # tls://, ucx://, …: the client says what is wrong
-        host, port = parse_host_port(location)
-        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT).close()
-    except (OSError, ValueError, TypeError) as error:
-        raise ConfigurationError(
-            f"cannot reach the Dask scheduler at {address!r}: {error}"
-        ) from None
 
 
 def worker_threads(client: Any) -> int:

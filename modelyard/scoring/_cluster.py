@@ -14,20 +14,16 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
+from modelyard._dask import scheduler_client
 from modelyard._imports import require
 from modelyard.errors import ConfigurationError
 from modelyard.scoring._model import ModelSpec
 from modelyard.scoring._partition import PartitionResult, PartitionTask
-
-#: Seconds to wait for an existing scheduler to answer.
-CONNECT_TIMEOUT = 15
 
 
 @contextmanager
@@ -36,14 +32,7 @@ def dask_client(scheduler: str | None, *, workers: int | None = None) -> Iterato
     LocalCluster of `workers` processes (default: one per CPU) closed on exit."""
     distributed = require("distributed", extra="dask")
     if scheduler:
-        _check_reachable(scheduler)
-        try:
-            client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT)
-        except (OSError, TimeoutError, ValueError) as error:
-            raise ConfigurationError(
-                f"cannot reach the Dask scheduler at {scheduler!r}: {error}"
-            ) from None
-        with client:
+        with scheduler_client(scheduler) as client:
             yield client
         return
     with local_cluster(workers) as cluster, distributed.Client(cluster) as client:
@@ -77,20 +66,6 @@ def local_cluster(workers: int | None = None) -> Iterator[Any]:
         )
     with cluster:
         yield cluster
-
-
-def _check_reachable(scheduler: str) -> None:
-    """Fail at once on a TCP address nothing listens at (the Dask client would retry until its
-    timeout)."""
-    parts = urlsplit(scheduler)
-    if parts.scheme not in ("tcp", "") or parts.hostname is None or parts.port is None:
-        return  # tls://, inproc://, …: the client says what is wrong
-    try:
-        socket.create_connection((parts.hostname, parts.port), timeout=CONNECT_TIMEOUT).close()
-    except OSError as error:
-        raise ConfigurationError(
-            f"cannot reach the Dask scheduler at {scheduler!r}: {error}"
-        ) from None
 
 
 def run_partitions(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -21,17 +22,12 @@ def digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 @pytest.fixture(scope="session")
 def digits_mlp(digits: Any) -> Any:
     """A trained `DigitsMLP` (hidden 64, three hidden layers): ~93% on the held-out digits."""
-    import torch
 
-    from tests.optimize.models import DigitsMLP, train
+    from tests.optimize.models import DigitsMLP, one_thread, train
 
     x, y, _, _ = digits
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # two threads crawl (60-120 s) when the other core is busy
-    try:
+    with one_thread():
         return train(DigitsMLP(hidden=64), x, y, epochs=25)
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -43,3 +39,12 @@ def yard(tmp_path: Any) -> Any:
     # The operator allows the test models' classes (tests.*), which torch versions name.
     with Yard(Settings(home=tmp_path / "home", user="ana", trusted_modules=["tests"])) as yard:
         yield yard
+
+
+@pytest.fixture
+def single_thread() -> Iterator[None]:
+    """torch on one thread for the test (see `models.one_thread`)."""
+    from tests.optimize.models import one_thread
+
+    with one_thread():
+        yield

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 
@@ -75,3 +78,15 @@ def train(
             loss.backward()
             optimizer.step()
     return model.eval()
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one thread while the block runs: two threads crawl (60-120 s to train) when the
+    other core of a small CI machine is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,30 +19,21 @@ from sklearn.linear_model import LogisticRegression, Ridge
 
 from modelyard import Yard
 from modelyard.errors import ConfigurationError, UnsupportedModel
-from tests.optimize.models import DigitsMLP, train
+from tests.optimize.models import DigitsMLP, one_thread, train
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = {"max_slowdown": None, "tolerance": 0.05}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
 def teacher(digits: Any) -> Any:
     """A DigitsMLP of hidden width 128 (about 35,000 parameters)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     torch.manual_seed(0)  # the initial weights too: the same teacher whatever ran before
-    try:
+    with one_thread():
         return train(DigitsMLP(hidden=128), digits[0], digits[1], epochs=12)
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture

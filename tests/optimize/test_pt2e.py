@@ -22,7 +22,7 @@ from modelyard.errors import ConfigurationError, MissingDependency, UnsafeModel,
 from modelyard.flavors import load_model
 from modelyard.optimize import Optimized
 from modelyard.optimize._pt2e import quantize_static
-from tests.optimize.models import DigitsMLP, train
+from tests.optimize.models import DigitsMLP, one_thread, train
 from tests.security.loading_payloads import replace_member
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,10 +48,8 @@ def static(
 ) -> Iterator[tuple[Yard, Optimized]]:
     """A wide digits MLP (`mlp:1`, its class rebuilds it) and its static int8 child."""
     x, y, x_test, y_test = digits
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     home = tmp_path_factory.mktemp("pt2e") / "home"
-    try:
+    with one_thread():
         mlp = train(DigitsMLP(hidden=HIDDEN), x, y, epochs=6)
         with Yard(Settings(home=home, user="ana", trusted_modules=["tests"])) as yard:
             yard.log_model(mlp, name="mlp", input_example=x_test[:5],
@@ -62,8 +60,6 @@ def static(
                 max_slowdown=None, alias="int8",
             )  # fmt: skip
             yield yard, result
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_static_int8_is_a_child_version(static: tuple[Yard, Optimized]) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,29 +22,20 @@ from modelyard import Yard
 from modelyard.errors import ConfigurationError, OptimizationRefused, UnsupportedModel
 from modelyard.flavors.torch_tools import quantized_modules
 from modelyard.optimize._qat import quantize_trained
-from tests.optimize.models import DigitsMLP, OutlierMLP, Recurrent, train
+from tests.optimize.models import DigitsMLP, OutlierMLP, Recurrent, one_thread, train
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCURACY_ONLY = {"max_slowdown": None}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
 def outlier_mlp(digits: Any) -> Any:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(0)
+    torch.manual_seed(0)
+    with one_thread():
         return train(OutlierMLP(), digits[0], digits[1], epochs=20)
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture
