@@ -23,7 +23,6 @@ The module is rebuilt from one of:
 from __future__ import annotations
 
 import importlib
-import inspect
 import json
 import warnings
 from collections.abc import Iterator, Mapping
@@ -233,7 +232,7 @@ def _save_program(model: Any, example: Any, file: Path, *, weights: set[str]) ->
     args, kwargs = torch_tools.arguments(example, torch_tools.float_dtype(model))
     args = tuple(torch_tools.batch_of_two(value) for value in args)
     kwargs = {key: torch_tools.batch_of_two(value) for key, value in kwargs.items()}
-    dynamic = _dynamic_shapes(model, args, kwargs)
+    dynamic = torch_tools.dynamic_batch(model, args, kwargs)
     with _eval_mode(model):
         try:
             program = torch.export.export(model, args, kwargs, dynamic_shapes=dynamic)
@@ -270,23 +269,6 @@ def _like(original: Any, tensor: Any) -> Any:
     if isinstance(original, torch.nn.Parameter):
         return torch.nn.Parameter(tensor, requires_grad=False)
     return tensor
-
-
-def _dynamic_shapes(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Dim 0 of every tensor input is dynamic, by the name `forward` gives each argument."""
-    torch = require("torch", extra="torch")
-    bound = inspect.signature(model.forward).bind(*args, **kwargs)
-
-    def spec(value: Any) -> Any:
-        if isinstance(value, torch.Tensor) and value.dim():
-            return {0: torch.export.Dim.DYNAMIC}
-        if isinstance(value, tuple | list):
-            return type(value)(spec(item) for item in value)
-        if isinstance(value, dict):
-            return {key: spec(item) for key, item in value.items()}
-        return None
-
-    return {name: spec(value) for name, value in bound.arguments.items()}
 
 
 @contextmanager

@@ -38,7 +38,7 @@ def fold_dequantized_weights(module: Any) -> Any:
         folded += 1
     if folded:
         graph.eliminate_dead_code()
-        _drop_unread(module)
+        drop_unread(module)
         module.recompile()
     return module
 
@@ -81,7 +81,7 @@ def _attribute(module: Any, node: Any) -> Any:
     return value
 
 
-def _drop_unread(module: Any) -> None:
+def drop_unread(module: Any) -> None:
     """Forget the int8 tensors no operation reads any more (their float results replace them)."""
     read = {node.target for node in module.graph.nodes if node.op == "get_attr"}
     for name, _ in [*module.named_parameters(), *module.named_buffers()]:

@@ -14,6 +14,7 @@ imported only when one of these functions runs.
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +25,7 @@ import numpy as np
 from modelyard._imports import require
 from modelyard.errors import UnsupportedModel, UntrustedModel
 from modelyard.flavors import _torch_sparse
+from modelyard.flavors._torch_folding import drop_unread
 from modelyard.flavors._torch_quantized import TYPES as QUANTIZABLE_TYPES
 from modelyard.flavors._torch_quantized import quantize, quantized_modules
 from modelyard.flavors._weight_only import quantize_weights
@@ -34,6 +36,8 @@ __all__ = [
     "WEIGHTS_FILE",
     "arguments",
     "batch_of_two",
+    "drop_unread",
+    "dynamic_batch",
     "float_dtype",
     "instantiate",
     "load_weights",
@@ -184,3 +188,20 @@ def _tensor(value: Any, dtype: Any) -> Any:
     if tensor.is_floating_point() and dtype in (torch.float16, torch.bfloat16):
         tensor = tensor.to(dtype)  # NumPy has no bfloat16: a half model gets half inputs
     return tensor
+
+
+def dynamic_batch(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Dim 0 of every tensor input is dynamic, by the name `forward` gives each argument."""
+    torch = require("torch", extra="torch")
+    bound = inspect.signature(model.forward).bind(*args, **kwargs)
+
+    def spec(value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.dim():
+            return {0: torch.export.Dim.DYNAMIC}
+        if isinstance(value, tuple | list):
+            return type(value)(spec(item) for item in value)
+        if isinstance(value, dict):
+            return {key: spec(item) for key, item in value.items()}
+        return None
+
+    return {name: spec(value) for name, value in bound.arguments.items()}

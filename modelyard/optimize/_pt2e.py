@@ -14,7 +14,6 @@ backend fuses them into int8 kernels; the stored version is what serving runs, e
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -108,8 +107,7 @@ def _exported(module: Any, example: tuple[tuple[Any, ...], dict[str, Any]]) -> A
     args, kwargs = example
     args = tuple(torch_tools.batch_of_two(value) for value in args)
     kwargs = {key: torch_tools.batch_of_two(value) for key, value in kwargs.items()}
-    bound = inspect.signature(module.forward).bind(*args, **kwargs)
-    dynamic = {name: _dynamic(value) for name, value in bound.arguments.items()}
+    dynamic = torch_tools.dynamic_batch(module, args, kwargs)
     try:
         program = torch.export.export(module, args, kwargs, dynamic_shapes=dynamic)
     except Exception as error:  # export fails in many ways, each with its own type
@@ -122,27 +120,10 @@ def _exported(module: Any, example: tuple[tuple[Any, ...], dict[str, Any]]) -> A
     return program.module()
 
 
-def _dynamic(value: Any) -> Any:
-    torch = require("torch", extra="torch")
-    if isinstance(value, torch.Tensor) and value.dim():
-        return {0: torch.export.Dim.DYNAMIC}
-    if isinstance(value, tuple | list):
-        return type(value)(_dynamic(item) for item in value)
-    if isinstance(value, dict):
-        return {key: _dynamic(item) for key, item in value.items()}
-    return None
-
-
 def _drop_unused(graph: Any) -> None:
     """Remove the parameters and buffers the converted graph no longer reads: the float
     weights stay attached beside their int8 copies, and would be saved too."""
     graph.graph.eliminate_dead_code()
-    read = {node.target for node in graph.graph.nodes if node.op == "get_attr"}
-    for name, _ in [*graph.named_parameters(), *graph.named_buffers()]:
-        if name not in read:
-            owner, _, attribute = name.rpartition(".")
-            holder = graph.get_submodule(owner)
-            holder._parameters.pop(attribute, None)
-            holder._buffers.pop(attribute, None)
+    torch_tools.drop_unread(graph)
     graph.delete_all_unused_submodules()
     graph.recompile()

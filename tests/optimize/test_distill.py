@@ -6,9 +6,6 @@ teacher's accuracy on the held-out digits; the default 1% is for steps that keep
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +16,9 @@ from sklearn.linear_model import LogisticRegression, Ridge
 
 from modelyard import Yard
 from modelyard.errors import ConfigurationError, UnsupportedModel
+from tests.flavors.conftest import predict_in_fresh_process
 from tests.optimize.models import DigitsMLP, one_thread, train
 
-ROOT = Path(__file__).resolve().parents[2]
 FAST = {"max_slowdown": None, "tolerance": 0.05}
 
 
@@ -123,23 +120,9 @@ def test_answers_are_the_same_in_a_fresh_process(
                               eval_data=(x_test, y_test), max_slowdown=None).version.ref
         for teacher in (mlp, logistic)
     ]  # fmt: skip
-    np.save(tmp_path / "x.npy", x_test[:64])
-    script = (
-        "import json, sys, numpy as np\n"
-        "from modelyard import Settings, Yard\n"
-        "home, refs, x = sys.argv[1], json.loads(sys.argv[2]), np.load(sys.argv[3])\n"
-        "settings = Settings(home=home, user='ana', trusted_modules=['tests'])\n"
-        "with Yard(settings) as yard:\n"
-        "    for ref in refs:\n"
-        "        np.save(f'{sys.argv[4]}/{ref}.npy', yard.load_model(ref).predict(x))\n"
-    )
-    subprocess.run(
-        [sys.executable, "-c", script, str(yard.settings.home), json.dumps(refs),
-         str(tmp_path / "x.npy"), str(tmp_path)],
-        check=True, cwd=ROOT, timeout=60,
-    )  # fmt: skip
     for ref in refs:
-        fresh = np.load(tmp_path / f"{ref}.npy")
+        folder = yard.model_folder(yard.get_version(ref))
+        fresh = predict_in_fresh_process(folder, x_test[:64], tmp_path)
         here = yard.load_model(ref).predict(x_test[:64])
         assert fresh.dtype == here.dtype and np.array_equal(fresh, here)
 

@@ -3,9 +3,6 @@ stores at most 0.35x of the dense bytes) and the same answers in a fresh process
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +13,7 @@ from safetensors import safe_open
 from modelyard import Yard
 from modelyard.flavors.torch_tools import WEIGHTS_FILE
 from modelyard.optimize._measure import model_bytes
-
-ROOT = Path(__file__).resolve().parents[2]
-
-FRESH = """
-import json, sys, numpy as np
-from modelyard import Settings, Yard
-home, refs, x, out = sys.argv[1], json.loads(sys.argv[2]), np.load(sys.argv[3]), sys.argv[4]
-with Yard(Settings(home=home, user="ana", trusted_modules=["tests"])) as yard:
-    for ref in refs:
-        np.save(f"{out}/{ref}.npy", yard.load_model(ref).predict(x))
-"""
+from tests.flavors.conftest import predict_in_fresh_process
 
 
 @pytest.fixture
@@ -61,15 +48,10 @@ def test_pruned_weights_are_stored_by_their_zeros(
     assert ".sparse/layers.0.weight/values" in stored_names(yard, refs[0.8])
     assert "layers.0.bias" in stored_names(yard, refs[0.8])  # biases keep no zeros: dense
     # the same answers, bit for bit, in a process that has nothing of this one's
-    np.save(tmp_path / "x.npy", x[:64])
-    subprocess.run(
-        [sys.executable, "-c", FRESH, str(yard.settings.home), json.dumps(list(refs.values())),
-         str(tmp_path / "x.npy"), str(tmp_path)],
-        check=True, cwd=ROOT, timeout=120,
-    )  # fmt: skip
     for ref in refs.values():
+        folder = yard.model_folder(yard.get_version(ref))
+        fresh = predict_in_fresh_process(folder, x[:64], tmp_path)
         here = yard.load_model(ref).predict(x[:64])
-        fresh = np.load(tmp_path / f"{ref}.npy")
         assert fresh.dtype == here.dtype and np.array_equal(fresh, here)
 
 

@@ -9,8 +9,6 @@ None`): int8 of a model this small is not faster, and the bench measures speed."
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +20,9 @@ from modelyard import Yard
 from modelyard.errors import ConfigurationError, OptimizationRefused, UnsupportedModel
 from modelyard.flavors.torch_tools import quantized_modules
 from modelyard.optimize._qat import quantize_trained
+from tests.flavors.conftest import predict_in_fresh_process
 from tests.optimize.models import DigitsMLP, OutlierMLP, Recurrent, one_thread, train
 
-ROOT = Path(__file__).resolve().parents[2]
 ACCURACY_ONLY = {"max_slowdown": None}
 
 
@@ -123,20 +121,7 @@ def test_answers_are_the_same_in_a_fresh_process(
     _, _, x, y = digits
     ref = yard.optimize.quantize(outlier, eval_data=(x, y), finetune=finetuner(digits, 1),
                                  force=True, **ACCURACY_ONLY).version.ref  # fmt: skip
-    np.save(tmp_path / "x.npy", x[:64])
-    script = (
-        "import sys, numpy as np\n"
-        "from modelyard import Settings, Yard\n"
-        "settings = Settings(home=sys.argv[1], user='ana', trusted_modules=['tests'])\n"
-        "with Yard(settings) as yard:\n"
-        "    np.save(sys.argv[4], yard.load_model(sys.argv[2]).predict(np.load(sys.argv[3])))\n"
-    )
-    subprocess.run(
-        [sys.executable, "-c", script, str(yard.settings.home), ref, str(tmp_path / "x.npy"),
-         str(tmp_path / "fresh.npy")],
-        check=True, cwd=ROOT, timeout=60,
-    )  # fmt: skip
-    fresh = np.load(tmp_path / "fresh.npy")
+    fresh = predict_in_fresh_process(yard.model_folder(yard.get_version(ref)), x[:64], tmp_path)
     here = yard.load_model(ref).predict(x[:64])
     assert fresh.dtype == here.dtype and np.array_equal(fresh, here)
 
